@@ -1,0 +1,213 @@
+"""The objective contract: a problem with a latent z whose expectation estimators differentiate.
+
+Sign convention (the one place it is fixed): every objective is a quantity to *maximise* (an
+ELBO, or a toy's negative cost); estimators estimate its gradient; a training loop minimises
+`-objective.estimate(...).loss`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from estimators import Estimator, EstimatorOutput, Exact
+from estimators.exact import enumerate_support
+
+from .kl import analytic_kl
+
+KL = Literal["analytic", "sampled"]
+KL_CHOICES = ("analytic", "sampled")
+
+
+class ObjectiveError(ValueError):
+    """Bad use of an objective (unknown name or option, bad value)."""
+
+
+class NoExactValue(ObjectiveError):
+    """The objective has no exact value (or log-marginal) to compare against."""
+
+
+class Objective(nn.Module):
+    """A problem E_{q_phi}[f] shared by all estimators.
+
+    The distribution parameters (`posterior_params`) are one tensor, so gradient statistics can
+    treat them as a leaf; `distribution(params)` builds q from it. Inference-network parameters
+    live under `self.encoder`; every other parameter is generative ("decoder").
+    """
+
+    name: ClassVar[str] = "objective"
+    encoder: nn.Module | None  # set by subclasses that have an inference network
+
+    def posterior_params(self, x: Tensor | None) -> Tensor:
+        """The parameters of q(z|x) as one tensor (logits, or loc and log-scale stacked)."""
+        raise NotImplementedError
+
+    def distribution(self, params: Tensor) -> Distribution:
+        """q built from `posterior_params`; batch shape = the data batch."""
+        raise NotImplementedError
+
+    def posterior(self, x: Tensor | None) -> Distribution:
+        """q(z|x) for a batch x of shape (B, D) (toys take x=None)."""
+        return self.distribution(self.posterior_params(x))
+
+    def example_input(self) -> Tensor | None:
+        """A one-example input, to ask which estimators apply without data."""
+        return None
+
+    def check(self, estimator: Estimator) -> None:
+        """Raise `UnsupportedDistributionError` if `estimator` does not apply to this latent."""
+        with torch.no_grad():
+            estimator.check(self.posterior(self.example_input()))
+
+    def estimate(
+        self,
+        x: Tensor | None,
+        estimator: Estimator,
+        num_samples: int = 1,
+        *,
+        noise: Tensor | None = None,
+        params: Tensor | None = None,
+    ) -> EstimatorOutput:
+        """The objective for batch x estimated by `estimator`: `loss` (B,) to maximise.
+
+        noise: base noise for the estimator (see `estimators.sampling`);
+        params: distribution parameters to use instead of `posterior_params(x)`.
+        """
+        raise NotImplementedError
+
+    def exact(self, x: Tensor | None, params: Tensor | None = None) -> Tensor:
+        """The exact objective per example (B,), differentiable: its autograd is the exact
+        gradient. Raises `NoExactValue` where none exists."""
+        raise NoExactValue(f"objective '{self.name}' has no exact value")
+
+    @property
+    def has_exact(self) -> bool:
+        """Whether `exact` is available (for discrete latents: small enough to enumerate)."""
+        return False
+
+    def parameter_groups(self) -> dict[str, list[str]]:
+        """Parameter names by role: 'encoder' (inference network) and 'decoder' (the rest)."""
+        names = [n for n, _ in self.named_parameters()]
+        return {
+            "encoder": [n for n in names if n.startswith("encoder.")],
+            "decoder": [n for n in names if not n.startswith("encoder.")],
+        }
+
+
+class LatentVariableModel(Objective):
+    """p(z) p_theta(x|z) with amortized q_phi(z|x); the objective is the ELBO."""
+
+    def __init__(self, kl: KL = "analytic") -> None:
+        super().__init__()
+        if kl not in KL_CHOICES:
+            raise ObjectiveError(f"kl must be one of {', '.join(KL_CHOICES)}, got {kl!r}")
+        self.kl = kl
+
+    def prior(self, x: Tensor | None = None) -> Distribution:
+        """p(z) (or p(z|x) for conditional models), broadcastable to q's batch shape."""
+        raise NotImplementedError
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x|z) for z of shape (S, B, *event): shape (S, B)."""
+        raise NotImplementedError
+
+    def elbo(
+        self,
+        x: Tensor,
+        estimator: Estimator,
+        num_samples: int = 1,
+        kl: KL | None = None,
+        *,
+        noise: Tensor | None = None,
+        params: Tensor | None = None,
+    ) -> EstimatorOutput:
+        """ELBO(x) = E_q[log p(x|z)] - KL(q || p), estimated with `estimator`.
+
+        kl="analytic": the KL in closed form, added exactly (the estimator sees log p(x|z));
+        kl="sampled": f = log p(x|z) + log p(z) - log q(z) at the estimator's samples, with
+        densities as the estimator sees them (`estimator.relax`: Concrete densities at relaxed
+        samples; `estimator.log_q`: whether the zero-mean direct term is kept).
+        """
+        kl = kl or self.kl
+        if kl not in KL_CHOICES:
+            raise ObjectiveError(f"kl must be one of {', '.join(KL_CHOICES)}, got {kl!r}")
+        q = self.distribution(self.posterior_params(x) if params is None else params)
+        prior = self.prior(x)
+        if kl == "analytic":
+            out = estimator(q, lambda z: self.log_likelihood(x, z), num_samples, noise=noise)
+            return out.plus(-analytic_kl(q, prior))
+        relaxed_prior = estimator.relax(prior)
+
+        def integrand(z: Tensor) -> Tensor:
+            return self.log_likelihood(x, z) + relaxed_prior.log_prob(z) - estimator.log_q(q, z)
+
+        return estimator(q, integrand, num_samples, noise=noise)
+
+    def estimate(self, x, estimator, num_samples=1, *, noise=None, params=None):  # type: ignore[override]
+        return self.elbo(x, estimator, num_samples, noise=noise, params=params)
+
+    @torch.no_grad()
+    def log_weights(self, x: Tensor, num_samples: int) -> Tensor:
+        """log p(x, z_s) - log q(z_s|x) for z_s ~ q: shape (S, B), no gradient (evaluation)."""
+        q = self.posterior(x)
+        z = q.sample((num_samples,))
+        return self.log_likelihood(x, z) + self.prior(x).log_prob(z) - q.log_prob(z)
+
+    @torch.no_grad()
+    def iwae(self, x: Tensor, k: int) -> Tensor:
+        """The IWAE-k bound log (1/k) sum_s w_s, shape (B,) (k = 1 is the ELBO)."""
+        return torch.logsumexp(self.log_weights(x, k), 0) - math.log(k)
+
+    def log_marginal(self, x: Tensor) -> Tensor:
+        """Exact log p(x), shape (B,); raises `NoExactValue` where it is not tractable."""
+        raise NoExactValue(f"objective '{self.name}' has no exact log p(x)")
+
+    @property
+    def has_log_marginal(self) -> bool:
+        return False
+
+
+class DiscreteLatentModel(LatentVariableModel):
+    """A latent-variable model with a discrete latent: exact ELBO and log p(x) by enumeration
+    when the number of configurations is at most `max_configurations`."""
+
+    def __init__(self, kl: KL = "analytic", max_configurations: int = 4096) -> None:
+        super().__init__(kl)
+        self.max_configurations = int(max_configurations)
+
+    @property
+    def num_configurations(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def has_exact(self) -> bool:
+        return self.num_configurations <= self.max_configurations
+
+    has_log_marginal = has_exact
+
+    def _require_small(self) -> None:
+        if not self.has_exact:
+            raise NoExactValue(
+                f"objective '{self.name}' has {self.num_configurations} latent configurations, "
+                f"more than max_configurations={self.max_configurations}: nothing exact"
+            )
+
+    def exact(self, x: Tensor | None, params: Tensor | None = None) -> Tensor:
+        self._require_small()
+        assert x is not None
+        return self.elbo(x, Exact(self.max_configurations), params=params).loss
+
+    @torch.no_grad()
+    def log_marginal(self, x: Tensor, chunk: int = 256) -> Tensor:
+        """log p(x) = logsumexp_z [log p(x|z) + log p(z)], enumerated in chunks of `chunk`."""
+        self._require_small()
+        prior = self.prior(x).expand(torch.Size([x.shape[0]]))
+        support = enumerate_support(prior)
+        parts = [
+            self.log_likelihood(x, z) + prior.log_prob(z) for z in support.split(chunk)
+        ]
+        return torch.logsumexp(torch.cat(parts), 0)

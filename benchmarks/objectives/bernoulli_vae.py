@@ -1,0 +1,52 @@
+"""Sigmoid belief net VAE: Bernoulli latents with a learned factorised prior.
+
+`hidden=()` gives the linear model (logistic regression encoder and decoder, the classic SBN of
+Mnih & Gregor 2014); a hidden size gives the nonlinear one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Bernoulli, Distribution, Independent
+
+from .base import DiscreteLatentModel
+from .likelihoods import bernoulli_log_likelihood
+from .networks import mlp
+
+
+class BernoulliVAE(DiscreteLatentModel):
+    name = "bernoulli_vae"
+
+    def __init__(
+        self, input_dim: int = 64, latent_dim: int = 16, hidden: int | Sequence[int] = (),
+        activation: str = "tanh", kl: str = "analytic", max_configurations: int = 4096,
+    ) -> None:
+        super().__init__(kl, max_configurations)  # type: ignore[arg-type]
+        self.input_dim, self.latent_dim = int(input_dim), int(latent_dim)
+        self.encoder = mlp(self.input_dim, hidden, self.latent_dim, activation)
+        self.decoder = mlp(self.latent_dim, hidden, self.input_dim, activation)
+        self.prior_logits = nn.Parameter(torch.zeros(self.latent_dim))
+
+    @property
+    def num_configurations(self) -> int:
+        return 2**self.latent_dim
+
+    def example_input(self) -> Tensor:
+        return torch.zeros(1, self.input_dim)
+
+    def posterior_params(self, x: Tensor | None) -> Tensor:
+        """Logits (B, latent_dim)."""
+        assert x is not None
+        return self.encoder(x)
+
+    def distribution(self, params: Tensor) -> Distribution:
+        return Independent(Bernoulli(logits=params, validate_args=False), 1)
+
+    def prior(self, x: Tensor | None = None) -> Distribution:
+        return Independent(Bernoulli(logits=self.prior_logits, validate_args=False), 1)
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        return bernoulli_log_likelihood(self.decoder(z), x)

@@ -1,0 +1,542 @@
+"""Results store: one embedded SQLite database (``results.sqlite``) per run directory.
+
+Layout
+------
+``runs``     one row per invocation of a suite (a resumed run adds another row, so the table is
+             the history of invocations, not of suites).
+``cells``    one row per benchmark cell, identified by :func:`cell_key` of its config.
+``metrics``  tidy ``(cell_id, step, metric, value)`` rows; deleted with their cell.
+``meta``     ``schema_version`` (currently ``1``).
+
+Concurrency model
+-----------------
+Exactly one process (the benchmark client) writes. Any number of readers (report builders,
+notebooks, a ``tail``-style monitor) may open the same file concurrently: the database runs in
+WAL mode, so readers see the last committed state and never block the writer or each other.
+
+Crash safety
+------------
+A cell and all of its metric rows are written in a single ``BEGIN IMMEDIATE`` transaction, so a
+killed process leaves either the whole cell or nothing. ``synchronous=NORMAL`` in WAL mode can
+lose the last few commits on *power* loss but never corrupts the file; a lost cell is simply
+re-run by ``--resume``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "COMPLETED_STATUSES",
+    "EXPORT_FORMATS",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "STORE_FILENAME",
+    "CellResult",
+    "Store",
+    "StoreError",
+    "cell_key",
+    "export",
+]
+
+STORE_FILENAME = "results.sqlite"
+SCHEMA_VERSION = 1
+STATUSES: tuple[str, ...] = ("ok", "failed", "not_applicable")
+# Cells with these statuses are final: ``--resume`` skips them and they are never rewritten.
+COMPLETED_STATUSES: frozenset[str] = frozenset({"ok", "not_applicable"})
+EXPORT_FORMATS: tuple[str, ...] = ("csv", "parquet")
+
+_CONNECT_TIMEOUT_S = 30.0
+_KEY_HEX_CHARS = 16
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY,
+    suite       TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    started     REAL NOT NULL,
+    finished    REAL NULL
+);
+CREATE TABLE IF NOT EXISTS cells (
+    id          INTEGER PRIMARY KEY,
+    run_id      INTEGER NOT NULL REFERENCES runs(id),
+    key         TEXT UNIQUE NOT NULL,
+    config      TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'not_applicable')),
+    reason      TEXT NULL,
+    started     REAL,
+    finished    REAL,
+    environment TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cells_run_id ON cells(run_id);
+CREATE TABLE IF NOT EXISTS metrics (
+    cell_id INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE,
+    step    INTEGER NOT NULL,
+    metric  TEXT NOT NULL,
+    value   REAL,
+    PRIMARY KEY (cell_id, step, metric)
+) WITHOUT ROWID;
+"""
+
+_CELL_COLUMNS = [
+    "id",
+    "run_id",
+    "key",
+    "status",
+    "reason",
+    "started",
+    "finished",
+    "config",
+    "environment",
+]
+_RUN_COLUMNS = ["id", "suite", "config", "environment", "started", "finished"]
+_METRIC_COLUMNS = ["cell_id", "key", "step", "metric", "value"]
+_TIDY_BASE_COLUMNS = [*_METRIC_COLUMNS, "status"]
+
+
+class StoreError(RuntimeError):
+    """Any failure of the results store that a caller is expected to handle or report."""
+
+
+# --------------------------------------------------------------------------------------------
+# Canonical JSON and cell keys
+# --------------------------------------------------------------------------------------------
+
+
+def _canonical(value: Any, where: str = "config") -> Any:
+    """Convert ``value`` to plain JSON types (dict/list/str/int/float/bool/None).
+
+    Done by hand rather than via ``json.dumps(default=...)`` because ``json`` cannot serialise
+    non-dict Mappings and silently turns non-str keys into strings (``{1: x}`` and ``{"1": x}``
+    would then collide).
+    """
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: keys must be str, got {k!r} ({type(k).__name__})")
+            out[k] = _canonical(v, f"{where}.{k}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    # numpy / torch scalars: unwrap to the equivalent Python number.
+    item = getattr(value, "item", None)
+    if callable(item):
+        return _canonical(item(), where)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"{where}: {type(value).__name__} value {value!r} is not JSON-serialisable")
+
+
+def _dumps(value: Any) -> str:
+    """Canonical JSON: sorted keys, no whitespace; ``json`` renders floats with ``float.__repr__``
+    so the text round-trips exactly and equal configs always give equal text."""
+    return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def cell_key(config: Mapping[str, Any]) -> str:
+    """Stable identifier of a cell: first 16 hex chars of sha256 over the canonical JSON config.
+
+    Independent of key order at every nesting level. Note that ``1``, ``1.0`` and ``True`` are
+    *different* configs here (they render differently), which is deliberate: a float learning
+    rate and an integer one are not the same experiment.
+    """
+    digest = hashlib.sha256(_dumps(config).encode("utf-8")).hexdigest()
+    return digest[:_KEY_HEX_CHARS]
+
+
+def _to_real(value: Any) -> float | None:
+    """SQLite has no NaN, so NaN is stored as NULL; +/-inf are valid REALs and stored as-is.
+
+    (SQLite also drops the sign of -0.0: it reads back as 0.0.)
+    """
+    f = float(value)
+    return None if math.isnan(f) else f
+
+
+# --------------------------------------------------------------------------------------------
+# Cell result
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """Everything recorded for one benchmark cell.
+
+    ``metrics`` holds ``(step, metric, value)`` triples; each ``(step, metric)`` pair must be
+    unique within a cell (the store's primary key enforces it).
+    """
+
+    key: str
+    config: dict[str, Any]
+    status: str
+    reason: str | None
+    started: float
+    finished: float
+    environment: dict[str, Any]
+    metrics: list[tuple[int, str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise StoreError(f"invalid cell status {self.status!r}; expected one of {STATUSES}")
+        if not isinstance(self.key, str) or not self.key:
+            raise StoreError(f"cell key must be a non-empty string, got {self.key!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Store
+# --------------------------------------------------------------------------------------------
+
+
+class Store:
+    """Handle on one ``results.sqlite`` file. Use as a context manager.
+
+    Only one process may write (the benchmark client); other processes may open the same file
+    for reading at any time. A ``Store`` object must be used from the thread that created it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise StoreError(f"no {self.path.name} in {self.path.parent}")
+        try:
+            # isolation_level=None: the sqlite3 module must not open implicit transactions;
+            # every write below is bracketed by an explicit BEGIN IMMEDIATE / COMMIT.
+            self._conn: sqlite3.Connection | None = sqlite3.connect(
+                self.path, timeout=_CONNECT_TIMEOUT_S, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        try:
+            self._configure()
+            self._ensure_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike[str], create: bool = True) -> Store:
+        """Open ``run_dir/results.sqlite``; with ``create`` the directory and file are made."""
+        run_dir = Path(run_dir)
+        if create:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        return cls(run_dir / STORE_FILENAME, create=create)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"store {self.path} is closed")
+        return self._conn
+
+    def _configure(self) -> None:
+        try:
+            # Foreign keys are per-connection and off by default; without them ON DELETE CASCADE
+            # would silently leave orphan metric rows behind.
+            self._db.execute("PRAGMA foreign_keys=ON")
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable SQLite database: {exc}") from exc
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{self.path}: could not enable WAL journal mode (got {mode!r})")
+
+    def _schema_version(self) -> str | None:
+        """The stored schema version, or None if the file holds no ``meta`` table yet."""
+        tables = {
+            row[0]
+            for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if "meta" not in tables:
+            if tables - {"sqlite_sequence"}:
+                raise StoreError(
+                    f"{self.path} is an SQLite database but not an estibench results store "
+                    f"(tables: {sorted(tables)})"
+                )
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return None if row is None else str(row[0])
+
+    def _check_version(self, version: str) -> None:
+        if version != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"{self.path} has schema_version {version!r}, but this estibench supports "
+                f"schema_version {SCHEMA_VERSION}; use a matching estibench version or a new "
+                "run directory"
+            )
+
+    def _ensure_schema(self) -> None:
+        # Fast path needs no write lock, so readers can open while the writer is busy.
+        version = self._schema_version()
+        if version is not None:
+            self._check_version(version)
+            return
+        with self._transaction():
+            # Re-check under the write lock: another process may have initialised it meanwhile.
+            version = self._schema_version()
+            if version is None:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            else:
+                self._check_version(version)
+        # executescript() is avoided above because it COMMITs any open transaction first.
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; roll back on *any* exception (incl. Ctrl-C).
+
+        IMMEDIATE takes the write lock up front, so a second writer waits (``timeout``) at BEGIN
+        instead of failing with SQLITE_BUSY halfway through a cell.
+        """
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot start a write transaction: {exc}") from exc
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite may already have rolled back on its own (e.g. after SQLITE_FULL).
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path}: write failed and was rolled back: {exc}") from exc
+            raise
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def start_run(
+        self, suite: str, config: Mapping[str, Any], environment: Mapping[str, Any]
+    ) -> int:
+        """Record a new invocation and return its id (a resumed run gets a new row too)."""
+        with self._transaction() as db:
+            cur = db.execute(
+                "INSERT INTO runs(suite, config, environment, started) VALUES (?, ?, ?, ?)",
+                (suite, _dumps(config), _dumps(environment), time.time()),
+            )
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int) -> None:
+        """Stamp the finish time of run ``run_id``."""
+        with self._transaction() as db:
+            cur = db.execute("UPDATE runs SET finished = ? WHERE id = ?", (time.time(), run_id))
+            if cur.rowcount != 1:
+                raise StoreError(f"no run with id {run_id} in {self.path}")
+
+    def write_cell(self, run_id: int, result: CellResult) -> None:
+        """Write a cell and all of its metrics atomically.
+
+        A previous *failed* cell with the same key is replaced (its metrics go with it) in the
+        same transaction; a previous completed cell (ok / not_applicable) raises StoreError,
+        since completed cells are final. On any error nothing of this cell is left behind.
+        """
+        with self._transaction() as db:
+            existing = db.execute(
+                "SELECT id, status FROM cells WHERE key = ?", (result.key,)
+            ).fetchone()
+            if existing is not None:
+                old_id, old_status = existing
+                if old_status in COMPLETED_STATUSES:
+                    raise StoreError(
+                        f"cell {result.key} is already stored with status {old_status!r}; "
+                        "completed cells are never written twice"
+                    )
+                db.execute("DELETE FROM cells WHERE id = ?", (old_id,))  # cascades to metrics
+            cur = db.execute(
+                "INSERT INTO cells(run_id, key, config, status, reason, started, finished, "
+                "environment) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    result.key,
+                    _dumps(result.config),
+                    result.status,
+                    result.reason,
+                    result.started,
+                    result.finished,
+                    _dumps(result.environment),
+                ),
+            )
+            cell_id = cur.lastrowid
+            # A generator keeps memory flat for large metric lists; executemany reuses one
+            # prepared statement, which is what makes ~10k rows per cell cheap.
+            db.executemany(
+                "INSERT INTO metrics(cell_id, step, metric, value) VALUES (?, ?, ?, ?)",
+                (
+                    (cell_id, int(step), str(name), _to_real(value))
+                    for step, name, value in result.metrics
+                ),
+            )
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def completed_keys(self) -> set[str]:
+        """Keys of cells that are final (ok / not_applicable); what ``--resume`` skips."""
+        rows = self._db.execute(
+            "SELECT key FROM cells WHERE status IN ('ok', 'not_applicable')"
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def cells(self) -> pd.DataFrame:
+        """One row per cell; ``config`` and ``environment`` are decoded to dicts."""
+        rows = self._db.execute(
+            "SELECT id, run_id, key, status, reason, started, finished, config, environment "
+            "FROM cells ORDER BY id"
+        ).fetchall()
+        df = pd.DataFrame.from_records(rows, columns=_CELL_COLUMNS)
+        df = df.astype(
+            {"id": "int64", "run_id": "int64", "started": "float64", "finished": "float64"}
+        )
+        df["config"] = [json.loads(text) for text in df["config"]]
+        df["environment"] = [json.loads(text) for text in df["environment"]]
+        return df
+
+    def metrics(self) -> pd.DataFrame:
+        """Tidy metrics: ``cell_id, key, step, metric, value`` (NULL read back as NaN)."""
+        rows = self._db.execute(
+            "SELECT m.cell_id, c.key, m.step, m.metric, m.value "
+            "FROM metrics AS m JOIN cells AS c ON c.id = m.cell_id "
+            "ORDER BY m.cell_id, m.step, m.metric"
+        ).fetchall()
+        df = pd.DataFrame.from_records(rows, columns=_METRIC_COLUMNS)
+        return df.astype({"cell_id": "int64", "step": "int64", "value": "float64"})
+
+    def runs(self) -> pd.DataFrame:
+        """The invocation history; ``finished`` is NaN for runs that never finished."""
+        rows = self._db.execute(
+            "SELECT id, suite, config, environment, started, finished FROM runs ORDER BY id"
+        ).fetchall()
+        df = pd.DataFrame.from_records(rows, columns=_RUN_COLUMNS)
+        df = df.astype({"id": "int64", "started": "float64", "finished": "float64"})
+        df["config"] = [json.loads(text) for text in df["config"]]
+        df["environment"] = [json.loads(text) for text in df["environment"]]
+        return df
+
+    def tidy(self) -> pd.DataFrame:
+        """Metrics joined with each cell's status and flattened config (what :func:`export` writes).
+
+        Columns: ``cell_id, key, step, metric, value, status`` and then one column per config
+        leaf, nested keys joined with dots (``objective.name``), sorted. A config key that would
+        shadow one of the fixed columns is prefixed with ``config.``. Lists become JSON text.
+        Cells without metric rows (typically not_applicable) do not appear; see :meth:`cells`.
+        """
+        metrics = self.metrics()
+        cells = self.cells()
+        records = []
+        for cell_id, status, config in zip(
+            cells["id"], cells["status"], cells["config"], strict=True
+        ):
+            flat = {
+                (f"config.{name}" if name in _TIDY_BASE_COLUMNS else name): value
+                for name, value in _flatten(config).items()
+            }
+            records.append({**flat, "cell_id": cell_id, "status": status})
+        if not records:  # no cells implies no metrics: an empty frame with the fixed columns
+            return metrics.assign(status=pd.Series(dtype=object))[_TIDY_BASE_COLUMNS]
+        info = pd.DataFrame.from_records(records)
+        config_columns = sorted(c for c in info.columns if c not in ("cell_id", "status"))
+        for column in config_columns:
+            info[column] = _uniform_column(info[column])
+        tidy = metrics.merge(info, on="cell_id", how="left", validate="many_to_one")
+        return tidy[[*_TIDY_BASE_COLUMNS, *config_columns]].reset_index(drop=True)
+
+    def integrity_ok(self) -> bool:
+        """True iff ``PRAGMA integrity_check`` reports exactly ``ok``."""
+        rows = self._db.execute("PRAGMA integrity_check").fetchall()
+        return [tuple(row) for row in rows] == [("ok",)]
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}, "c": [1, 2]}`` -> ``{"a.b": 1, "c": "[1,2]"}``."""
+    out: dict[str, Any] = {}
+    for name, value in config.items():
+        column = f"{prefix}{name}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, f"{column}."))
+        elif isinstance(value, (Mapping, list, tuple)):
+            # Parquet needs one scalar type per column; JSON text keeps the information.
+            out[column] = _dumps(value)
+        else:
+            out[column] = value
+    return out
+
+
+def _uniform_column(column: pd.Series) -> pd.Series:
+    """Render a config column whose cells hold different Python types as text.
+
+    e.g. ``seed`` = 0 in one cell and "auto" in another: pyarrow cannot store such a column.
+    """
+    if column.dtype != object:
+        return column
+    types = {type(v) for v in column if v is not None and not pd.isna(v)}
+    if len(types) <= 1:
+        return column
+    return column.map(lambda v: v if v is None or pd.isna(v) else str(v))
+
+
+def export(
+    run_dir: str | os.PathLike[str], format: str, out: str | os.PathLike[str] | None = None
+) -> Path:
+    """Write the tidy table of ``run_dir/results.sqlite`` as CSV or Parquet; return the path.
+
+    The default output is ``run_dir/results.csv`` or ``run_dir/results.parquet``. CSV is lossy
+    about types (e.g. an all-digit key may read back as a number); prefer Parquet for analysis.
+    """
+    if format not in EXPORT_FORMATS:
+        raise StoreError(f"unknown export format {format!r}; allowed: {', '.join(EXPORT_FORMATS)}")
+    run_dir = Path(run_dir)
+    if not (run_dir / STORE_FILENAME).is_file():
+        raise StoreError(f"no {STORE_FILENAME} in {run_dir}")
+    target = Path(out) if out is not None else run_dir / f"results.{format}"
+    with Store.open(run_dir, create=False) as store:
+        table = store.tidy()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if format == "csv":
+        table.to_csv(target, index=False)
+    else:
+        table.to_parquet(target, engine="pyarrow", index=False)
+    return target

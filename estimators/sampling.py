@@ -1,0 +1,175 @@
+"""Noise and the maps from noise to samples, shared by every estimator.
+
+Every estimator samples through one path: uniform base noise `u` in (0, 1), then a deterministic
+map to a sample. Drawing the noise outside the estimator makes two things possible: the vectorized
+gradient statistics (noise drawn once, outside `torch.func.vmap`, consumed identically by the loop
+oracle) and common random numbers (the same `u` given to estimators that sample the same way, for
+paired comparisons). The maps:
+
+- Normal: z = loc + scale * ndtri(u) (inverse-CDF reparameterization);
+- Bernoulli: hard b = [logits + logistic(u) > 0], relaxed sigmoid((logits + logistic(u)) / tau);
+- Categorical / OneHotCategorical: Gumbel-max argmax(logits + gumbel(u)), relaxed
+  softmax((logits + gumbel(u)) / tau).
+
+So the hard sample of REINFORCE and the forward value of straight-through Gumbel coincide for the
+same noise. Uniforms are clamped to [tiny, 1 - eps] of their dtype, so gumbel/logistic noise is
+finite in float32 and bfloat16 alike.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.distributions import (
+    Bernoulli,
+    Categorical,
+    Distribution,
+    Independent,
+    Normal,
+    OneHotCategorical,
+    RelaxedBernoulli,
+    RelaxedOneHotCategorical,
+)
+
+NOISE_FAMILIES = (Normal, Bernoulli, Categorical, OneHotCategorical)
+
+
+def base_of(q: Distribution) -> Distribution:
+    """The distribution inside any number of `Independent` wrappers."""
+    while isinstance(q, Independent):
+        q = q.base_dist
+    return q
+
+
+def describe(q: Distribution) -> str:
+    """A short name such as 'Independent(OneHotCategorical)' for error messages."""
+    if isinstance(q, Independent):
+        return f"Independent({describe(q.base_dist)})"
+    return type(q).__name__
+
+
+def supports_noise(q: Distribution) -> bool:
+    """Whether `q` (through Independent) is a family this module maps noise to samples for."""
+    return type(base_of(q)) in NOISE_FAMILIES
+
+
+def _parameter(base: Distribution) -> Tensor:
+    return base.loc if isinstance(base, Normal) else base.logits
+
+
+def noise_shape(q: Distribution, num_samples: int) -> torch.Size:
+    """Shape of the uniform noise for `num_samples` draws: (S, *batch, *event), plus the number
+    of categories K for `Categorical`, whose event is an index."""
+    shape = torch.Size((num_samples, *q.batch_shape, *q.event_shape))
+    base = base_of(q)
+    if isinstance(base, Categorical) and not isinstance(base, OneHotCategorical):
+        shape = shape + base.logits.shape[-1:]
+    return shape
+
+
+def uniform(
+    shape: torch.Size | tuple[int, ...],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Uniforms in [tiny, 1 - eps] of `dtype`: the clamp happens after the cast, so rounding
+    to 1.0 in a short dtype cannot produce an infinite Gumbel or logistic variate."""
+    u = torch.rand(shape, device=device, generator=generator).to(dtype)
+    info = torch.finfo(dtype)
+    return u.clamp(info.tiny, 1.0 - info.eps)
+
+
+def draw_noise(
+    q: Distribution, num_samples: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """Base noise for `num_samples` samples of `q`, in the dtype and device of its parameters."""
+    p = _parameter(base_of(q))
+    return uniform(noise_shape(q, num_samples), p.dtype, p.device, generator)
+
+
+def gumbel(u: Tensor) -> Tensor:
+    """Standard Gumbel variates from uniforms."""
+    return -torch.log(-torch.log(u))
+
+
+def logistic(u: Tensor) -> Tensor:
+    """Standard logistic variates from uniforms."""
+    return torch.log(u) - torch.log1p(-u)
+
+
+def _perturbed(base: Distribution, u: Tensor) -> Tensor:
+    """logits + Gumbel (categorical) or logits + logistic (Bernoulli) noise."""
+    if isinstance(base, Bernoulli):
+        return base.logits + logistic(u)
+    return base.logits + gumbel(u)
+
+
+def hard_sample(q: Distribution, u: Tensor) -> Tensor:
+    """A (non-differentiable) sample of `q` from uniform noise `u` of shape `noise_shape`."""
+    base = base_of(q)
+    with torch.no_grad():
+        if isinstance(base, Normal):
+            return reparameterized_sample(q, u)
+        perturbed = _perturbed(base, u)
+        if isinstance(base, Bernoulli):
+            return (perturbed > 0).to(perturbed.dtype)
+        index = perturbed.argmax(-1)
+        if isinstance(base, OneHotCategorical):
+            return F.one_hot(index, perturbed.shape[-1]).to(perturbed.dtype)
+        return index
+
+
+def reparameterized_sample(q: Distribution, u: Tensor) -> Tensor:
+    """A differentiable sample of a Normal `q`: loc + scale * ndtri(u)."""
+    base = base_of(q)
+    assert isinstance(base, Normal), "only Normal has an inverse-CDF reparameterization here"
+    eps = torch.special.ndtri(u.float()).to(u.dtype)  # ndtri has no bfloat16 kernel
+    return base.loc + base.scale * eps
+
+
+def relaxed_sample(q: Distribution, u: Tensor, temperature: float) -> Tensor:
+    """A Concrete / Gumbel-Softmax sample (binary Concrete for Bernoulli), differentiable."""
+    base = base_of(q)
+    perturbed = _perturbed(base, u) / temperature
+    if isinstance(base, Bernoulli):
+        return torch.sigmoid(perturbed)
+    return torch.softmax(perturbed, dim=-1)
+
+
+def hard_of_relaxed(q: Distribution, soft: Tensor) -> Tensor:
+    """The discrete value a relaxed sample rounds to (argmax one-hot, or threshold at 1/2)."""
+    if isinstance(base_of(q), Bernoulli):
+        return (soft > 0.5).to(soft.dtype)
+    return F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
+
+
+def mean_of(q: Distribution) -> Tensor:
+    """The mean (probabilities) of a Bernoulli or one-hot categorical `q`."""
+    return base_of(q).probs
+
+
+def relaxed(q: Distribution, temperature: float) -> Distribution:
+    """The Concrete counterpart of a Bernoulli / OneHotCategorical `q` (Independent kept)."""
+    if isinstance(q, Independent):
+        return Independent(relaxed(q.base_dist, temperature), q.reinterpreted_batch_ndims)
+    t = torch.tensor(temperature, dtype=q.logits.dtype, device=q.logits.device)
+    if isinstance(q, Bernoulli):
+        return RelaxedBernoulli(t, logits=q.logits, validate_args=False)
+    return RelaxedOneHotCategorical(t, logits=q.logits, validate_args=False)
+
+
+def detached(q: Distribution) -> Distribution:
+    """`q` rebuilt from detached parameters: its log_prob then carries no gradient to them."""
+    if isinstance(q, Independent):
+        return Independent(detached(q.base_dist), q.reinterpreted_batch_ndims)
+    if isinstance(q, Normal):
+        return Normal(q.loc.detach(), q.scale.detach(), validate_args=False)
+    if isinstance(q, (Bernoulli, Categorical, OneHotCategorical)):
+        return type(q)(logits=q.logits.detach(), validate_args=False)
+    # Any other family: rebuild from whichever constructor arguments it stores.
+    names = [n for n in q.arg_constraints if n in vars(q)]
+    if "logits" in names and "probs" in names:
+        names.remove("probs")
+    return type(q)(**{n: getattr(q, n).detach() for n in names}, validate_args=False)
