@@ -19,7 +19,6 @@ finite in float32 and bfloat16 alike.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import (
     Bernoulli,
@@ -117,8 +116,15 @@ def hard_sample(q: Distribution, u: Tensor) -> Tensor:
             return (perturbed > 0).to(perturbed.dtype)
         index = perturbed.argmax(-1)
         if isinstance(base, OneHotCategorical):
-            return F.one_hot(index, perturbed.shape[-1]).to(perturbed.dtype)
+            return one_hot(index, perturbed.shape[-1], perturbed.dtype)
         return index
+
+
+def one_hot(index: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
+    """One-hot encoding of `index` as a comparison with arange: unlike `F.one_hot` (which checks
+    the index values, a data-dependent step), this runs under `torch.func.vmap`."""
+    classes = torch.arange(num_classes, device=index.device)
+    return (index.unsqueeze(-1) == classes).to(dtype)
 
 
 def reparameterized_sample(q: Distribution, u: Tensor) -> Tensor:
@@ -142,7 +148,7 @@ def hard_of_relaxed(q: Distribution, soft: Tensor) -> Tensor:
     """The discrete value a relaxed sample rounds to (argmax one-hot, or threshold at 1/2)."""
     if isinstance(base_of(q), Bernoulli):
         return (soft > 0.5).to(soft.dtype)
-    return F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
+    return one_hot(soft.argmax(-1), soft.shape[-1], soft.dtype)
 
 
 def mean_of(q: Distribution) -> Tensor:

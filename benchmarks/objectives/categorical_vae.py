@@ -51,8 +51,9 @@ class CategoricalVAE(DiscreteLatentModel):
         return Independent(OneHotCategorical(logits=params, validate_args=False), 1)
 
     def prior(self, x: Tensor | None = None) -> Distribution:
+        weight = self.decoder[0].weight
         logits = torch.full((self.variables, self.categories), -math.log(self.categories),
-                            device=self.decoder[0].weight.device)
+                            dtype=weight.dtype, device=weight.device)
         return Independent(OneHotCategorical(logits=logits, validate_args=False), 1)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:

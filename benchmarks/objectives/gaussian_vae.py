@@ -41,7 +41,8 @@ class GaussianVAE(LatentVariableModel):
         return Independent(Normal(params[..., 0, :], scale, validate_args=False), 1)
 
     def prior(self, x: Tensor | None = None) -> Distribution:
-        zeros = torch.zeros(self.latent_dim, device=self.decoder[0].weight.device)
+        weight = self.decoder[0].weight
+        zeros = torch.zeros(self.latent_dim, dtype=weight.dtype, device=weight.device)
         return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
