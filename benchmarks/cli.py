@@ -31,7 +31,7 @@ from benchmarks.suite import SuiteError, available_suites, load_suite
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark Monte Carlo gradient estimators on shared VAE objectives.")
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # reasons stay on one line for grep
 BAD_INPUT = (SuiteError, ObjectiveError, estimators.EstimatorError, datasets.DataError,
              StoreError, ValueError, FileNotFoundError)
 

@@ -7,6 +7,7 @@ what is allowed; misspelt names get a "did you mean". Shipped suites live in
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Literal
 
@@ -98,8 +99,10 @@ class EstimatorSpec(_Strict):
         """The label results use: `label`, else the name with its options (reinforce-loo)."""
         if self.label:
             return self.label
-        parts = [self.name, *(str(v) for k, v in sorted(self.options.items()) if k != "decay")]
-        return "-".join(parts)
+        signature = inspect.signature(estimators.registry.factory(self.name))
+        defaults = {name: p.default for name, p in signature.parameters.items()}
+        changed = [str(v) for k, v in sorted(self.options.items()) if defaults.get(k) != v]
+        return "-".join([self.name, *changed])
 
 
 class TemperatureSchedule(_Strict):
