@@ -198,6 +198,20 @@ def export(
     console.print(str(path))
 
 
+def _register_report_commands() -> None:
+    """`estibench report` and `estibench compare` come from the reports package (the CLI is the
+    one place the harness and the reports meet)."""
+    try:
+        from reports import commands
+    except ImportError:
+        return
+    app.command()(commands.report)
+    app.command()(commands.compare)
+
+
+_register_report_commands()
+
+
 def main() -> None:
     app()
 

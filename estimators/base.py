@@ -25,7 +25,7 @@ class EstimatorOutput:
         minimise `-loss`). Its forward value equals `value` for the unbiased families.
     value: the detached Monte Carlo estimate of E_q[f], shape = q.batch_shape (for relaxed
         estimators, of the relaxed expectation).
-    samples: the samples f was evaluated at, shape (S, *batch, *event) (for `exact`, the
+    samples: the (detached) samples f was evaluated at, shape (S, *batch, *event) (for `exact`, the
         enumerated support, S = number of configurations).
     aux_loss: a loss to *minimise* for the estimator's own trainable parameters (learned
         baselines, control variates), or None.
@@ -127,15 +127,14 @@ class Estimator(nn.Module):
         density = q if self.direct_term else sampling.detached(q)
         return self.relax(density).log_prob(z)
 
-    @staticmethod
-    def evaluate(f: Integrand, z: Tensor, num_samples: int, q: Distribution) -> Tensor:
+    def evaluate(self, f: Integrand, z: Tensor, num_samples: int, q: Distribution) -> Tensor:
         """f(z), checked to have shape (S, *batch)."""
         fz = f(z)
         expected = (num_samples, *q.batch_shape)
         if fz.shape != expected:
             raise EstimatorError(
-                f"f returned shape {tuple(fz.shape)}; expected (num_samples, *batch_shape) = "
-                f"{expected}"
+                f"estimator '{self.name}': f returned shape {tuple(fz.shape)}; expected "
+                f"(num_samples, *batch_shape) = {expected}"
             )
         return fz
 
@@ -157,7 +156,8 @@ def check_temperature(estimator: str, temperature: float) -> float:
 def output(fz: Tensor, samples: Tensor, loss: Tensor | None = None) -> EstimatorOutput:
     """The output for per-sample values `fz` (S, *B): mean over samples, value detached."""
     value = fz.detach().mean(0)
-    return EstimatorOutput(fz.mean(0) if loss is None else loss, value, samples)
+    # Samples are returned detached for every family: they are a record, not a graph node.
+    return EstimatorOutput(fz.mean(0) if loss is None else loss, value, samples.detach())
 
 
 __all__ = [

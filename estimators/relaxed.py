@@ -79,7 +79,8 @@ class STGumbel(_Relaxed):
     ) -> EstimatorOutput:
         assert noise is not None
         soft = sampling.relaxed_sample(q, noise, self.temperature)
-        z = sampling.hard_of_relaxed(q, soft.detach()) + soft - soft.detach()
+        # Parenthesised so the forward value is exactly the hard sample (soft - soft == 0).
+        z = sampling.hard_of_relaxed(q, soft.detach()) + (soft - soft.detach())
         return output(self.evaluate(f, z, num_samples, q), z.detach())
 
 
@@ -101,5 +102,5 @@ class StraightThrough(Estimator):
     ) -> EstimatorOutput:
         assert noise is not None
         mean = sampling.mean_of(q)
-        z = sampling.hard_sample(q, noise) + mean - mean.detach()
+        z = sampling.hard_sample(q, noise) + (mean - mean.detach())
         return output(self.evaluate(f, z, num_samples, q), z.detach())

@@ -75,7 +75,10 @@ def uniform(
 ) -> Tensor:
     """Uniforms in [tiny, 1 - eps] of `dtype`: the clamp happens after the cast, so rounding
     to 1.0 in a short dtype cannot produce an infinite Gumbel or logistic variate."""
-    u = torch.rand(shape, device=device, generator=generator).to(dtype)
+    # Drawn in float32, or in float64 for float64 (a float32 draw is exactly 0 with chance
+    # 2^-24, which the clamp turns into a far-tail outlier at float64's tiny).
+    draw_dtype = torch.promote_types(dtype, torch.float32)
+    u = torch.rand(shape, dtype=draw_dtype, device=device, generator=generator).to(dtype)
     info = torch.finfo(dtype)
     return u.clamp(info.tiny, 1.0 - info.eps)
 
@@ -131,7 +134,9 @@ def reparameterized_sample(q: Distribution, u: Tensor) -> Tensor:
     """A differentiable sample of a Normal `q`: loc + scale * ndtri(u)."""
     base = base_of(q)
     assert isinstance(base, Normal), "only Normal has an inverse-CDF reparameterization here"
-    eps = torch.special.ndtri(u.float()).to(u.dtype)  # ndtri has no bfloat16 kernel
+    # ndtri has no bfloat16 kernel: short dtypes go through float32; float64 stays float64
+    # (through float32, float64's tiny would underflow to 0 and give -inf).
+    eps = torch.special.ndtri(u.to(torch.promote_types(u.dtype, torch.float32))).to(u.dtype)
     return base.loc + base.scale * eps
 
 

@@ -140,10 +140,12 @@ class LatentVariableModel(Objective):
         if kl == "analytic":
             out = estimator(q, lambda z: self.log_likelihood(x, z), num_samples, noise=noise)
             return out.plus(-analytic_kl(q, prior))
-        relaxed_prior = estimator.relax(prior)
 
         def integrand(z: Tensor) -> Tensor:
-            return self.log_likelihood(x, z) + relaxed_prior.log_prob(z) - estimator.log_q(q, z)
+            # Relaxed inside f: by the time the estimator calls f it has checked that q (and so
+            # the prior) is a family it applies to; relaxing first would crash on the others.
+            log_prior = estimator.relax(prior).log_prob(z)
+            return self.log_likelihood(x, z) + log_prior - estimator.log_q(q, z)
 
         return estimator(q, integrand, num_samples, noise=noise)
 

@@ -1,0 +1,580 @@
+"""The standard figures of a report, one function per figure.
+
+Every function takes the tidy frame of :func:`reports.load` and the report's estimator palette and
+returns a :class:`matplotlib.figure.Figure`, or raises :class:`NoData` with the reason when the
+run holds nothing to draw. Figures are built with the object-oriented API (no pyplot state), so
+they work under any backend, Agg included, and in threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import textwrap
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+from reports.aggregate import IWAE_PATTERN, completed, final_values, mean_se
+from reports.palette import Palette, estimator_palette
+
+IMAGE_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
+MIME = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
+WRT_ORDER = ("distribution", "encoder", "decoder")
+PANEL = (4.0, 3.0)  # inches per panel
+MAX_COLUMNS = 3  # objectives wrap onto more rows beyond this
+DPI = 110
+_GREY = "0.4"
+
+
+class NoData(Exception):
+    """A figure has nothing to draw; the message says why (it goes into the report)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """The house style, scoped: global rcParams are left as they were."""
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+        yield
+
+
+def _wrap(text: str, width: int = 36) -> str:
+    return "\n".join(textwrap.wrap(str(text), width)) or str(text)
+
+
+def _grid(rows: int, columns: int, legend_width: float = 1.8) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout figure with room on the right for a figure legend."""
+    size = (PANEL[0] * columns + legend_width, PANEL[1] * rows + 0.6)
+    fig = Figure(figsize=size, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    return fig, axes
+
+
+def _wrapped_grid(count: int) -> tuple[Figure, list[Axes]]:
+    """``count`` panels, at most MAX_COLUMNS per row; unused panels are hidden."""
+    columns = min(count, MAX_COLUMNS)
+    rows = -(-count // columns)
+    fig, axes = _grid(rows, columns)
+    flat = list(axes.ravel())
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    return fig, flat[:count]
+
+
+def _legend(
+    fig: Figure, palette: Palette, labels: Sequence[str], extra: Sequence[Line2D] = ()
+) -> None:
+    """One legend for the whole figure, outside the panels, estimators in palette order."""
+    handles = [
+        Line2D([], [], color=palette[label], marker="o", linewidth=2, label=label)
+        for label in sorted(set(labels))
+    ]
+    fig.legend(
+        handles=[*handles, *extra], loc="outside right upper", title="estimator", frameon=False
+    )
+
+
+def _ok(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = completed(frame)
+    return rows[np.isfinite(rows["value"])]
+
+
+def _smallest_samples(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Keep the smallest number of samples S when a run has several (curves at different S on
+    one panel would be unreadable); the returned note names it for the title."""
+    sizes = sorted(frame["num_samples"].dropna().unique())
+    if len(sizes) <= 1:
+        return frame, ""
+    smallest = sizes[0]
+    others = ", ".join(str(int(s)) for s in sizes)
+    return frame[frame["num_samples"] == smallest], f" (S = {int(smallest)} of {others})"
+
+
+def _finals(frame: pd.DataFrame, *metrics: str) -> pd.DataFrame:
+    """Final values of ok cells that have every one of ``metrics`` (finite)."""
+    finals = final_values(frame)
+    missing = [m for m in metrics if m not in finals.columns]
+    if finals.empty or missing:
+        raise NoData(f"no completed cell recorded {', '.join(missing or metrics)}")
+    finals = finals.dropna(subset=list(metrics))
+    finals = finals[np.isfinite(finals[list(metrics)]).all(axis=1)]
+    if finals.empty:
+        raise NoData(f"no completed cell has finite values of {', '.join(metrics)}")
+    return finals
+
+
+def _band(ax: Axes, x: pd.Series, mean: pd.Series, se: pd.Series, colour: tuple) -> None:
+    """Mean line with a +/- one standard error band (no band for a single seed)."""
+    ax.plot(x, mean, color=colour, marker="o", markersize=3.5, linewidth=1.6)
+    ax.fill_between(x, mean - se, mean + se, color=colour, alpha=0.2, linewidth=0)
+
+
+def _curves(ax: Axes, rows: pd.DataFrame, palette: Palette) -> list[str]:
+    """One mean +/- SE curve over seeds per estimator, against step; returns the estimators."""
+    drawn = []
+    for estimator, group in rows.groupby("estimator", sort=True):
+        stats = mean_se(group["value"], group["step"])
+        _band(ax, stats.index.to_series(), stats["mean"], stats["se"].fillna(0.0),
+              palette[str(estimator)])
+        drawn.append(str(estimator))
+    return drawn
+
+
+def _empty(ax: Axes, text: str = "not measured") -> None:
+    """A panel without data: no axes, just the reason."""
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color=_GREY)
+
+
+def _log_axes(ax: Axes) -> None:
+    """Log-log axes labelled at decades only: minor labels overlap on short ranges."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10))
+        axis.set_minor_formatter(NullFormatter())
+
+
+def _rotate(ax: Axes) -> None:
+    """Tilted category labels: estimator names are long and must not overlap (steeper when
+    there are many of them)."""
+    labels = ax.get_xticklabels()
+    for label in labels:
+        label.set_rotation(30 if len(labels) <= 4 else 45)
+        label.set_horizontalalignment("right")
+        label.set_rotation_mode("anchor")
+
+
+def _iso_lines(ax: Axes, kind: str) -> Line2D:
+    """Dashed lines of constant x + y (``kind="sum"``) or x * y (``"product"``), one per
+    decade, drawn within the current (log) limits; returns a legend handle."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    if kind == "sum":
+        low, high = np.log10(min(x0, y0)), np.log10(x1 + y1)
+    else:
+        low, high = np.log10(x0 * y0), np.log10(x1 * y1)
+    levels = 10.0 ** np.arange(np.floor(low), np.ceil(high) + 1)
+    # x + y = c is an L on log-log axes: sample the split fraction log-uniformly so both the
+    # flat and the steep part are drawn smoothly.
+    fraction = np.logspace(-12, np.log10(0.5), 300)
+    for level in levels:
+        if kind == "sum":
+            xs = level * np.concatenate([fraction, (1 - fraction)[::-1]])
+            ys = level - xs
+        else:
+            xs = np.logspace(np.log10(x0), np.log10(x1), 50)
+            ys = level / xs
+        ax.plot(xs, ys, linestyle="--", color=_GREY, linewidth=0.9, zorder=0)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    label = "iso-MSE: bias² + Var = const" if kind == "sum" else "iso Var × time (decades)"
+    return Line2D([], [], linestyle="--", color=_GREY, linewidth=0.9, label=label)
+
+
+def _pad_log_limits(ax: Axes, xs: np.ndarray, ys: np.ndarray) -> None:
+    """Log-axis limits with half a decade of margin and at least two decades in view, so every
+    axis carries two or more labelled decades."""
+    for values, setter in ((xs, ax.set_xlim), (ys, ax.set_ylim)):
+        low, high = np.log10(values.min()) - 0.5, np.log10(values.max()) + 0.5
+        widen = max(0.0, 2.0 - (high - low)) / 2
+        setter(10 ** (low - widen), 10 ** (high + widen))
+
+
+# --------------------------------------------------------------------------------------------
+# The figures
+# --------------------------------------------------------------------------------------------
+
+
+def variance_over_training(frame: pd.DataFrame, palette: Palette) -> Figure:
+    """log10 total gradient variance against training step, mean +/- SE over seeds; one row per
+    objective, one column per parameter group (distribution, encoder)."""
+    rows = _ok(frame)
+    rows = rows[rows["metric"].str.fullmatch(r"grad/[a-z]+/log10_total_variance")]
+    if rows.empty:
+        raise NoData("no gradient variance was recorded (grad/*/log10_total_variance)")
+    rows, note = _smallest_samples(rows)
+    steps = sorted(rows["step"].unique())
+    if len(steps) < 2:
+        raise NoData(f"gradient variance was measured at one checkpoint only (step {steps[0]}); "
+                     "a curve over training needs two or more")
+    rows = rows.assign(wrt=rows["metric"].str.split("/").str[1])
+    wrts = [w for w in WRT_ORDER if w in set(rows["wrt"])]
+    objectives = sorted(rows["objective"].unique())
+    fig, axes = _grid(len(objectives), len(wrts))
+    drawn: list[str] = []
+    for i, objective in enumerate(objectives):
+        for j, wrt in enumerate(wrts):
+            ax = axes[i, j]
+            panel = rows[(rows["objective"] == objective) & (rows["wrt"] == wrt)]
+            drawn += _curves(ax, panel, palette)
+            ax.set_title(_wrap(f"{objective}: {wrt}"), fontsize="medium")
+            ax.set_xlabel("training step")
+            ax.set_ylabel("log10 total gradient variance" if j == 0 else "")
+            if panel.empty:
+                _empty(ax, f"no {wrt} gradients measured")
+    fig.suptitle(f"Gradient variance during training{note}")
+    _legend(fig, palette, drawn)
+    return fig
+
+
+def variance_vs_samples(frame: pd.DataFrame, palette: Palette) -> Figure:
+    """Total variance and SNR (distribution parameters, final checkpoint) against the number of
+    samples S, log-log, with 1/S and sqrt(S) reference lines; one row per objective."""
+    variance = "grad/distribution/total_variance"
+    finals = _finals(frame, variance)
+    sizes = sorted(finals["num_samples"].dropna().unique())
+    if len(sizes) < 2:
+        raise NoData(f"all cells use one number of samples (S = {int(sizes[0])}); this figure "
+                     "needs a run with several num_samples, e.g. the toys suite")
+    snr = next((m for m in ("grad/distribution/snr_norm", "grad/distribution/snr_mean")
+                if m in finals.columns), None)
+    columns = [(variance, "total gradient variance", "1/S", -1.0)]
+    if snr is not None:
+        columns.append((snr, "gradient SNR", "√S", 0.5))
+    objectives = sorted(finals["objective"].unique())
+    fig, axes = _grid(len(objectives), len(columns))
+    drawn: list[str] = []
+    for i, objective in enumerate(objectives):
+        cells = finals[finals["objective"] == objective]
+        for j, (metric, label, reference, power) in enumerate(columns):
+            ax = axes[i, j]
+            # log axes: zero variance or infinite SNR (exact enumeration) cannot show
+            values = cells[(cells[metric] > 0) & np.isfinite(cells[metric])]
+            anchors = []
+            for estimator, group in values.groupby("estimator", sort=True):
+                # geometric mean over seeds, band = +/- one SE of log10
+                stats = mean_se(np.log10(group[metric]), group["num_samples"])
+                s = stats.index.to_series().astype(float)
+                colour = palette[str(estimator)]
+                ax.plot(s, 10 ** stats["mean"], color=colour, marker="o", markersize=3.5)
+                se = stats["se"].fillna(0.0)
+                ax.fill_between(s, 10 ** (stats["mean"] - se), 10 ** (stats["mean"] + se),
+                                color=colour, alpha=0.2, linewidth=0)
+                anchors.append(stats["mean"].iloc[0] - power * np.log10(s.iloc[0]))
+                drawn.append(str(estimator))
+            if anchors:
+                # half a decade below the lowest curve, so it hides none: only the slope matters
+                s = np.array(sizes, dtype=float)
+                ax.plot(s, 10 ** (min(anchors) - 0.5) * s**power, linestyle="--", color="black",
+                        linewidth=1.0, label=f"∝ {reference}")
+                ax.legend(loc="best", fontsize="small", frameon=False)
+            else:
+                _empty(ax, "no positive finite values")
+            _log_axes(ax)
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.set_xticks([float(s) for s in sizes])
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(_wrap(objective), fontsize="medium")
+            ax.set_xlabel("number of samples S")
+            ax.set_ylabel(f"{label}\n(distribution parameters)")
+    fig.suptitle("Gradient variance and SNR against the number of samples")
+    _legend(fig, palette, drawn)
+    return fig
+
+
+def training_curves(frame: pd.DataFrame, palette: Palette) -> Figure:
+    """Training objective and the test IWAE bound (largest k) against step with seed bands; one
+    row per objective."""
+    rows = _ok(frame)
+    rows, note = _smallest_samples(rows)
+    ks = sorted(int(m.group(1)) for name in rows["metric"].unique()
+                if (m := IWAE_PATTERN.match(name)))
+    columns = [("train/objective", "training objective estimate")]
+    if ks:
+        columns.append((f"test/iwae_{ks[-1]}", f"test IWAE-{ks[-1]} (nats)"))
+    rows = rows[rows["metric"].isin([m for m, _ in columns])]
+    if rows.empty or rows["step"].nunique() < 2:
+        raise NoData("no training curve was recorded (train/objective or test/iwae_k at two or "
+                     "more steps)")
+    objectives = sorted(rows["objective"].unique())
+    fig, axes = _grid(len(objectives), len(columns))
+    drawn: list[str] = []
+    for i, objective in enumerate(objectives):
+        for j, (metric, label) in enumerate(columns):
+            ax = axes[i, j]
+            panel = rows[(rows["objective"] == objective) & (rows["metric"] == metric)]
+            drawn += _curves(ax, panel, palette)
+            if panel.empty:
+                _empty(ax)
+            ax.set_title(_wrap(objective), fontsize="medium")
+            ax.set_xlabel("training step")
+            ax.set_ylabel(label)
+    fig.suptitle(f"Training curves, mean ± SE over seeds{note}")
+    _legend(fig, palette, drawn)
+    return fig
+
+
+def bias_variance(frame: pd.DataFrame, palette: Palette) -> Figure:
+    """Squared bias against total variance (final checkpoint, one point per cell) with iso-MSE
+    lines, for objectives with an exact gradient; one panel per objective and parameter group."""
+    finals = final_values(frame)
+    panels = []
+    for wrt in WRT_ORDER:
+        bias, variance = f"grad/{wrt}/bias_norm", f"grad/{wrt}/total_variance"
+        if bias in finals.columns and variance in finals.columns:
+            cells = finals.dropna(subset=[bias, variance])
+            cells = cells[(cells[bias] > 0) & (cells[variance] > 0)]
+            cells = cells[np.isfinite(cells[bias]) & np.isfinite(cells[variance])]
+            for objective in sorted(cells["objective"].unique()):
+                panels.append((objective, wrt, cells[cells["objective"] == objective], bias,
+                               variance))
+    if not panels:
+        raise NoData("no exact gradient is known for any objective (grad/*/bias_norm), or all "
+                     "bias or variance values are zero")
+    fig, axes = _wrapped_grid(len(panels))
+    drawn: list[str] = []
+    iso = None
+    for ax, (objective, wrt, cells, bias, variance) in zip(axes, panels, strict=True):
+        xs, ys = cells[variance].to_numpy(), cells[bias].to_numpy() ** 2
+        sns.scatterplot(x=xs, y=ys, hue=cells["estimator"].to_numpy(), palette=palette, ax=ax,
+                        legend=False, s=36, edgecolor="white", linewidth=0.5)
+        drawn += [str(e) for e in cells["estimator"].unique()]
+        _log_axes(ax)
+        _pad_log_limits(ax, xs, ys)
+        iso = _iso_lines(ax, "sum")
+        ax.set_title(_wrap(f"{objective}: {wrt}"), fontsize="medium")
+        ax.set_xlabel("total gradient variance")
+        ax.set_ylabel("squared bias ‖E[ĝ] − ∇‖²")
+    fig.suptitle("Bias² against variance (one point per cell)")
+    _legend(fig, palette, drawn, [iso] if iso is not None else [])
+    return fig
+
+
+def tightness(frame: pd.DataFrame, palette: Palette) -> Figure:
+    """Final test ELBO, IWAE-k and log p(x) per estimator (left) and the gap log p(x) - ELBO
+    (right), mean +/- SE over seeds; one row per objective."""
+    finals = _finals(frame, "test/elbo")
+    finals, note = _smallest_samples(finals)
+    ks = sorted(int(m.group(1)) for c in finals.columns if (m := IWAE_PATTERN.match(str(c))))
+    objectives = sorted(finals["objective"].unique())
+    fig, axes = _grid(len(objectives), 2)
+    drawn: list[str] = []
+    for i, objective in enumerate(objectives):
+        cells = finals[finals["objective"] == objective]
+        exact = "test/log_marginal_exact" in cells.columns and bool(
+            (cells["test/log_marginal_exact"] == 1).all()
+        )
+        truth = "log p(x) exact" if exact else "log p(x) reference"
+        bounds = [("test/elbo", "ELBO"), *((f"test/iwae_{k}", f"IWAE-{k}") for k in ks),
+                  ("test/log_marginal", truth)]
+        long = pd.concat(
+            [pd.DataFrame({"estimator": cells["estimator"], "bound": name, "value": cells[m]})
+             for m, name in bounds if m in cells.columns],
+            ignore_index=True,
+        ).dropna()
+        order = [name for m, name in bounds if name in set(long["bound"])]
+        estimators = sorted(long["estimator"].unique())
+        ax = axes[i, 0]
+        sns.pointplot(data=long, x="bound", y="value", hue="estimator", order=order,
+                      hue_order=estimators, palette=palette, errorbar="se", dodge=0.4,
+                      markersize=4, linewidth=1.2, legend=False, ax=ax)
+        drawn += estimators
+        ax.set_title(_wrap(f"{objective}: bounds"), fontsize="medium")
+        ax.set_xlabel("")
+        ax.set_ylabel("nats per example")
+        _rotate(ax)
+        ax = axes[i, 1]
+        ax.set_title(_wrap(f"{objective}: gap"), fontsize="medium")
+        if "test/gap" in cells.columns and cells["test/gap"].notna().any():
+            gaps = cells.dropna(subset=["test/gap"])
+            sns.barplot(data=gaps, x="estimator", y="test/gap", hue="estimator",
+                        order=estimators, hue_order=estimators, palette=palette,
+                        errorbar="se", saturation=1.0, legend=False, ax=ax)
+            _rotate(ax)
+        else:
+            _empty(ax, "gap not measured")
+        ax.set_xlabel("")
+        ax.set_ylabel(_wrap(f"{truth} − ELBO (nats)", 28))
+    fig.suptitle(f"Bound tightness on held-out data{note}")
+    _legend(fig, palette, drawn)
+    return fig
+
+
+def efficiency(frame: pd.DataFrame, palette: Palette) -> Figure:
+    """Total gradient variance against time per estimate, log-log, with iso variance x time
+    lines (the signal-per-second frontier); one panel per objective."""
+    variance, seconds = "grad/distribution/total_variance", "time/time_per_estimate"
+    finals = _finals(frame, variance, seconds)
+    finals = finals[(finals[variance] > 0) & (finals[seconds] > 0)]
+    if finals.empty:
+        raise NoData("no cell has both a positive gradient variance and a time per estimate")
+    objectives = sorted(finals["objective"].unique())
+    fig, axes = _wrapped_grid(len(objectives))
+    drawn: list[str] = []
+    iso = None
+    for ax, objective in zip(axes, objectives, strict=True):
+        cells = finals[finals["objective"] == objective]
+        xs, ys = cells[seconds].to_numpy(), cells[variance].to_numpy()
+        sns.scatterplot(x=xs, y=ys, hue=cells["estimator"].to_numpy(), palette=palette, ax=ax,
+                        legend=False, s=36, edgecolor="white", linewidth=0.5)
+        drawn += [str(e) for e in cells["estimator"].unique()]
+        _log_axes(ax)
+        _pad_log_limits(ax, xs, ys)
+        iso = _iso_lines(ax, "product")
+        ax.set_title(_wrap(objective), fontsize="medium")
+        ax.set_xlabel("time per gradient estimate (s)")
+        ax.set_ylabel("total gradient variance")
+    fig.suptitle("Variance against cost (lower left is better)")
+    _legend(fig, palette, drawn, [iso] if iso is not None else [])
+    return fig
+
+
+def throughput(frame: pd.DataFrame, palette: Palette) -> Figure:
+    """Gradient estimates per second per estimator, mean +/- SE over seeds; device in the
+    title; one panel per objective."""
+    finals = final_values(frame)
+    if "time/estimates_per_second" in finals.columns:
+        rate = finals["time/estimates_per_second"]
+    elif "time/time_per_estimate" in finals.columns:
+        rate = 1.0 / finals["time/time_per_estimate"]
+    else:
+        raise NoData("no throughput was measured (time/estimates_per_second or "
+                     "time/time_per_estimate)")
+    finals = finals.assign(rate=rate).dropna(subset=["rate"])
+    finals = finals[np.isfinite(finals["rate"])]
+    if finals.empty:
+        raise NoData("no completed cell has a finite throughput")
+    finals, note = _smallest_samples(finals)
+    devices = ", ".join(sorted(str(d) for d in finals["device"].dropna().unique())) or "unknown"
+    objectives = sorted(finals["objective"].unique())
+    fig, axes = _wrapped_grid(len(objectives))
+    drawn: list[str] = []
+    for ax, objective in zip(axes, objectives, strict=True):
+        cells = finals[finals["objective"] == objective]
+        estimators = sorted(cells["estimator"].unique())
+        sns.barplot(data=cells, x="estimator", y="rate", hue="estimator", order=estimators,
+                    hue_order=estimators, palette=palette, errorbar="se", saturation=1.0,
+                    legend=False, ax=ax)
+        drawn += estimators
+        _rotate(ax)
+        ax.set_title(_wrap(objective), fontsize="medium")
+        ax.set_xlabel("")
+        ax.set_ylabel("gradient estimates per second")
+    fig.suptitle(f"Throughput on {devices}{note}")
+    _legend(fig, palette, drawn)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Drawing them all
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    name: str
+    title: str
+    caption: str
+    draw: Callable[[pd.DataFrame, Palette], Figure]
+
+
+FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("variance_over_training", "Gradient variance during training",
+               "log10 total gradient variance at each checkpoint, mean ± SE over seeds, per "
+               "estimator (as in the REBAR and DisARM papers).", variance_over_training),
+    FigureSpec("variance_vs_samples", "Variance and SNR against the number of samples",
+               "Final-checkpoint total variance and SNR against S, log-log; the dashed lines "
+               "show the 1/S (variance) and √S (SNR) rates of independent samples.",
+               variance_vs_samples),
+    FigureSpec("training_curves", "Training curves",
+               "Training objective estimate and test IWAE bound against step, mean ± SE over "
+               "seeds.", training_curves),
+    FigureSpec("bias_variance", "Bias² against variance",
+               "Squared bias against total variance where the exact gradient is known; dashed "
+               "lines have equal MSE = bias² + Var. Zero values (e.g. exact enumeration) cannot "
+               "be shown on log axes.", bias_variance),
+    FigureSpec("tightness", "Bound tightness",
+               "Final ELBO, IWAE-k and log p(x) (exact, or a high-k IWAE reference) per "
+               "estimator, and the gap log p(x) − ELBO.", tightness),
+    FigureSpec("efficiency", "Variance against time",
+               "Total gradient variance against time per estimate; along a dashed line "
+               "variance × time is constant, so lower left is more signal per second. Zero "
+               "variance (exact enumeration) cannot be shown on log axes.",
+               efficiency),
+    FigureSpec("throughput", "Throughput",
+               "Gradient estimates per second per estimator on the run's device, mean ± SE over "
+               "seeds.", throughput),
+)
+
+
+@dataclass(frozen=True)
+class RenderedFigure:
+    """A figure written to ``path``; ``embed`` is an image for the HTML (PNG for PDF files)."""
+
+    name: str
+    title: str
+    caption: str
+    path: Path
+    embed: bytes
+    embed_mime: str
+
+
+@dataclass(frozen=True)
+class SkippedFigure:
+    name: str
+    title: str
+    reason: str
+
+
+def _save(fig: Figure, path: Path, image_format: str) -> tuple[bytes, str]:
+    # No bbox_inches="tight": constrained layout already keeps every label and the outside
+    # legend inside the canvas, and a tight bbox would cost a second draw.
+    fig.savefig(path, format=image_format, dpi=DPI)
+    if image_format == "pdf":  # browsers do not show PDF in <img>: embed a PNG twin
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=DPI)
+        return buffer.getvalue(), MIME["png"]
+    return path.read_bytes(), MIME[image_format]
+
+
+def draw_all(
+    frame: pd.DataFrame,
+    out_dir: Path,
+    image_format: str = "png",
+    palette: Palette | None = None,
+) -> tuple[list[RenderedFigure], list[SkippedFigure]]:
+    """Draw every standard figure into ``out_dir/{name}.{format}``.
+
+    Returns the figures written and those skipped with the reason. A figure that fails while
+    drawing is skipped with the error as its reason (and a warning), so one bad figure never
+    costs the whole report.
+    """
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"image format {image_format!r} is not supported; "
+                         f"choose one of {', '.join(IMAGE_FORMATS)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if palette is None:
+        palette = estimator_palette(frame["estimator"].dropna())
+    rendered, skipped = [], []
+    if completed(frame).empty:
+        reason = "no completed cells"
+        return [], [SkippedFigure(s.name, s.title, reason) for s in FIGURES]
+    for spec in FIGURES:
+        try:
+            with style():
+                fig = spec.draw(frame, palette)
+                path = out_dir / f"{spec.name}.{image_format}"
+                embed, mime = _save(fig, path, image_format)
+        except NoData as reason:
+            skipped.append(SkippedFigure(spec.name, spec.title, str(reason)))
+            continue
+        except Exception as err:  # noqa: BLE001 - reported in the page, see docstring
+            warnings.warn(f"figure {spec.name} failed: {err!r}", RuntimeWarning, stacklevel=2)
+            skipped.append(SkippedFigure(spec.name, spec.title, f"error while drawing: {err}"))
+            continue
+        rendered.append(RenderedFigure(spec.name, spec.title, spec.caption, path, embed, mime))
+    return rendered, skipped
