@@ -1,0 +1,16 @@
+"""Efficiency: variance per unit of compute."""
+
+from __future__ import annotations
+
+
+def work_normalized_variance(total_variance: float, time_per_estimate: float) -> float:
+    """total_variance x time_per_estimate (gradient variance x seconds per estimate).
+
+    Averaging n estimates divides the variance by n and costs n times the time, so the product
+    is invariant to n and compares estimators at equal compute: lower means more signal per
+    second (the "work-normalized variance" of Glynn & Whitt 1992). Units: variance units x s.
+    """
+    return float(total_variance) * float(time_per_estimate)
+
+
+__all__ = ["work_normalized_variance"]

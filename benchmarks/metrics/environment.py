@@ -1,0 +1,71 @@
+"""Where a number was measured: commit, versions, device, host, threads."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def _git(*args: str) -> str | None:
+    """Output of `git args...` in the repository, or None without git or outside a checkout."""
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=REPOSITORY, capture_output=True, text=True, timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def cpu_name() -> str:
+    """The CPU model ('model name' in /proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def device_name(device: torch.device | str = "cpu") -> str:
+    """A human name for `device`: the GPU's name for CUDA, the CPU model otherwise."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_name()
+
+
+def environment() -> dict[str, Any]:
+    """The environment every stored figure records.
+
+    Keys: commit (None outside a git checkout), dirty (tracked files modified; None without
+    git), torch, python, cuda (torch's CUDA version or None), device (the GPU's name when CUDA
+    is available, else the CPU model), host, threads (torch's intra-op threads), platform.
+    """
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    cuda = torch.cuda.is_available()
+    return {
+        "commit": commit,
+        "dirty": None if status is None else bool(status),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.version.cuda,
+        "device": device_name("cuda" if cuda else "cpu"),
+        "host": platform.node(),
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "executable": sys.executable,
+    }
+
+
+__all__ = ["cpu_name", "device_name", "environment"]

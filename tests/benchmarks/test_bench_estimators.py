@@ -1,0 +1,35 @@
+"""pytest-benchmark: one gradient estimate per estimator family on a small VAE.
+
+Skipped by the default test run (`--benchmark-skip` in pyproject's addopts). Run them with
+`python -m pytest tests/benchmarks --benchmark-only`; `--benchmark-disable` runs each body once
+(CI: so they cannot rot). The configurations are the asv suite's (`benchmarks/asv/common.py`):
+the discrete families on categorical_vae (4 variables x 4 categories, batch 32 x 64, S = 4),
+pathwise on gaussian_vae (4 latent dimensions), one torch thread.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.asv.common import Problem
+
+FAMILIES = [
+    ("gaussian_vae", "pathwise"),
+    ("categorical_vae", "reinforce_loo"),
+    ("categorical_vae", "gumbel_softmax"),
+    ("categorical_vae", "st_gumbel"),
+    ("categorical_vae", "straight_through"),
+    ("categorical_vae", "exact"),
+]
+
+
+@pytest.mark.parametrize(("objective", "estimator"), FAMILIES,
+                         ids=[estimator for _, estimator in FAMILIES])
+def test_gradient_estimate(benchmark, objective: str, estimator: str) -> None:
+    problem = Problem(objective, estimator)
+    problem.gradient_estimate()  # warm-up outside the timing
+    benchmark.group = "gradient estimate"
+    benchmark.extra_info.update(objective=objective, estimator=estimator)
+    benchmark(problem.gradient_estimate)
+    grads = [p.grad for p in problem.objective.parameters() if p.grad is not None]
+    assert grads and all(g.isfinite().all() for g in grads)
