@@ -90,7 +90,7 @@ class Exact(Estimator):
     ) -> EstimatorOutput:
         z = enumerate_support(q)
         fz = self.evaluate(f, z, z.shape[0], q)
-        loss = (q.log_prob(z).exp() * fz).sum(0)
+        loss = (sampling.hard_log_prob(q, z).exp() * fz).sum(0)
         return EstimatorOutput(loss, loss.detach(), z)
 
     def forward(self, q, f, num_samples=1, *, noise=None):  # type: ignore[override]

@@ -156,6 +156,17 @@ def hard_of_relaxed(q: Distribution, soft: Tensor) -> Tensor:
     return one_hot(soft.argmax(-1), soft.shape[-1], soft.dtype)
 
 
+def hard_log_prob(q: Distribution, z: Tensor) -> Tensor:
+    """log q(z) for a *hard* sample z (one-hot vectors for OneHotCategorical): z . logits, where
+    torch's OneHotCategorical.log_prob takes an argmax and a gather. Other families: q.log_prob."""
+    base = base_of(q)
+    if not isinstance(base, OneHotCategorical):
+        return q.log_prob(z)
+    log_p = (z * base.logits).sum(-1)  # Categorical keeps its logits normalized
+    independent = len(q.event_shape) - 1
+    return log_p.sum(tuple(range(-independent, 0))) if independent else log_p
+
+
 def mean_of(q: Distribution) -> Tensor:
     """The mean (probabilities) of a Bernoulli or one-hot categorical `q`."""
     return base_of(q).probs
@@ -164,7 +175,8 @@ def mean_of(q: Distribution) -> Tensor:
 def relaxed(q: Distribution, temperature: float) -> Distribution:
     """The Concrete counterpart of a Bernoulli / OneHotCategorical `q` (Independent kept)."""
     if isinstance(q, Independent):
-        return Independent(relaxed(q.base_dist, temperature), q.reinterpreted_batch_ndims)
+        return Independent(relaxed(q.base_dist, temperature), q.reinterpreted_batch_ndims,
+                           validate_args=False)
     t = torch.tensor(temperature, dtype=q.logits.dtype, device=q.logits.device)
     if isinstance(q, Bernoulli):
         return RelaxedBernoulli(t, logits=q.logits, validate_args=False)
@@ -174,7 +186,8 @@ def relaxed(q: Distribution, temperature: float) -> Distribution:
 def detached(q: Distribution) -> Distribution:
     """`q` rebuilt from detached parameters: its log_prob then carries no gradient to them."""
     if isinstance(q, Independent):
-        return Independent(detached(q.base_dist), q.reinterpreted_batch_ndims)
+        return Independent(detached(q.base_dist), q.reinterpreted_batch_ndims,
+                           validate_args=False)
     if isinstance(q, Normal):
         return Normal(q.loc.detach(), q.scale.detach(), validate_args=False)
     if isinstance(q, (Bernoulli, Categorical, OneHotCategorical)):

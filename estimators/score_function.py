@@ -81,7 +81,7 @@ class Reinforce(Estimator):
     ) -> EstimatorOutput:
         z = sampling.hard_sample(q, noise) if noise is not None else q.sample((num_samples,))
         fz = self.evaluate(f, z, num_samples, q)
-        log_q = q.log_prob(z)
+        log_q = sampling.hard_log_prob(q, z)
         b = self.baseline_values(fz)
         score = (fz.detach() - b) * (log_q - log_q.detach())
         out = EstimatorOutput((fz + score).mean(0), fz.detach().mean(0), z)

@@ -34,11 +34,14 @@ Peak memory (`peak_memory_method` says which):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import os
 import platform
 import resource
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -296,13 +299,29 @@ def _peak_memory(
     return float(working + _tensor_bytes(alive, optimizer)), "cpu_profiler"
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for a moment: the profiler's native code logs every start and
+    stop there, which would bury a progress bar. Python-level errors still propagate."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _profiled_peak(function: Callable[[], None]) -> int:
     """Peak bytes of CPU tensor memory allocated while `function()` runs, beyond what was
     allocated before: the profiler's raw allocation (+) and free (-) events, summed in time
     order. Deterministic: the same code allocates the same bytes."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU],
+                                         profile_memory=True) as prof:
         function()
     raw = prof.profiler.kineto_results.events()  # type: ignore[union-attr]
     changes = sorted((e.start_ns(), e.nbytes()) for e in raw if e.name() == "[memory]")

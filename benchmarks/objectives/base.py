@@ -8,11 +8,12 @@ ELBO, or a toy's negative cost); estimators estimate its gradient; a training lo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent, Normal
 
 from estimators import Estimator, EstimatorOutput, Exact
 from estimators.exact import enumerate_support
@@ -29,6 +30,15 @@ class ObjectiveError(ValueError):
 
 class NoExactValue(ObjectiveError):
     """The objective has no exact value (or log-marginal) to compare against."""
+
+
+def _inside_transform() -> bool:
+    """Whether a torch.func transform (grad, vmap) is active: tensors built there belong to it
+    and must not outlive it in a cache."""
+    try:
+        return torch._C._functorch.peek_interpreter_stack() is not None
+    except AttributeError:  # a torch without the functorch interpreter stack: never cache
+        return True
 
 
 class Objective(nn.Module):
@@ -88,6 +98,20 @@ class Objective(nn.Module):
     def has_exact(self) -> bool:
         """Whether `exact` is available (for discrete latents: small enough to enumerate)."""
         return False
+
+    def constant(self, name: str, build: Callable[[torch.dtype, torch.device], Distribution]
+                 ) -> Distribution:
+        """A distribution without parameters (a fixed prior), built once per dtype and device:
+        rebuilding it on every step costs more than the arithmetic on small models."""
+        reference = next(self.parameters())
+        key = (name, reference.dtype, reference.device)
+        cache = self.__dict__.setdefault("_constants", {})
+        if key in cache:
+            return cache[key]
+        built = build(reference.dtype, reference.device)
+        if not _inside_transform():
+            cache[key] = built
+        return built
 
     def parameter_groups(self) -> dict[str, list[str]]:
         """Parameter names by role: 'encoder' (inference network) and 'decoder' (the rest)."""
@@ -171,6 +195,13 @@ class LatentVariableModel(Objective):
     @property
     def has_log_marginal(self) -> bool:
         return False
+
+
+def standard_normal(dim: int, dtype: torch.dtype, device: torch.device) -> Distribution:
+    """N(0, I_dim) as an Independent Normal (the fixed prior of the Gaussian models)."""
+    zeros = torch.zeros(dim, dtype=dtype, device=device)
+    return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1,
+                       validate_args=False)
 
 
 class DiscreteLatentModel(LatentVariableModel):

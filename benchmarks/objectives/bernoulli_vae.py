@@ -43,10 +43,12 @@ class BernoulliVAE(DiscreteLatentModel):
         return self.encoder(x)
 
     def distribution(self, params: Tensor) -> Distribution:
-        return Independent(Bernoulli(logits=params, validate_args=False), 1)
+        return Independent(Bernoulli(logits=params, validate_args=False), 1,
+                           validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:
-        return Independent(Bernoulli(logits=self.prior_logits, validate_args=False), 1)
+        return Independent(Bernoulli(logits=self.prior_logits, validate_args=False), 1,
+                           validate_args=False)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         return bernoulli_log_likelihood(self.decoder(z), x)

@@ -48,13 +48,17 @@ class CategoricalVAE(DiscreteLatentModel):
         return self.encoder(x).unflatten(-1, (self.variables, self.categories))
 
     def distribution(self, params: Tensor) -> Distribution:
-        return Independent(OneHotCategorical(logits=params, validate_args=False), 1)
+        return Independent(OneHotCategorical(logits=params, validate_args=False), 1,
+                           validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:
-        weight = self.decoder[0].weight
-        logits = torch.full((self.variables, self.categories), -math.log(self.categories),
-                            dtype=weight.dtype, device=weight.device)
-        return Independent(OneHotCategorical(logits=logits, validate_args=False), 1)
+        def uniform(dtype: torch.dtype, device: torch.device) -> Distribution:
+            logits = torch.full((self.variables, self.categories), -math.log(self.categories),
+                                dtype=dtype, device=device)
+            return Independent(OneHotCategorical(logits=logits, validate_args=False), 1,
+                               validate_args=False)
+
+        return self.constant("prior", uniform)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         return bernoulli_log_likelihood(self.decoder(z.flatten(-2)), x)

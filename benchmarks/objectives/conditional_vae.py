@@ -23,7 +23,8 @@ from .networks import mlp
 
 def _gaussian(params: Tensor) -> Distribution:
     scale = F.softplus(params[..., 1, :]) + MIN_SCALE
-    return Independent(Normal(params[..., 0, :], scale, validate_args=False), 1)
+    return Independent(Normal(params[..., 0, :], scale, validate_args=False), 1,
+                           validate_args=False)
 
 
 class ConditionalVAE(LatentVariableModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal
 
-from .base import LatentVariableModel
+from .base import LatentVariableModel, standard_normal
 from .likelihoods import bernoulli_log_likelihood
 from .networks import mlp
 
@@ -38,12 +39,11 @@ class GaussianVAE(LatentVariableModel):
 
     def distribution(self, params: Tensor) -> Distribution:
         scale = F.softplus(params[..., 1, :]) + MIN_SCALE
-        return Independent(Normal(params[..., 0, :], scale, validate_args=False), 1)
+        return Independent(Normal(params[..., 0, :], scale, validate_args=False), 1,
+                           validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:
-        weight = self.decoder[0].weight
-        zeros = torch.zeros(self.latent_dim, dtype=weight.dtype, device=weight.device)
-        return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
+        return self.constant("prior", functools.partial(standard_normal, self.latent_dim))
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         return bernoulli_log_likelihood(self.decoder(z), x)

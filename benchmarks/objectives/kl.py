@@ -6,7 +6,6 @@ neither broadcast a shared prior nor run under `torch.func.vmap`; these do both.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import (
@@ -29,10 +28,9 @@ def analytic_kl(q: Distribution, p: Distribution) -> Tensor:
         pq, lq1, lq0 = q.probs, F.logsigmoid(q.logits), F.logsigmoid(-q.logits)
         lp1, lp0 = F.logsigmoid(p.logits), F.logsigmoid(-p.logits)
         return pq * (lq1 - lp1) + (1 - pq) * (lq0 - lp0)
-    if isinstance(q, Categorical) and isinstance(p, Categorical):  # OneHotCategorical too
-        lq = torch.log_softmax(q.logits, -1)
-        lp = torch.log_softmax(p.logits, -1)
-        return (lq.exp() * (lq - lp)).sum(-1)
     if isinstance(q, OneHotCategorical) and isinstance(p, OneHotCategorical):
-        return analytic_kl(q._categorical, p._categorical)
+        q, p = q._categorical, p._categorical
+    if isinstance(q, Categorical) and isinstance(p, Categorical):
+        # torch's Categorical stores normalized logits (log-probabilities).
+        return (q.logits.exp() * (q.logits - p.logits)).sum(-1)
     return kl_divergence(q, p)

@@ -10,13 +10,14 @@ orthogonal columns, so the true posterior is diagonal and q can equal it
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
-from .base import LatentVariableModel, ObjectiveError
+from .base import LatentVariableModel, ObjectiveError, standard_normal
 
 
 class LinearGaussian(LatentVariableModel):
@@ -49,11 +50,10 @@ class LinearGaussian(LatentVariableModel):
 
     def distribution(self, params: Tensor) -> Distribution:
         normal = Normal(params[..., 0, :], params[..., 1, :].exp(), validate_args=False)
-        return Independent(normal, 1)
+        return Independent(normal, 1, validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:
-        zeros = self.weight.new_zeros(self.latent_dim)
-        return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
+        return self.constant("prior", functools.partial(standard_normal, self.latent_dim))
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         mean = z @ self.weight.T + self.bias
