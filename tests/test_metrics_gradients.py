@@ -191,7 +191,9 @@ def test_summary_fields_follow_their_definitions() -> None:
     assert s.exact is not None and s.bias_norm is not None
     assert s.bias_norm == pytest.approx(float((s.mean - s.exact).norm()))
     assert s.relative_bias == pytest.approx(s.bias_norm / float(s.exact.norm()))
-    assert s.mse == pytest.approx(s.bias_norm**2 + s.total_variance)
+    debiased = max(0.0, s.bias_norm**2 - s.total_variance / s.replicas)
+    assert s.squared_bias == pytest.approx(debiased)
+    assert s.mse == pytest.approx(s.squared_bias + s.total_variance)
     cos = float(s.mean @ s.exact / (s.mean.norm() * s.exact.norm()))
     assert s.cosine == pytest.approx(cos)
     z = (s.mean - s.exact)[keep] / (std[keep] / math.sqrt(s.replicas))

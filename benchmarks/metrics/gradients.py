@@ -70,7 +70,10 @@ class GradientStats:
     Where the exact gradient is known (otherwise None):
     exact: the exact gradient (P,); bias_norm = ||mean - exact||; relative_bias = bias_norm /
         ||exact||; cosine = cos(mean, exact);
-    mse: ||mean - exact||^2 + total_variance, the mean squared error of ONE estimate (the
+    squared_bias: max(0, ||mean - exact||^2 - total_variance / M): the squared bias with the
+        Monte Carlo error of the mean of M removed (||mean - exact||^2 alone is about
+        total_variance / M even for an unbiased estimator); 0 means no detectable bias;
+    mse: squared_bias + total_variance, the mean squared error of ONE estimate (the
         squared bias plus the variance of a single replica, not of the mean of M);
     z_max, chi2, p_value, z_dof: the z-test of unbiasedness, z_p = (mean_p - exact_p) /
         (std_p / sqrt(M)) over the z_dof coordinates with std_p > 0; z_max = max |z_p|, chi2 =
@@ -100,6 +103,7 @@ class GradientStats:
     bias_norm: float | None = None
     relative_bias: float | None = None
     cosine: float | None = None
+    squared_bias: float | None = None
     mse: float | None = None
     z_max: float | None = None
     chi2: float | None = None
@@ -119,8 +123,8 @@ class GradientStats:
             "replicas": float(self.replicas),
             "num_params": float(self.num_params),
         }
-        for name in ("bias_norm", "relative_bias", "cosine", "mse", "z_max", "chi2", "p_value",
-                     "p_value_max", "z_dof"):
+        for name in ("bias_norm", "relative_bias", "cosine", "squared_bias", "mse", "z_max",
+                     "chi2", "p_value", "p_value_max", "z_dof"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = float(value)
@@ -462,7 +466,9 @@ def _summarise(
             "cosine": float(mean @ exact64) / (mean_norm * exact_norm)
             if mean_norm > 0 and exact_norm > 0
             else math.nan,
-            "mse": bias_norm**2 + total_variance,
+            # ||mean - exact||^2 over-states the squared bias by the error of the mean, tr/M.
+            "squared_bias": max(0.0, bias_norm**2 - total_variance / replicas),
+            "mse": max(0.0, bias_norm**2 - total_variance / replicas) + total_variance,
             "z_max": float(z.abs().max()) if dof else math.nan,
             "chi2": chi2 if dof else math.nan,
             "p_value": chi2_sf(chi2, dof) if dof else math.nan,
