@@ -30,13 +30,14 @@ class CellFailure(RuntimeError):
     """A cell that cannot go on (non-finite loss or gradient): the message is the reason."""
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error."""
+def resolve_device(device: str, check_available: bool = True) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error (unless
+    `check_available` is False: the spelling alone is checked)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if check_available and device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but torch sees no CUDA GPU")
     return torch.device(device)
 

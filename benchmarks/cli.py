@@ -88,12 +88,16 @@ def run(
         if spec is not None and data_path is not None:
             data = spec.data.model_copy(update={"path": data_path})
             spec = spec.model_copy(update={"data": data})
+        if executor == "inprocess" and (scheduler is not None or local_workers is not None):
+            executor = "dask"  # naming a cluster means running on it
         if executor == "inprocess" and workers > 1:
             executor = "pool"
         runner = make_executor(executor, workers=workers, scheduler=scheduler,
                                local_workers=local_workers, dashboard=dashboard)
     except BAD_INPUT as err:
         raise fail(str(err)) from None
+    if getattr(runner, "dashboard_link", None):
+        console.print(f"Dask dashboard: {runner.dashboard_link}")
 
     failed: list[tuple[str, str]] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

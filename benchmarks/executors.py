@@ -16,7 +16,11 @@ from benchmarks.store import CellResult
 
 
 class Executor(Protocol):
-    """Runs `run_cell(config, device)` for each config, yielding results in completion order."""
+    """Runs `run_cell(config, device)` for each config, yielding results in completion order.
+
+    `local` says whether cells run on this machine (so the client can check the device)."""
+
+    local: bool
 
     def run(self, configs: Iterable[dict[str, Any]], device: str) -> Iterator[CellResult]: ...
 
@@ -25,6 +29,8 @@ class Executor(Protocol):
 
 class InProcess:
     """Cells one after another in this process."""
+
+    local = True
 
     def run(self, configs: Iterable[dict[str, Any]], device: str) -> Iterator[CellResult]:
         for config in configs:
@@ -36,6 +42,8 @@ class InProcess:
 
 class ProcessPool:
     """Cells on `workers` local processes (spawned: no state inherited from the client)."""
+
+    local = True
 
     def __init__(self, workers: int) -> None:
         if workers < 1:

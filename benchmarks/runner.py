@@ -137,12 +137,14 @@ def run(
     else:
         spec = load_suite("standard" if suite is None else suite)
         run_dir = Path(out) if out is not None else new_run_dir(spec)
-    resolve_device(device)  # fail fast on a bad device, before any cell
+    executor = executor or InProcess()
+    # Fail fast on a bad device before any cell; whether CUDA exists is the workers' business
+    # when cells run elsewhere (a CPU-only client driving GPU workers).
+    resolve_device(device, check_available=getattr(executor, "local", True))
     plan = expand(spec, seeds)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / SUITE_FILENAME).exists():
         (run_dir / SUITE_FILENAME).write_text(json.dumps(spec.model_dump(), indent=2))
-    executor = executor or InProcess()
     with Store.open(run_dir) as store:
         done = store.completed_keys()
         run_id = store.start_run(spec.name, spec.model_dump(), environment())

@@ -41,6 +41,7 @@ import os
 import platform
 import resource
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -292,6 +293,10 @@ def _peak_memory(
         return float(torch.cuda.max_memory_allocated(device)), "cuda_max_memory_allocated"
     before = _max_rss()
     try:
+        if threading.current_thread() is not threading.main_thread():
+            # The profiler must start on the thread that registered it (a Dask worker runs
+            # cells on its own threads): use the fallback there.
+            raise RuntimeError("the memory profiler only runs on the main thread")
         working = _profiled_peak(step)
     except Exception:  # a profiler without raw memory events: fall back, never fail
         step()
