@@ -8,9 +8,19 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from benchmarks import metrics
 from benchmarks.asv.common import IWAE_KS, SEED, Problem
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_state():
+    """`Problem` sets one torch thread and seeds torch's generator: undo both afterwards."""
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng():
+        yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("objective", ["categorical_vae", "bernoulli_vae"])

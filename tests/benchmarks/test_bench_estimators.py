@@ -10,8 +10,19 @@ pathwise on gaussian_vae (4 latent dimensions), one torch thread.
 from __future__ import annotations
 
 import pytest
+import torch
 
 from benchmarks.asv.common import Problem
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_state():
+    """`Problem` sets one torch thread and seeds torch's generator: undo both afterwards."""
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng():
+        yield
+    torch.set_num_threads(threads)
+
 
 FAMILIES = [
     ("gaussian_vae", "pathwise"),

@@ -1,0 +1,162 @@
+"""What the asv benchmarks share: small fixed configurations, the fixed batch, the skip rule.
+
+Every benchmark is parameterized over OBJECTIVES x ESTIMATORS. A pair whose estimator does not
+apply to the objective's latent (pathwise on a discrete latent, a relaxation on a Gaussian) is
+skipped by raising NotImplementedError in `setup`, which asv records as "n/a", not as a failure.
+
+The configurations are small so that a full `asv run` of one commit takes a few minutes on two
+CPU cores: VAEs with 64 inputs on a fixed random binary batch of 32 examples, toys with 16
+independent copies, S = 4 samples, one torch thread (the same numbers however many cores).
+`benchmarks.metrics` is imported lazily, inside the tracked benchmarks, so that the timing
+benchmarks still run on commits that predate it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import estimators
+from benchmarks import objectives
+
+
+def _check_code_under_test() -> None:
+    """Under `record`, the code measured must be the commit's worktree (ESTIBENCH_CODE)."""
+    tree = os.environ.get("ESTIBENCH_CODE")
+    if not tree:
+        return
+    for module in (estimators, objectives):
+        origin = Path(module.__file__ or "").resolve()
+        if not origin.is_relative_to(Path(tree).resolve()):
+            raise ImportError(f"{module.__name__} was imported from {origin}, not from the "
+                              f"commit under test in {tree}")
+
+
+_check_code_under_test()
+
+SEED = 0
+BATCH = 32
+INPUT_DIM = 64
+NUM_SAMPLES = 4
+REPLICAS = 256  # gradient estimates behind each tracked variance and bias
+TRAIN_STEPS = 25  # Adam steps with the estimator before the ELBO gap is measured
+LEARNING_RATE = 3e-3
+IWAE_KS = (1, 64)  # bounds: the ELBO averages 64 log-weights; the gap uses the exact log p(x)
+
+OBJECTIVES: dict[str, dict[str, Any]] = {
+    "categorical_vae": {"input_dim": INPUT_DIM, "variables": 4, "categories": 4, "hidden": 64},
+    "bernoulli_vae": {"input_dim": INPUT_DIM, "latent_dim": 8},
+    "gaussian_vae": {"input_dim": INPUT_DIM, "latent_dim": 4, "hidden": 64},
+    "bernoulli_toy": {"dims": 16},
+    "gaussian_toy": {"dims": 16},
+}
+
+# benchmark label -> (registered estimator name, options)
+ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
+    "pathwise": ("pathwise", {}),
+    "reinforce_loo": ("reinforce", {"baseline": "loo"}),
+    "gumbel_softmax": ("gumbel_softmax", {"temperature": 1.0}),
+    "st_gumbel": ("st_gumbel", {"temperature": 1.0}),
+    "straight_through": ("straight_through", {}),
+    "exact": ("exact", {}),
+}
+
+PARAMS = [list(OBJECTIVES), list(ESTIMATORS)]
+PARAM_NAMES = ["objective", "estimator"]
+
+
+def single_thread() -> None:
+    """One torch thread: the same timings however many cores, and no oversubscription when
+    another process shares them. asv runs every benchmark in its own process, so its setups
+    call this freely; pytest restores the setting after each test (tests/benchmarks)."""
+    torch.set_num_threads(1)
+
+
+def fixed_batch(batch: int = BATCH, dim: int = INPUT_DIM, seed: int = SEED + 1) -> torch.Tensor:
+    """A fixed random binary batch (batch, dim), the same on every commit."""
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, dim, generator=generator) < 0.5).float()
+
+
+class Problem:
+    """One objective x estimator pair, built deterministically, with its batch and optimizer.
+
+    Raises NotImplementedError (asv: skip) when the estimator does not apply to the objective.
+    Calls `single_thread()`, so in-process users (pytest) restore torch's thread count after.
+    """
+
+    def __init__(self, objective: str, estimator: str) -> None:
+        single_thread()
+        torch.manual_seed(SEED)
+        self.objective_label, self.estimator_label = objective, estimator
+        self.objective = objectives.get(objective, **OBJECTIVES[objective])
+        name, options = ESTIMATORS[estimator]
+        self.estimator = estimators.get(name, **options)
+        try:
+            self.objective.check(self.estimator)
+        except estimators.UnsupportedDistributionError as error:
+            raise NotImplementedError(f"{estimator} does not apply to {objective}: {error}") \
+                from error
+        self.is_toy = not isinstance(self.objective, objectives.LatentVariableModel)
+        self.x = None if self.is_toy else fixed_batch()
+        self.parameters = [*self.objective.parameters(), *self.estimator.parameters()]
+        self.optimizer = torch.optim.Adam(self.parameters, lr=LEARNING_RATE)
+
+    def loss(self) -> torch.Tensor:
+        """The training loss: minus the objective estimated with the estimator (plus the
+        estimator's own auxiliary loss, if any)."""
+        out = self.objective.estimate(self.x, self.estimator, NUM_SAMPLES)
+        loss = -out.loss.mean()
+        if out.aux_loss is not None:
+            loss = loss + out.aux_loss.mean()
+        return loss
+
+    def gradient_estimate(self) -> None:
+        """One gradient estimate: forward and backward into every parameter's .grad."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss().backward()
+
+    def training_step(self) -> None:
+        """One training step: a gradient estimate and an Adam update."""
+        self.gradient_estimate()
+        self.optimizer.step()
+
+    def train(self, steps: int = TRAIN_STEPS) -> None:
+        """`steps` training steps from the fixed initialization (deterministic from SEED)."""
+        torch.manual_seed(SEED)
+        for _ in range(steps):
+            self.training_step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def peak_tensor_bytes(function: Any) -> int:
+    """Peak bytes of tensor memory allocated by torch on the CPU while `function()` runs, beyond
+    what was allocated when it started.
+
+    Read from the allocation and free events of torch's profiler (`profile_memory=True`), summed
+    in time order: exact and deterministic (the same code allocates the same bytes), unlike the
+    process's peak RSS, which torch's import dominates and the C allocator's reuse blurs.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        function()
+    events = prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+    changes = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    current = peak = 0
+    for _, nbytes in changes:
+        current += nbytes
+        peak = max(peak, current)
+    return peak
+
+
+def finite(value: float, what: str) -> float:
+    """`value` as a float; a non-finite number is an error (asv cannot store it)."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{what} is not finite: {value}")
+    return value
