@@ -1,6 +1,6 @@
 """Tests for `benchmarks.metrics.throughput`, the floor, `environment` and
 `work_normalized_variance`. Timings are checked for being measured and consistent, never for
-their values (speed lives in tests/benchmarks and scripts/measure_speed.py)."""
+their values (speed lives in tests/benchmarks and benchmarks/speed/engine.py)."""
 
 from __future__ import annotations
 

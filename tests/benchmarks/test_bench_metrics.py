@@ -2,7 +2,7 @@
 
 Skipped by the default test run (`--benchmark-skip` in pyproject's addopts); run with
 `python -m pytest tests/benchmarks/test_bench_metrics.py --benchmark-only -p no:cacheprovider`
-and compare the "gradient_stats" group's vectorized and loop rows (scripts/measure_speed.py
+and compare the "gradient_stats" group's vectorized and loop rows (benchmarks/speed/engine.py
 prints the ratios). Configuration: input 64, hidden 200, 8 variables x 8 categories, a batch of
 32 random binary vectors, M = 256 replicas, one torch thread.
 """

@@ -1,6 +1,6 @@
 """Measure the speed ratios of the measurement engine (issue 3) and print them.
 
-    PYTHONPATH=. python scripts/measure_speed.py [--threads 1] [--repeats 5] [--quick]
+    python -m benchmarks.speed.engine [--threads 1] [--repeats 5] [--quick]
 
 On the digits-sized categorical VAE (input 64, hidden 200, 8 variables x 8 categories, a batch
 of 32 random binary vectors):

@@ -1,6 +1,6 @@
 """Time one gradient estimate through estibench against a hand-written plain-torch step.
 
-    PYTHONPATH=. python scripts/handwritten_overhead.py [--threads 1] [--batch 32]
+    python -m benchmarks.speed.handwritten [--threads 1] [--batch 32]
 
 For each family the plain-torch step computes the same surrogate with the same networks and the
 same number of samples, written the way one would inline it in a training script (no
