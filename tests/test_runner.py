@@ -107,3 +107,22 @@ def test_unknown_device_fails_before_any_cell(tmp_path, device):
     with pytest.raises(ValueError, match="device"):
         run(parse_suite(TINY), out=tmp_path / "r", device=device)
     assert not (tmp_path / "r").exists()
+
+
+def test_shared_protocol_measures_every_estimator_on_one_trajectory(tmp_path):
+    raw = dict(TINY, seeds=[0], protocol="shared", train_with="reinforce-loo",
+               objectives=[TINY["objectives"][1]],
+               estimators=[*TINY["estimators"], {"name": "gumbel_softmax"}])
+    run_dir = run(parse_suite(raw), out=tmp_path / "shared", device="cpu")
+    with Store.open(run_dir, create=False) as store:
+        tidy = store.tidy()
+        cells = store.cells()
+    ok = cells[cells["status"] == "ok"]
+    assert {c["estimator"] for c in ok["config"]} == {"reinforce-loo", "gumbel_softmax", "exact"}
+    assert {c["trained_with"] for c in ok["config"]} == {"reinforce-loo"}
+    # The same trajectory: identical training curves and bounds, different gradient statistics.
+    curves = tidy[tidy["metric"] == "train/objective"].pivot(index="step", columns="key",
+                                                             values="value")
+    assert curves.shape[1] == 3 and (curves.nunique(axis=1) == 1).all()
+    variance = tidy[tidy["metric"] == "grad/distribution/total_variance"]
+    assert variance.groupby("step")["value"].nunique().min() == 3
