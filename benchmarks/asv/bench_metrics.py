@@ -14,10 +14,13 @@ so each one is a cost (variance, bias, gap, seconds, bytes), never a rate or a b
   smallest of 3 such measurements, since a burst of other work on the machine only adds time
   and a tracked value has no confidence interval for the gate to weigh noise with.
 - estimate memory: peak bytes of tensor memory torch allocates during one gradient estimate
-  (forward and backward) beyond what was allocated before it (see `common.peak_tensor_bytes`).
+  (forward and backward) beyond what was allocated before it (see
+  `benchmarks.metrics.throughput.peak_tensor_bytes`).
 """
 
 from __future__ import annotations
+
+from benchmarks.metrics.throughput import peak_tensor_bytes
 
 from .common import (
     IWAE_KS,
@@ -28,7 +31,6 @@ from .common import (
     SEED,
     Problem,
     finite,
-    peak_tensor_bytes,
 )
 
 

@@ -133,27 +133,6 @@ class Problem:
         self.optimizer.zero_grad(set_to_none=True)
 
 
-def peak_tensor_bytes(function: Any) -> int:
-    """Peak bytes of tensor memory allocated by torch on the CPU while `function()` runs, beyond
-    what was allocated when it started.
-
-    Read from the allocation and free events of torch's profiler (`profile_memory=True`), summed
-    in time order: exact and deterministic (the same code allocates the same bytes), unlike the
-    process's peak RSS, which torch's import dominates and the C allocator's reuse blurs.
-    """
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        function()
-    events = prof.profiler.kineto_results.events()  # type: ignore[union-attr]
-    changes = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
-    current = peak = 0
-    for _, nbytes in changes:
-        current += nbytes
-        peak = max(peak, current)
-    return peak
-
-
 def finite(value: float, what: str) -> float:
     """`value` as a float; a non-finite number is an error (asv cannot store it)."""
     value = float(value)

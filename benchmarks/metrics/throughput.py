@@ -297,7 +297,7 @@ def _peak_memory(
             # The profiler must start on the thread that registered it (a Dask worker runs
             # cells on its own threads): use the fallback there.
             raise RuntimeError("the memory profiler only runs on the main thread")
-        working = _profiled_peak(step)
+        working = peak_tensor_bytes(step)
     except Exception:  # a profiler without raw memory events: fall back, never fail
         step()
         return float(max(0, _max_rss() - before)), "ru_maxrss_increase"
@@ -319,7 +319,7 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _profiled_peak(function: Callable[[], None]) -> int:
+def peak_tensor_bytes(function: Callable[[], None]) -> int:
     """Peak bytes of CPU tensor memory allocated while `function()` runs, beyond what was
     allocated before: the profiler's raw allocation (+) and free (-) events, summed in time
     order. Deterministic: the same code allocates the same bytes."""
