@@ -44,7 +44,11 @@ def resolve_device(device: str, check_available: bool = True) -> torch.device:
 
 @functools.lru_cache(maxsize=4)
 def _data(spec_json: str) -> tuple[datasets.Dataset, datasets.Dataset]:
-    spec = json.loads(spec_json)
+    return open_data(json.loads(spec_json))
+
+
+def open_data(spec: dict[str, Any]) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """The (train, test) datasets a suite's data section names; `DataError` if unavailable."""
     common = {
         "binarization": spec["binarization"], "threshold": spec["threshold"],
         "seed": spec["split_seed"], "test_fraction": spec["test_fraction"],

@@ -21,7 +21,7 @@ import torch
 
 import estimators
 from benchmarks import objectives
-from benchmarks.cell import not_applicable, resolve_device
+from benchmarks.cell import not_applicable, open_data, resolve_device
 from benchmarks.executors import Executor, InProcess
 from benchmarks.metrics import environment
 from benchmarks.store import CellResult, Store, cell_key
@@ -142,6 +142,8 @@ def run(
     # when cells run elsewhere (a CPU-only client driving GPU workers).
     resolve_device(device, check_available=getattr(executor, "local", True))
     plan = expand(spec, seeds)
+    if plan.runnable:
+        open_data(spec.data.model_dump())  # a missing or malformed data file: fail before a cell
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / SUITE_FILENAME).exists():
         (run_dir / SUITE_FILENAME).write_text(json.dumps(spec.model_dump(), indent=2))

@@ -202,3 +202,15 @@ def test_a_generated_malformed_suite_through_the_real_cli(tmp_path):
     assert result.returncode == 2
     assert "seeds" in result.stderr and "training.steps" in result.stderr
     assert "objectives.0.name" in result.stderr and "estimators" in result.stderr
+
+
+def test_a_missing_data_file_exits_2_before_any_cell(tmp_path):
+    suite = tmp_path / "mnist.toml"
+    suite.write_text('[data]\nname = "mnist"\n[[objectives]]\nname = "gaussian_vae"\n'
+                     'options = { input_dim = 784 }\n[[estimators]]\nname = "pathwise"\n')
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(suite), "--out", str(out),
+                                      "--data-path", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2, result.output
+    assert "nowhere" in result.output and "ESTIBENCH_MNIST" in result.output
+    assert not out.exists()
