@@ -42,13 +42,15 @@ def resolve_device(device: str, check_available: bool = True) -> torch.device:
     return torch.device(device)
 
 
-@functools.lru_cache(maxsize=4)
-def _data(spec_json: str) -> tuple[datasets.Dataset, datasets.Dataset]:
-    return open_data(json.loads(spec_json))
-
-
 def open_data(spec: dict[str, Any]) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """The (train, test) datasets a suite's data section names; `DataError` if unavailable."""
+    """The (train, test) datasets a suite's data section names; `DataError` if unavailable.
+    Cached per process: the runner's up-front check and every in-process cell share one load."""
+    return _open_data(json.dumps(spec, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4)
+def _open_data(spec_json: str) -> tuple[datasets.Dataset, datasets.Dataset]:
+    spec = json.loads(spec_json)
     common = {
         "binarization": spec["binarization"], "threshold": spec["threshold"],
         "seed": spec["split_seed"], "test_fraction": spec["test_fraction"],
@@ -93,7 +95,7 @@ class _Cell:
             self.trainer = estimators.get(config["trainer_name"], **config["trainer_options"])
             self.trainer.to(device)
         self.is_toy = not isinstance(self.objective, LatentVariableModel)
-        train, test = _data(json.dumps(config["data"], sort_keys=True))
+        train, test = open_data(config["data"])
         self.train_set = train
         generator = torch.Generator().manual_seed(config["seed"])
         self.generator = generator

@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import NormalDist
 
-import pytest
 import torch
 from torch import Tensor
 
@@ -28,18 +27,6 @@ from benchmarks import objectives
 from benchmarks.objectives import Objective
 
 ALPHA = 1e-3  # family-wise false-alarm rate of one statistical assertion
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_threaded():
-    """One intra-op thread while a module's tests run (restored afterwards). The tests run many
-    tiny tensor operations, where extra threads only synchronise; on a machine whose cores are
-    shared they spin and make the statistical tests several times slower. Test modules import
-    this fixture, which makes it apply to them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def bonferroni_bound(num_tests: int, alpha: float = ALPHA) -> float:

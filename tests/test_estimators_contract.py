@@ -23,7 +23,6 @@ from torch.distributions import (
 import estimators
 from estimators import Estimator, EstimatorError, UnsupportedDistributionError, sampling
 from estimators.base import output
-from tests.helpers import single_threaded  # noqa: F401 (autouse: one thread per module)
 from tests.plugin_support import write_plugin
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,6 @@ from torch.distributions import Bernoulli, Categorical, Independent, OneHotCateg
 
 import estimators
 from estimators import UnsupportedDistributionError
-from tests.helpers import single_threaded  # noqa: F401 (autouse: one thread per module)
 
 
 def integrand(weight: torch.Tensor):

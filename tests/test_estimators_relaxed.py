@@ -16,7 +16,6 @@ from tests.helpers import (
     bonferroni_bound,
     exact_gradients,
     gradient_estimates,
-    single_threaded,  # noqa: F401 (autouse: one thread per module)
     small_categorical_vae,
     toy_gradient_estimates,
 )

@@ -17,7 +17,6 @@ import estimators
 from estimators import sampling
 from tests.helpers import (
     Summary,
-    single_threaded,  # noqa: F401 (autouse: one thread per module)
 )
 
 DTYPES = [torch.float32, torch.bfloat16]

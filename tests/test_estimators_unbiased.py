@@ -22,7 +22,6 @@ from tests.helpers import (
     exact_gradients,
     gaussian_batch,
     gradient_estimates,
-    single_threaded,  # noqa: F401 (autouse: one thread per module)
     small_bernoulli_vae,
     small_categorical_vae,
     small_linear_gaussian,

@@ -23,7 +23,6 @@ from tests.helpers import (
     binary_batch,
     bonferroni_bound,
     gradient_estimates,
-    single_threaded,  # noqa: F401 (autouse: one thread per module)
     small_categorical_vae,
     toy_gradient_estimates,
 )

@@ -9,7 +9,6 @@ is compared with 4 of its standard errors (sd / sqrt(N)).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -21,13 +20,6 @@ from benchmarks.metrics.bounds import sample_chunks
 
 KS = (1, 10, 100, 1000)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def se(values: Tensor) -> float:

@@ -10,7 +10,6 @@ test is meaningful, not a coin flip).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -29,16 +28,6 @@ from benchmarks.metrics import (
     gradient_stats,
 )
 from estimators import Estimator, EstimatorOutput, Integrand
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: these small problems run faster without threading on a shared
-    machine, and the numbers do not depend on the core count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def binary_batch(batch: int, dim: int = 64, seed: int = 0) -> Tensor:

@@ -5,7 +5,6 @@ their values (speed lives in tests/benchmarks and benchmarks/speed/engine.py).""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -23,13 +22,6 @@ from benchmarks.metrics.floor import bare_step, plain_sample
 
 FAST = {"min_run_time": 0.01, "warmup": 1}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def small_categorical() -> objectives.Objective:

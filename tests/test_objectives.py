@@ -20,7 +20,6 @@ from tests.helpers import (
     binary_batch,
     bonferroni_bound,
     gaussian_batch,
-    single_threaded,  # noqa: F401 (autouse: one thread per module)
     small_bernoulli_vae,
     small_categorical_vae,
     small_linear_gaussian,

@@ -10,7 +10,6 @@ prints the ratios). Configuration: input 64, hidden 200, 8 variables x 8 categor
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -24,13 +23,6 @@ ESTIMATORS = {
     "gumbel_softmax": (("gumbel_softmax", {}), 1),
 }
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
