@@ -73,6 +73,7 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
                         "objective": obj.id, "objective_name": obj.name,
                         "objective_options": obj.options,
                         "kl": obj.options.get("kl", "analytic"),
+                        "bound": obj.options.get("bound", "elbo"),
                         "estimator": est.id, "estimator_name": est.name,
                         "estimator_options": est.options,
                         "trained_with": train.id, "trainer_name": train.name,

@@ -96,13 +96,15 @@ class EstimatorSpec(_Strict):
 
     @property
     def id(self) -> str:
-        """The label results use: `label`, else the name with its options (reinforce-loo)."""
+        """The label results use: `label`, else the canonical name (aliases resolved) with its
+        non-default options (reinforce-loo)."""
         if self.label:
             return self.label
-        signature = inspect.signature(estimators.registry.factory(self.name))
+        name, options = estimators.registry.resolve(self.name, self.options)  # u2g -> disarm
+        signature = inspect.signature(estimators.registry.factory(name))
         defaults = {name: p.default for name, p in signature.parameters.items()}
-        changed = [str(v) for k, v in sorted(self.options.items()) if defaults.get(k) != v]
-        return "-".join([self.name, *changed])
+        changed = [str(v) for k, v in sorted(options.items()) if defaults.get(k) != v]
+        return "-".join([name, *changed])
 
 
 class TemperatureSchedule(_Strict):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
@@ -29,17 +31,22 @@ class EstimatorOutput:
         enumerated support, S = number of configurations).
     aux_loss: a loss to *minimise* for the estimator's own trainable parameters (learned
         baselines, control variates), or None.
+    evaluations: how many times f was evaluated per batch element to make this estimate
+        (REINFORCE with S samples: S; an antithetic pair: 2; IndeCateR: S x D x K). Counted by
+        the contract (`Estimator.evaluate`, `evaluate_many`, `evaluate_sets`), so estimators
+        are compared per evaluation as well as per sample and per second.
     """
 
     loss: Tensor
     value: Tensor
     samples: Tensor
     aux_loss: Tensor | None = None
+    evaluations: int | None = None
 
     def plus(self, term: Tensor) -> EstimatorOutput:
         """Add an exactly computed term (an analytic KL, say) to the loss and the value."""
         return EstimatorOutput(self.loss + term, self.value + term.detach(), self.samples,
-                               self.aux_loss)
+                               self.aux_loss, self.evaluations)
 
 
 class Estimator(nn.Module):
@@ -49,16 +56,35 @@ class Estimator(nn.Module):
     `applies_to(q)` and `estimate(q, f, num_samples, noise)`. Estimators are `nn.Module`s so that
     state (an EMA baseline) and trainable parameters (a learned baseline) live on the estimator,
     visible to `.parameters()`, `.to()` and `state_dict()`; nothing is global.
+
+    What an estimator declares about itself (class attributes):
+    - `unbiased`: whether E[estimate] is the gradient of E_q[f] for every parameter value;
+    - `relaxed_samples`: f receives relaxed (continuous) samples instead of samples of q;
+    - `needs_grad_f`: the estimate uses the derivative of f with respect to its input, at the
+      sample or at relaxed / mean-field points (straight-through, MuProp, REBAR, RELAX), so f
+      must be differentiable in z and defined off the support; objectives whose f is not refuse
+      such estimators as not applicable;
+    - `estimates`: "expectation" (value and gradient of E_q[f]) or "iwae" (f returns per-sample
+      log-weights (S, *B); value and gradient are those of the IWAE-S bound E log mean_s e^f);
+    - `noise_streams`: how many independent uniforms per sample coordinate the estimator
+      consumes (REBAR and RELAX: 2, u and v). The noise of stream k is drawn after streams
+      0..k-1 from the same generator and concatenated along the sample dimension, so stream 0
+      is exactly the noise every other estimator gets (common random numbers hold) and coupled
+      noise (u and 1 - u, or v given the sample) is derived from it inside the estimator.
     """
 
     name: ClassVar[str] = "estimator"
     supports: ClassVar[str] = "any distribution"
     unbiased: ClassVar[bool] = True
     relaxed_samples: ClassVar[bool] = False
+    needs_grad_f: ClassVar[bool] = False
+    estimates: ClassVar[str] = "expectation"
+    noise_streams: ClassVar[int] = 1
 
     def __init__(self, direct_term: bool = True) -> None:
         super().__init__()
         self.direct_term = direct_term
+        self._evaluations = 0  # f evaluations in the current call (see `evaluate_many`)
 
     def applies_to(self, q: Distribution) -> bool:
         return True
@@ -81,7 +107,7 @@ class Estimator(nn.Module):
         q: a distribution of batch shape B whose parameters carry the graph to what is trained.
         f: maps samples (S, *B, *event) to values (S, *B); may depend on other parameters.
         num_samples: S, the number of samples averaged.
-        noise: optional base noise of shape `sampling.noise_shape(q, S)` (uniforms); drawn from
+        noise: optional base noise of shape `self.noise_shape(q, S)` (uniforms); drawn from
             the global generator when None. Passing the same noise gives the same samples.
         """
         self.check(q)
@@ -90,7 +116,7 @@ class Estimator(nn.Module):
                 f"estimator '{self.name}': num_samples must be an integer >= 1, got {num_samples!r}"
             )
         if noise is not None:
-            expected = sampling.noise_shape(q, num_samples)
+            expected = self.noise_shape(q, num_samples)
             if not sampling.supports_noise(q):
                 raise EstimatorError(
                     f"estimator '{self.name}': explicit noise is supported for "
@@ -103,8 +129,22 @@ class Estimator(nn.Module):
                     f"expected {tuple(expected)} for {num_samples} samples"
                 )
         elif sampling.supports_noise(q):
-            noise = sampling.draw_noise(q, num_samples)
-        return self.estimate(q, f, num_samples, noise)
+            noise = sampling.draw_noise(q, num_samples, streams=self.noise_streams)
+        return self.counted_estimate(q, f, num_samples, noise)
+
+    def counted_estimate(
+        self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
+    ) -> EstimatorOutput:
+        """`estimate`, with the evaluations of f it made recorded in the output."""
+        self._evaluations = 0
+        out = self.estimate(q, f, num_samples, noise)
+        if out.evaluations is None:
+            out = dataclasses.replace(out, evaluations=self._evaluations)
+        return out
+
+    def noise_shape(self, q: Distribution, num_samples: int) -> torch.Size:
+        """The shape of the base noise this estimator consumes for `num_samples` samples."""
+        return sampling.noise_shape(q, num_samples, self.noise_streams)
 
     def estimate(
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
@@ -128,15 +168,34 @@ class Estimator(nn.Module):
         return self.relax(density).log_prob(z)
 
     def evaluate(self, f: Integrand, z: Tensor, num_samples: int, q: Distribution) -> Tensor:
-        """f(z), checked to have shape (S, *batch)."""
+        """f(z) for the S = `num_samples` samples z, checked to have shape (S, *batch)."""
+        if z.shape[0] != num_samples:
+            raise EstimatorError(
+                f"estimator '{self.name}': {z.shape[0]} samples given where num_samples = "
+                f"{num_samples}"
+            )
+        return self.evaluate_many(f, z, q)
+
+    def evaluate_many(self, f: Integrand, z: Tensor, q: Distribution) -> Tensor:
+        """f at n stacked sample sets z (n, *batch, *event), for any n, checked to return
+        (n, *batch); the n evaluations are counted in the output's `evaluations`. One call of f
+        serves them all (one batched forward pass of a decoder)."""
         fz = f(z)
-        expected = (num_samples, *q.batch_shape)
+        expected = (z.shape[0], *q.batch_shape)
         if fz.shape != expected:
             raise EstimatorError(
                 f"estimator '{self.name}': f returned shape {tuple(fz.shape)}; expected "
-                f"(num_samples, *batch_shape) = {expected}"
+                f"(number of samples, *batch_shape) = {expected}"
             )
+        self._evaluations += z.shape[0]
         return fz
+
+    def evaluate_sets(self, f: Integrand, sets: Sequence[Tensor], q: Distribution
+                      ) -> list[Tensor]:
+        """f at several sample sets (an antithetic pair, a sample and its mean-field point),
+        each (n_i, *batch, *event), in one call of f: returns [f(set_i)] of shapes (n_i, *B)."""
+        sizes = [s.shape[0] for s in sets]
+        return list(self.evaluate_many(f, torch.cat(list(sets)), q).split(sizes))
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, direct_term={self.direct_term}"

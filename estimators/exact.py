@@ -96,4 +96,4 @@ class Exact(Estimator):
     def forward(self, q, f, num_samples=1, *, noise=None):  # type: ignore[override]
         # Enumeration draws no noise: skip the base class's noise handling.
         self.check(q)
-        return self.estimate(q, f, num_samples, None)
+        return self.counted_estimate(q, f, num_samples, None)

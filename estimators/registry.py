@@ -39,6 +39,7 @@ class Registry(Generic[T]):
         self.group = group
         self.error = error
         self._factories: dict[str, Callable[..., T]] = {}
+        self._aliases: dict[str, tuple[str, dict[str, Any]]] = {}
         self._plugins_loaded = False
 
     def register(
@@ -54,6 +55,34 @@ class Registry(Generic[T]):
 
         return add(factory) if factory is not None else add
 
+    def alias(self, name: str, target: str, **options: Any) -> None:
+        """Register `name` as another name of the entry `target` built with fixed `options`
+        (`u2g` is `disarm`; `zgr` is `reinmax` at temperature 1): one implementation, and
+        `resolve` gives the canonical name that results show."""
+        if name in self._factories or name in self._aliases:
+            raise self.error(f"{self.kind} '{name}' is already registered")
+        self._aliases[name] = (target, dict(options))
+
+    def resolve(self, name: str, options: dict[str, Any] | None = None
+                ) -> tuple[str, dict[str, Any]]:
+        """The canonical (name, options) of `name` with `options`: aliases resolved; an option
+        that contradicts an alias's fixed option is an error."""
+        options = dict(options or {})
+        if name not in self._aliases:
+            return name, options
+        target, fixed = self._aliases[name]
+        for key, value in fixed.items():
+            if key in options and options[key] != value:
+                raise self.error(
+                    f"{self.kind} '{name}' is '{target}' with {key}={value!r}; it cannot take "
+                    f"{key}={options[key]!r} (use '{target}' directly)"
+                )
+        return target, {**options, **fixed}
+
+    def aliases(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Alias name -> (canonical name, fixed options)."""
+        return dict(self._aliases)
+
     def load_plugins(self, reload: bool = False) -> None:
         """Import the factories advertised under the entry-point group (once, or again)."""
         if self._plugins_loaded and not reload:
@@ -66,13 +95,15 @@ class Registry(Generic[T]):
     def available(self) -> list[str]:
         """Sorted registered names, plugins included."""
         self.load_plugins()
-        return sorted(self._factories)
+        return sorted([*self._factories, *self._aliases])
 
     def factory(self, name: str) -> Callable[..., T]:
-        """The factory registered as `name`; unknown names raise with a suggestion."""
+        """The factory registered as `name` (an alias's: its target's); unknown names raise
+        with a suggestion."""
         self.load_plugins()
+        name = self._aliases.get(name, (name, {}))[0]
         if name not in self._factories:
-            names = sorted(self._factories)
+            names = self.available()
             raise self.error(
                 f"unknown {self.kind} '{name}'{did_you_mean(name, names)}; "
                 f"available: {', '.join(names)}"
@@ -81,6 +112,9 @@ class Registry(Generic[T]):
 
     def get(self, name: str, **options: Any) -> T:
         """Build the entry `name` with keyword `options`; unknown options name the allowed ones."""
+        if name in self._aliases:
+            target, resolved = self.resolve(name, options)
+            return self.get(target, **resolved)
         factory = self.factory(name)
         allowed = _options(factory)
         if allowed is not None:

@@ -57,10 +57,12 @@ def _parameter(base: Distribution) -> Tensor:
     return base.loc if isinstance(base, Normal) else base.logits
 
 
-def noise_shape(q: Distribution, num_samples: int) -> torch.Size:
-    """Shape of the uniform noise for `num_samples` draws: (S, *batch, *event), plus the number
-    of categories K for `Categorical`, whose event is an index."""
-    shape = torch.Size((num_samples, *q.batch_shape, *q.event_shape))
+def noise_shape(q: Distribution, num_samples: int, streams: int = 1) -> torch.Size:
+    """Shape of the uniform noise for `num_samples` draws: (streams * S, *batch, *event), plus
+    the number of categories K for `Categorical`, whose event is an index. Estimators that need
+    more than one uniform per sample coordinate (REBAR's u and v) take `streams` > 1: stream k
+    is `noise[k * S:(k + 1) * S]` (see `split_streams`)."""
+    shape = torch.Size((streams * num_samples, *q.batch_shape, *q.event_shape))
     base = base_of(q)
     if isinstance(base, Categorical) and not isinstance(base, OneHotCategorical):
         shape = shape + base.logits.shape[-1:]
@@ -84,11 +86,21 @@ def uniform(
 
 
 def draw_noise(
-    q: Distribution, num_samples: int, generator: torch.Generator | None = None
+    q: Distribution, num_samples: int, generator: torch.Generator | None = None,
+    streams: int = 1,
 ) -> Tensor:
-    """Base noise for `num_samples` samples of `q`, in the dtype and device of its parameters."""
+    """Base noise for `num_samples` samples of `q`, in the dtype and device of its parameters;
+    with `streams` > 1, the streams are drawn one after the other and stacked along dim 0."""
     p = _parameter(base_of(q))
-    return uniform(noise_shape(q, num_samples), p.dtype, p.device, generator)
+    shape = noise_shape(q, num_samples)
+    if streams == 1:
+        return uniform(shape, p.dtype, p.device, generator)
+    return torch.cat([uniform(shape, p.dtype, p.device, generator) for _ in range(streams)])
+
+
+def split_streams(noise: Tensor, streams: int) -> tuple[Tensor, ...]:
+    """The `streams` noise streams of `noise` (streams * S, ...), each (S, ...)."""
+    return tuple(noise.chunk(streams, dim=0))
 
 
 def gumbel(u: Tensor) -> Tensor:

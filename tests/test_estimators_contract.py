@@ -419,3 +419,65 @@ def test_entry_point_plugin_in_a_real_process(tmp_path: Path) -> None:
     assert "did you mean 'factor'?" in report["error"]
     # This process never saw the plugin.
     assert "half_pathwise" not in estimators.available()
+
+
+# ---------------------------------------------------------------- evaluations, streams, aliases
+
+
+def test_outputs_count_the_evaluations_of_f() -> None:
+    q = torch.distributions.Bernoulli(logits=torch.zeros(3))
+    calls: list[int] = []
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        calls.append(z.shape[0])
+        return z
+
+    for name, options, samples in [("reinforce", {}, 1), ("reinforce", {"baseline": "loo"}, 4),
+                                   ("exact", {}, 1)]:
+        calls.clear()
+        out = estimators.get(name, **options)(q, f, samples)
+        assert out.evaluations == sum(calls)  # what f saw, counted by the contract
+    assert estimators.get("reinforce")(q, f, 5).evaluations == 5
+    assert estimators.get("exact")(q, f, 1).evaluations == 2  # the two outcomes of a Bernoulli
+
+
+def test_evaluate_sets_calls_f_once_and_splits_by_set() -> None:
+    q = torch.distributions.Bernoulli(logits=torch.zeros(2))
+    est = estimators.get("reinforce")
+    seen: list[tuple[int, ...]] = []
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(z.shape))
+        return z * 10
+
+    a, b = torch.zeros(1, 2), torch.ones(3, 2)
+    fa, fb = est.evaluate_sets(f, [a, b], q)
+    assert seen == [(4, 2)] and est._evaluations == 4
+    assert torch.equal(fa, a * 10) and torch.equal(fb, b * 10)
+    with pytest.raises(estimators.EstimatorError, match=r"expected \(number of samples"):
+        est.evaluate_many(lambda z: z.sum(0), a, q)
+
+
+def test_further_noise_streams_leave_the_first_stream_unchanged() -> None:
+    q = torch.distributions.Bernoulli(logits=torch.zeros(5))
+    one = sampling.draw_noise(q, 3, torch.Generator().manual_seed(0))
+    two = sampling.draw_noise(q, 3, torch.Generator().manual_seed(0), streams=2)
+    assert two.shape == sampling.noise_shape(q, 3, streams=2) == (6, 5)
+    u, v = sampling.split_streams(two, 2)
+    assert torch.equal(u, one) and not torch.equal(u, v)
+
+
+def test_aliases_build_the_canonical_estimator_and_refuse_contradictions() -> None:
+    registry = estimators.Registry("estimator", "estibench.none")
+    registry.register("reinforce", estimators.Reinforce)
+    registry.alias("rloo", "reinforce", baseline="loo")
+    assert "rloo" in registry.available()
+    est = registry.get("rloo")
+    assert isinstance(est, estimators.Reinforce) and est.baseline == "loo"
+    assert registry.resolve("rloo", {"decay": 0.5}) == ("reinforce",
+                                                        {"decay": 0.5, "baseline": "loo"})
+    assert registry.resolve("reinforce", {}) == ("reinforce", {})
+    with pytest.raises(estimators.EstimatorError, match="cannot take baseline='none'"):
+        registry.get("rloo", baseline="none")
+    with pytest.raises(estimators.EstimatorError, match="already registered"):
+        registry.alias("reinforce", "rloo")

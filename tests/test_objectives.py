@@ -429,3 +429,43 @@ def test_conditional_vae_split_and_likelihood(input_dim: int) -> None:
         objective.decoder[0].weight[:, 2:] = 0.0
     torch.testing.assert_close(objective.log_likelihood(flipped_in, z),
                                objective.log_likelihood(x, z), rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------- bound = "iwae"
+
+
+class _MeanOfLogWeights(estimators.Reinforce):
+    """A test-only estimator of the IWAE bound: exact enumeration is not needed, only that the
+    objective hands it per-sample log-weights (its value: log mean exp f)."""
+
+    estimates = "iwae"
+
+    def estimate(self, q, f, num_samples, noise):
+        out = super().estimate(q, f, num_samples, noise)
+        fz = f(out.samples)
+        value = torch.logsumexp(fz, 0) - math.log(num_samples)
+        return estimators.EstimatorOutput(value, value.detach(), out.samples)
+
+
+def test_iwae_bound_hands_log_weights_and_refuses_mismatched_estimators() -> None:
+    torch.manual_seed(0)
+    model = objectives.get("bernoulli_vae", input_dim=6, latent_dim=3, bound="iwae")
+    x = torch.bernoulli(torch.full((4, 6), 0.5))
+    est = _MeanOfLogWeights()
+    noise = torch.rand(5, 4, 3)
+    out = model.estimate(x, est, 5, noise=noise)
+    z = (model.posterior_params(x) + torch.log(noise) - torch.log1p(-noise) > 0).float()
+    q = model.posterior(x)
+    log_w = model.log_likelihood(x, z) + model.prior(x).log_prob(z) - q.log_prob(z)
+    expected = torch.logsumexp(log_w, 0) - math.log(5)
+    torch.testing.assert_close(out.value, expected.detach())
+    assert not model.has_exact and model.has_log_marginal
+    with pytest.raises(NoExactValue, match="bound='iwae'"):
+        model.exact(x)
+    with pytest.raises(estimators.EstimatorError, match="needs an estimator of the IWAE"):
+        model.estimate(x, estimators.get("reinforce"), 2)
+    elbo_model = objectives.get("bernoulli_vae", input_dim=6, latent_dim=3)
+    with pytest.raises(estimators.EstimatorError, match='set bound = "iwae"'):
+        elbo_model.check(est)
+    with pytest.raises(ObjectiveError, match="bound must be one of elbo, iwae"):
+        objectives.get("gaussian_vae", bound="iwea")

@@ -140,14 +140,16 @@ def common_noise(
     replicas: int,
     num_samples: int = 1,
     seed: int = 0,
+    streams: int = 1,
 ) -> Tensor:
-    """Uniform base noise (M, *noise_shape(q, S)) for `replicas` estimates on batch x.
+    """Uniform base noise (M, *noise_shape(q, S, streams)) for `replicas` estimates on batch x.
 
     Estimators that map noise to samples the same way (reinforce, st_gumbel, straight_through
     and gumbel_softmax on a categorical latent) see the same base noise, hence the same hard
     samples: pass the result as `noise=` to several `gradient_stats` calls for paired
     comparisons (common random numbers). Drawn from a `torch.Generator` seeded with `seed` on
-    the parameters' device, in their dtype.
+    the parameters' device, in their dtype. `streams` > 1 (an estimator's `noise_streams`) draws
+    the further streams after the first, so stream 0 is the noise every estimator gets.
     """
     integer("replicas", replicas, 1)
     integer("num_samples", num_samples, 1)
@@ -162,7 +164,9 @@ def common_noise(
         )
     generator = torch.Generator(device=params.device).manual_seed(int(seed))
     shape = (replicas, *sampling.noise_shape(q, num_samples))
-    return sampling.uniform(shape, params.dtype, params.device, generator)
+    parts = [sampling.uniform(shape, params.dtype, params.device, generator)
+             for _ in range(streams)]
+    return parts[0] if streams == 1 else torch.cat(parts, dim=1)
 
 
 # ------------------------------------------------------------------------------ measurement
@@ -204,10 +208,11 @@ def gradient_stats(
     integer("replicas", replicas, 2)
     integer("num_samples", num_samples, 1)
     integer("chunk_size", chunk_size, 1)
+    streams = estimator.noise_streams
     if noise is None:
-        noise = common_noise(objective, x, replicas, num_samples, seed)
+        noise = common_noise(objective, x, replicas, num_samples, seed, streams)
     else:
-        _check_noise(objective, x, noise, replicas, num_samples)
+        _check_noise(objective, x, noise, replicas, num_samples, streams)
 
     with _measuring(objective, estimator):
         target = _Target.of(objective, x, wrt)
@@ -390,11 +395,12 @@ def _exact_gradient(objective: Objective, x: Tensor | None, target: _Target) -> 
 
 
 def _check_noise(
-    objective: Objective, x: Tensor | None, noise: Tensor, replicas: int, num_samples: int
+    objective: Objective, x: Tensor | None, noise: Tensor, replicas: int, num_samples: int,
+    streams: int,
 ) -> None:
     with torch.no_grad():
         q = objective.posterior(x)
-    expected = (replicas, *sampling.noise_shape(q, num_samples))
+    expected = (replicas, *sampling.noise_shape(q, num_samples, streams))
     if tuple(noise.shape) != expected:
         raise MetricsError(
             f"noise has shape {tuple(noise.shape)}; expected (replicas, *noise_shape) = "

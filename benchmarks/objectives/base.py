@@ -15,13 +15,15 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
-from estimators import Estimator, EstimatorOutput, Exact
+from estimators import Estimator, EstimatorError, EstimatorOutput, Exact
 from estimators.exact import enumerate_support
 
 from .kl import analytic_kl
 
 KL = Literal["analytic", "sampled"]
 KL_CHOICES = ("analytic", "sampled")
+Bound = Literal["elbo", "iwae"]
+BOUND_CHOICES = ("elbo", "iwae")
 
 
 class ObjectiveError(ValueError):
@@ -51,6 +53,10 @@ class Objective(nn.Module):
 
     name: ClassVar[str] = "objective"
     encoder: nn.Module | None  # set by subclasses that have an inference network
+    # Whether f is differentiable in z and defined off the support (relaxed or mean-field
+    # inputs): estimators that differentiate f (`needs_grad_f`) apply only where it is.
+    differentiable_integrand: ClassVar[bool] = True
+    bound: str = "elbo"  # what is estimated: "elbo" (E_q[f]) or "iwae" (log-weights, IWAE-S)
 
     def posterior_params(self, x: Tensor | None) -> Tensor:
         """The parameters of q(z|x) as one tensor (logits, or loc and log-scale stacked)."""
@@ -69,9 +75,31 @@ class Objective(nn.Module):
         return None
 
     def check(self, estimator: Estimator) -> None:
-        """Raise `UnsupportedDistributionError` if `estimator` does not apply to this latent."""
+        """Raise `EstimatorError` (`UnsupportedDistributionError` for the latent's family) if
+        `estimator` does not apply to this objective, with the reason."""
         with torch.no_grad():
             estimator.check(self.posterior(self.example_input()))
+        self.check_bound(estimator)
+
+    def check_bound(self, estimator: Estimator) -> None:
+        """The estimator must estimate what this objective is (`bound`) and, if it
+        differentiates f, f must allow it."""
+        if estimator.estimates == "iwae" and self.bound != "iwae":
+            raise EstimatorError(
+                f"estimator '{estimator.name}' estimates the IWAE bound (f = per-sample "
+                f"log-weights); objective '{self.name}' has bound={self.bound!r}"
+                + (" (set bound = \"iwae\")" if isinstance(self, LatentVariableModel) else "")
+            )
+        if estimator.estimates != "iwae" and self.bound == "iwae":
+            raise EstimatorError(
+                f"objective '{self.name}' with bound='iwae' needs an estimator of the IWAE "
+                f"bound; estimator '{estimator.name}' estimates E_q[f]"
+            )
+        if estimator.needs_grad_f and not self.differentiable_integrand:
+            raise EstimatorError(
+                f"estimator '{estimator.name}' differentiates f at relaxed or mean-field "
+                f"inputs; objective '{self.name}' has an f that is not differentiable in z"
+            )
 
     def estimate(
         self,
@@ -123,13 +151,19 @@ class Objective(nn.Module):
 
 
 class LatentVariableModel(Objective):
-    """p(z) p_theta(x|z) with amortized q_phi(z|x); the objective is the ELBO."""
+    """p(z) p_theta(x|z) with amortized q_phi(z|x); the objective is the ELBO, or with
+    bound="iwae" the IWAE-S bound E log (1/S) sum_s p(x, z_s) / q(z_s | x) with S the number of
+    samples (Burda et al. 2016), estimated by estimators of that bound (vimco, iwae, dreg)."""
 
-    def __init__(self, kl: KL = "analytic") -> None:
+    def __init__(self, kl: KL = "analytic", bound: Bound = "elbo") -> None:
         super().__init__()
         if kl not in KL_CHOICES:
             raise ObjectiveError(f"kl must be one of {', '.join(KL_CHOICES)}, got {kl!r}")
+        if bound not in BOUND_CHOICES:
+            raise ObjectiveError(
+                f"bound must be one of {', '.join(BOUND_CHOICES)}, got {bound!r}")
         self.kl = kl
+        self.bound = bound
 
     def prior(self, x: Tensor | None = None) -> Distribution:
         """p(z) (or p(z|x) for conditional models), broadcastable to q's batch shape."""
@@ -173,7 +207,30 @@ class LatentVariableModel(Objective):
 
         return estimator(q, integrand, num_samples, noise=noise)
 
+    def iwae_bound(
+        self,
+        x: Tensor,
+        estimator: Estimator,
+        num_samples: int = 1,
+        *,
+        noise: Tensor | None = None,
+        params: Tensor | None = None,
+    ) -> EstimatorOutput:
+        """The IWAE-S bound of x estimated by an estimator of that bound: f returns the
+        per-sample log-weights log p(x|z) + log p(z) - log q(z|x), with log q as the estimator
+        sees it (`estimator.log_q`: DReG and STL stop its parameters, IWAE and VIMCO keep them)."""
+        q = self.distribution(self.posterior_params(x) if params is None else params)
+        prior = self.prior(x)
+
+        def log_weights(z: Tensor) -> Tensor:
+            return self.log_likelihood(x, z) + prior.log_prob(z) - estimator.log_q(q, z)
+
+        return estimator(q, log_weights, num_samples, noise=noise)
+
     def estimate(self, x, estimator, num_samples=1, *, noise=None, params=None):  # type: ignore[override]
+        self.check_bound(estimator)
+        if self.bound == "iwae":
+            return self.iwae_bound(x, estimator, num_samples, noise=noise, params=params)
         return self.elbo(x, estimator, num_samples, noise=noise, params=params)
 
     @torch.no_grad()
@@ -208,8 +265,9 @@ class DiscreteLatentModel(LatentVariableModel):
     """A latent-variable model with a discrete latent: exact ELBO and log p(x) by enumeration
     when the number of configurations is at most `max_configurations`."""
 
-    def __init__(self, kl: KL = "analytic", max_configurations: int = 4096) -> None:
-        super().__init__(kl)
+    def __init__(self, kl: KL = "analytic", max_configurations: int = 4096,
+                 bound: Bound = "elbo") -> None:
+        super().__init__(kl, bound)
         self.max_configurations = int(max_configurations)
 
     @property
@@ -217,13 +275,16 @@ class DiscreteLatentModel(LatentVariableModel):
         raise NotImplementedError
 
     @property
-    def has_exact(self) -> bool:
+    def has_log_marginal(self) -> bool:
         return self.num_configurations <= self.max_configurations
 
-    has_log_marginal = has_exact
+    @property
+    def has_exact(self) -> bool:
+        # The exact IWAE-S bound depends on S (an enumeration over S-tuples): only the ELBO.
+        return self.bound == "elbo" and self.has_log_marginal
 
     def _require_small(self) -> None:
-        if not self.has_exact:
+        if not self.has_log_marginal:
             raise NoExactValue(
                 f"objective '{self.name}' has {self.num_configurations} latent configurations, "
                 f"more than max_configurations={self.max_configurations}: nothing exact"
@@ -231,6 +292,9 @@ class DiscreteLatentModel(LatentVariableModel):
 
     def exact(self, x: Tensor | None, params: Tensor | None = None) -> Tensor:
         self._require_small()
+        if self.bound != "elbo":
+            raise NoExactValue(f"objective '{self.name}' with bound={self.bound!r} has no "
+                               "exact value (it depends on the number of samples)")
         assert x is not None
         return self.elbo(x, Exact(self.max_configurations), params=params).loss
 

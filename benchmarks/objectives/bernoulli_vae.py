@@ -22,9 +22,10 @@ class BernoulliVAE(DiscreteLatentModel):
 
     def __init__(
         self, input_dim: int = 64, latent_dim: int = 16, hidden: int | Sequence[int] = (),
-        activation: str = "tanh", kl: str = "analytic", max_configurations: int = 4096,
+        activation: str = "tanh", kl: str = "analytic", bound: str = "elbo",
+        max_configurations: int = 4096,
     ) -> None:
-        super().__init__(kl, max_configurations)  # type: ignore[arg-type]
+        super().__init__(kl, max_configurations, bound)  # type: ignore[arg-type]
         self.input_dim, self.latent_dim = int(input_dim), int(latent_dim)
         self.encoder = mlp(self.input_dim, hidden, self.latent_dim, activation)
         self.decoder = mlp(self.latent_dim, hidden, self.input_dim, activation)

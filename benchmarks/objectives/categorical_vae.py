@@ -26,9 +26,9 @@ class CategoricalVAE(DiscreteLatentModel):
     def __init__(
         self, input_dim: int = 64, variables: int = 8, categories: int = 8,
         hidden: int | Sequence[int] = 200, activation: str = "tanh", kl: str = "analytic",
-        max_configurations: int = 4096,
+        bound: str = "elbo", max_configurations: int = 4096,
     ) -> None:
-        super().__init__(kl, max_configurations)  # type: ignore[arg-type]
+        super().__init__(kl, max_configurations, bound)  # type: ignore[arg-type]
         self.input_dim, self.variables, self.categories = (
             int(input_dim), int(variables), int(categories))
         width = self.variables * self.categories

@@ -22,9 +22,9 @@ class GaussianVAE(LatentVariableModel):
 
     def __init__(
         self, input_dim: int = 64, latent_dim: int = 8, hidden: int | Sequence[int] = 200,
-        activation: str = "tanh", kl: str = "analytic",
+        activation: str = "tanh", kl: str = "analytic", bound: str = "elbo",
     ) -> None:
-        super().__init__(kl)  # type: ignore[arg-type]
+        super().__init__(kl, bound)  # type: ignore[arg-type]
         self.input_dim, self.latent_dim = int(input_dim), int(latent_dim)
         self.encoder = mlp(self.input_dim, hidden, 2 * self.latent_dim, activation)
         self.decoder = mlp(self.latent_dim, hidden, self.input_dim, activation)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
-from .base import LatentVariableModel, ObjectiveError, standard_normal
+from .base import LatentVariableModel, NoExactValue, ObjectiveError, standard_normal
 
 
 class LinearGaussian(LatentVariableModel):
@@ -25,9 +25,9 @@ class LinearGaussian(LatentVariableModel):
 
     def __init__(
         self, input_dim: int = 64, latent_dim: int = 4, noise_std: float = 0.5,
-        kl: str = "analytic", seed: int = 0,
+        kl: str = "analytic", bound: str = "elbo", seed: int = 0,
     ) -> None:
-        super().__init__(kl)  # type: ignore[arg-type]
+        super().__init__(kl, bound)  # type: ignore[arg-type]
         if not float(noise_std) > 0:
             raise ObjectiveError(f"noise_std must be > 0, got {noise_std!r}")
         self.input_dim, self.latent_dim = int(input_dim), int(latent_dim)
@@ -62,7 +62,7 @@ class LinearGaussian(LatentVariableModel):
     # Closed forms ------------------------------------------------------------------------
     @property
     def has_exact(self) -> bool:
-        return True
+        return self.bound == "elbo"  # the closed form is the ELBO's
 
     @property
     def has_log_marginal(self) -> bool:
@@ -88,6 +88,9 @@ class LinearGaussian(LatentVariableModel):
     def exact(self, x: Tensor | None, params: Tensor | None = None) -> Tensor:
         """The ELBO in closed form: E_q log N(x; Wz + b, sigma^2 I) - KL(q || N(0, I))."""
         assert x is not None
+        if self.bound != "elbo":
+            raise NoExactValue(f"objective '{self.name}' with bound={self.bound!r} has no "
+                               "closed-form value (it depends on the number of samples)")
         p = self.posterior_params(x) if params is None else params
         loc, log_scale = p[..., 0, :], p[..., 1, :]
         var = (2 * self.log_noise_std).exp()
