@@ -124,7 +124,7 @@ class EstimateMemory(_Tracked):
     def setup(self, objective: str, estimator: str) -> None:
         self.problem = Problem(objective, estimator)
         self.problem.gradient_estimate()  # warm up: first-call allocations are not counted
-        self.problem.optimizer.zero_grad(set_to_none=True)
+        self.problem.clear_gradients()
 
     def track_estimate_memory(self, objective: str, estimator: str) -> float:
         problem = self.problem

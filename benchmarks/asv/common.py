@@ -19,9 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch._dynamo  # noqa: F401  (see below)
 
 import estimators
 from benchmarks import objectives
+
+# torch.func.grad and every torch optimizer import torch._dynamo on first use: seconds, paid by
+# each benchmark process that imports it lazily. asv runs the suite from a fork server
+# (asv.conf.json: launch_method = "forkserver") that imports this module once and forks a child
+# per benchmark and parameter pair, so importing it here pays it once per recording.
 
 
 def _check_code_under_test() -> None:
@@ -104,7 +110,15 @@ class Problem:
         self.is_toy = not isinstance(self.objective, objectives.LatentVariableModel)
         self.x = None if self.is_toy else fixed_batch()
         self.parameters = [*self.objective.parameters(), *self.estimator.parameters()]
-        self.optimizer = torch.optim.Adam(self.parameters, lr=LEARNING_RATE)
+        self._optimizer: torch.optim.Optimizer | None = None
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """Adam over every parameter, built on first use: building a torch optimizer imports
+        torch._dynamo (seconds), which only the benchmarks that train or zero gradients need."""
+        if self._optimizer is None:
+            self._optimizer = torch.optim.Adam(self.parameters, lr=LEARNING_RATE)
+        return self._optimizer
 
     def loss(self) -> torch.Tensor:
         """The training loss: minus the objective estimated with the estimator (plus the
@@ -115,9 +129,13 @@ class Problem:
             loss = loss + out.aux_loss.mean()
         return loss
 
+    def clear_gradients(self) -> None:
+        for p in self.parameters:
+            p.grad = None
+
     def gradient_estimate(self) -> None:
         """One gradient estimate: forward and backward into every parameter's .grad."""
-        self.optimizer.zero_grad(set_to_none=True)
+        self.clear_gradients()
         self.loss().backward()
 
     def training_step(self) -> None:
@@ -130,7 +148,7 @@ class Problem:
         torch.manual_seed(SEED)
         for _ in range(steps):
             self.training_step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.clear_gradients()
 
 
 def finite(value: float, what: str) -> float:
