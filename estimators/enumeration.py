@@ -198,13 +198,14 @@ class UnorderedSet(Estimator):
         points = to_values(q, members.movedim(-1, 0).flatten(0, 1).unsqueeze(-1))
         fz = self.evaluate_many(f, points, q).unflatten(0, (k, num_samples)).movedim(0, -1)
         log_pk = log_p.expand(num_samples, *log_p.shape).gather(-1, members)  # (S, *B, k)
-        weights = self.weights(log_p.detach(), members, log_pk.detach())
+        held, log_rest = log_pk.detach(), self._rest(log_p.detach(), members)
+        without = torch.stack([self._without(held, log_rest, i) for i in range(k)], -1)
+        weights = (held + without - set_log_prob(held, log_rest).unsqueeze(-1)).exp()
         learning = fz.detach()
         if self.baseline:
-            learning = learning - self.baselines(log_p.detach(), members, log_pk.detach(),
-                                                 learning)
+            learning = learning - self.baselines(held, log_rest, without, learning)
         value = (weights * fz).sum(-1)
-        score = (weights * learning * (log_pk - log_pk.detach())).sum(-1)
+        score = (weights * learning * (log_pk - held)).sum(-1)
         return EstimatorOutput((value + score).mean(0), value.detach().mean(0), points.detach())
 
     @staticmethod
@@ -221,22 +222,15 @@ class UnorderedSet(Estimator):
         keep = [j for j in range(self.k) if j not in removed]
         return set_log_prob(log_pk[..., keep], log_rest)
 
-    def weights(self, log_p: Tensor, members: Tensor, log_pk: Tensor) -> Tensor:
-        """p(s) R(S, s) for each member s, (S, *B, k)."""
-        log_rest = self._rest(log_p, members)
-        log_set = set_log_prob(log_pk, log_rest)
-        without = torch.stack([self._without(log_pk, log_rest, i) for i in range(self.k)], -1)
-        return (log_pk + without - log_set.unsqueeze(-1)).exp()
-
-    def baselines(self, log_p: Tensor, members: Tensor, log_pk: Tensor, fz: Tensor) -> Tensor:
-        """B(s) = sum_{s'} p(s') R2(s, s') f(s') for each member s, (S, *B, k)."""
-        log_rest = self._rest(log_p, members)
+    def baselines(self, log_pk: Tensor, log_rest: Tensor, without: Tensor, fz: Tensor
+                  ) -> Tensor:
+        """B(s_i) = sum_j p(s_j) R2(s_i, s_j) f(s_j) for each member, (S, *B, k); `without`
+        holds log p^{D minus s_i}(S minus s_i)."""
         out = []
         for i in range(self.k):
-            without_i = self._without(log_pk, log_rest, i)
             log_r2 = torch.stack([
-                torch.zeros_like(without_i) if j == i
-                else self._without(log_pk, log_rest, i, j) - without_i
+                torch.zeros_like(log_rest) if j == i
+                else self._without(log_pk, log_rest, i, j) - without[..., i]
                 for j in range(self.k)
             ], -1)
             out.append(((log_pk + log_r2).exp() * fz).sum(-1))
