@@ -142,6 +142,12 @@ class UnorderedSet(Estimator):
 
     `num_samples` S is the number of independent sets (S x k evaluations); k <= K and
     k <= 6 (the set probabilities sum over k! orderings).
+
+    Cost: beyond the k evaluations, the set probabilities take O(k^2) small tensor operations
+    over k! orderings per estimate (Gumbel-top-k, the leave-one-out and leave-two-out ratios),
+    independent of the networks: on a digits categorical VAE with one variable of 16
+    categories (batch 32, S = 2, k = 2) about 1.3x REINFORCE's time over the floor per
+    evaluation, 2.6x in time beyond the floor.
     """
 
     name = "unordered_set"

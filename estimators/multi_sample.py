@@ -28,6 +28,11 @@ class VIMCO(Estimator):
     estimate L, not the mean of f. The term grad L needs f's own dependence on q's parameters
     (the -log q inside the log-weights), so the direct term is always kept: with K > 1 its
     expectation is not zero (E sum_j w_j grad log q(h_j) != 0), and dropping it biases VIMCO.
+
+    Cost: K evaluations, plus a K x K leave-one-out logsumexp and log q of the samples for the
+    score, a fixed number of small tensor operations per estimate. On the digits Bernoulli VAE
+    (8 bits, linear networks, batch 32, K = 2; floor 1.5 ms) that costs about 1.25x
+    REINFORCE's time over the floor per evaluation; it does not grow with the networks.
     """
 
     name = "vimco"
