@@ -174,8 +174,26 @@ class _Cell:
                 self.record(step, "train/objective", out.value.mean())
                 self.record(step, "train/seconds", time.perf_counter() - started)
 
+    def evaluations(self) -> int:
+        """Evaluations of f per batch element in one estimate of the measured estimator (in
+        eval mode: no state update)."""
+        mode = self.estimator.training
+        self.estimator.eval()
+        try:
+            return int(self.objective.estimate(self.eval_batch, self.estimator,
+                                               self.config["num_samples"]).evaluations)
+        finally:
+            self.estimator.train(mode)
+
     def measure_throughput(self) -> None:
         m, steps = self.config["metrics"], self.config["training"]["steps"]
+        evaluations = self.evaluations()
+        self.record(steps, "estimator/evaluations", evaluations)
+        variance = [v for s, n, v in self.rows
+                    if s == steps and n == "grad/distribution/total_variance"]
+        if variance:
+            self.record(steps, "efficiency/variance_x_evaluations",
+                        metrics.evaluation_normalized_variance(variance[-1], evaluations))
         if not m["throughput"]:
             return
         result = metrics.throughput(
@@ -187,8 +205,6 @@ class _Cell:
         for name, value in result.as_dict().items():
             if isinstance(value, (int, float)):
                 self.record(steps, f"time/{name}", value)
-        variance = [v for s, n, v in self.rows
-                    if s == steps and n == "grad/distribution/total_variance"]
         if variance:
             self.record(steps, "efficiency/variance_x_time",
                         metrics.work_normalized_variance(variance[-1],

@@ -9,9 +9,11 @@ grad E_q[f] (the sign is that of the expectation; a training loop that maximises
 `-out.loss`). `f(z)` maps samples (S, *B, *event) to (S, *B) and may depend on any parameters;
 q's parameters carry the graph back to whatever produced them. Families: `pathwise`,
 `reinforce` (baselines none | ema | loo), `gumbel_softmax`, `st_gumbel`, `straight_through`, and
-`exact` (enumeration, the ground truth). Each declares what it supports (`check`, `applies_to`)
-and refuses anything else with `UnsupportedDistributionError`. New estimators are added with
-`estimators.register` or, from another package, the entry-point group `estibench.estimators`.
+`exact` (enumeration, the ground truth), the antithetic `arm` and `disarm` (alias `u2g`),
+`vimco` (IWAE bound), and the partly enumerating `indecater` and `unordered_set`. Each declares
+what it supports (`check`, `applies_to`) and refuses anything else with
+`UnsupportedDistributionError`. New estimators are added with `estimators.register` or, from
+another package, the entry-point group `estibench.estimators`.
 
 How the stateful and multi-sample families fit the same contract (implemented later):
 
@@ -34,17 +36,22 @@ from __future__ import annotations
 from typing import Any
 
 from . import sampling
+from .antithetic import ARM, DisARM
 from .base import Estimator, EstimatorOutput, Integrand
+from .enumeration import IndeCateR, UnorderedSet
 from .errors import EstimatorError, UnsupportedDistributionError
 from .exact import Exact
+from .multi_sample import VIMCO
 from .pathwise import Pathwise
 from .registry import Registry, did_you_mean
 from .relaxed import GumbelSoftmax, STGumbel, StraightThrough
 from .score_function import Reinforce
 
 registry: Registry[Estimator] = Registry("estimator", "estibench.estimators")
-for _cls in (Pathwise, Reinforce, GumbelSoftmax, STGumbel, StraightThrough, Exact):
+for _cls in (Pathwise, Reinforce, GumbelSoftmax, STGumbel, StraightThrough, Exact,
+             ARM, DisARM, VIMCO, IndeCateR, UnorderedSet):
     registry.register(_cls.name, _cls)
+registry.alias("u2g", "disarm")  # Yin et al. 2020: the same estimator (estimators-zoo.md 1.8)
 
 
 def get(name: str, **options: Any) -> Estimator:
@@ -63,17 +70,22 @@ def register(name: str, factory: Any = None) -> Any:
 
 
 __all__ = [
+    "ARM",
+    "VIMCO",
+    "DisARM",
     "Estimator",
     "EstimatorError",
     "EstimatorOutput",
     "Exact",
     "GumbelSoftmax",
+    "IndeCateR",
     "Integrand",
     "Pathwise",
     "Reinforce",
     "Registry",
     "STGumbel",
     "StraightThrough",
+    "UnorderedSet",
     "UnsupportedDistributionError",
     "available",
     "did_you_mean",

@@ -79,6 +79,9 @@ _GRADIENT_AND_COST = (
     Quantity("time_per_estimate_ms", "time/time_per_estimate", "time / estimate (ms)", "cost",
              1e3),
     Quantity("variance_x_time", "efficiency/variance_x_time", "Var x time (Var·s)", "cost"),
+    Quantity("evaluations", "estimator/evaluations", "f evaluations / estimate", "cost"),
+    Quantity("variance_x_evaluations", "efficiency/variance_x_evaluations",
+             "Var x evaluations", "cost"),
     Quantity("peak_memory_mib", "time/peak_memory_bytes", "peak memory (MiB)", "cost",
              1.0 / 2**20),
 )

@@ -4,14 +4,15 @@
   checkpoint, vectorized with torch.func and streamed (`common_noise` for paired comparisons);
 - `bounds`: ELBO, IWAE-k, log p(x) and the gap on held-out data, chunked over samples;
 - `throughput`: time per estimate and per step, the bare-network floor, peak memory;
-- `work_normalized_variance`: variance x time;
+- `work_normalized_variance`: variance x time; `evaluation_normalized_variance`: variance x
+  evaluations of f;
 - `environment`: commit, versions, device, host.
 """
 
 from __future__ import annotations
 
 from .bounds import BoundsResult, bounds
-from .efficiency import work_normalized_variance
+from .efficiency import evaluation_normalized_variance, work_normalized_variance
 from .environment import environment
 from .errors import MetricsError, NonFiniteGradientError
 from .gradients import GradientStats, common_noise, gradient_stats
@@ -26,6 +27,7 @@ __all__ = [
     "bounds",
     "common_noise",
     "environment",
+    "evaluation_normalized_variance",
     "gradient_stats",
     "throughput",
     "work_normalized_variance",

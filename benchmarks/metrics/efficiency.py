@@ -13,4 +13,11 @@ def work_normalized_variance(total_variance: float, time_per_estimate: float) ->
     return float(total_variance) * float(time_per_estimate)
 
 
-__all__ = ["work_normalized_variance"]
+def evaluation_normalized_variance(total_variance: float, evaluations: int) -> float:
+    """total_variance x evaluations of f per estimate: the same invariance under averaging,
+    with the evaluations of f as the unit of work (DisARM's pair counts 2, IndeCateR S x D x K),
+    so estimators compare at an equal number of calls of the model, whatever the hardware."""
+    return float(total_variance) * float(evaluations)
+
+
+__all__ = ["evaluation_normalized_variance", "work_normalized_variance"]

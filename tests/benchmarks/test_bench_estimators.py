@@ -4,7 +4,9 @@ Skipped by the default test run (`--benchmark-skip` in pyproject's addopts). Run
 `python -m pytest tests/benchmarks --benchmark-only`; `--benchmark-disable` runs each body once
 (CI: so they cannot rot). The configurations are the asv suite's (`benchmarks/asv/common.py`):
 the discrete families on categorical_vae (4 variables x 4 categories, batch 32 x 64, S = 4),
-pathwise on gaussian_vae (4 latent dimensions), one torch thread.
+pathwise on gaussian_vae (4 latent dimensions), the antithetic pair on bernoulli_vae (8 bits),
+vimco on its IWAE bound, unordered_set on the Bernoulli toy (one variable per element), one
+torch thread.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ FAMILIES = [
     ("categorical_vae", "st_gumbel"),
     ("categorical_vae", "straight_through"),
     ("categorical_vae", "exact"),
+    ("bernoulli_vae", "arm"),
+    ("bernoulli_vae", "disarm"),
+    ("bernoulli_vae_iwae", "vimco"),
+    ("categorical_vae", "indecater"),
+    ("bernoulli_toy", "unordered_set"),
 ]
 
 
