@@ -9,9 +9,12 @@ grad E_q[f] (the sign is that of the expectation; a training loop that maximises
 `-out.loss`). `f(z)` maps samples (S, *B, *event) to (S, *B) and may depend on any parameters;
 q's parameters carry the graph back to whatever produced them. Families: `pathwise`,
 `reinforce` (baselines none | ema | loo), `gumbel_softmax`, `st_gumbel`, `straight_through`, and
-`exact` (enumeration, the ground truth). Each declares what it supports (`check`, `applies_to`)
-and refuses anything else with `UnsupportedDistributionError`. New estimators are added with
-`estimators.register` or, from another package, the entry-point group `estibench.estimators`.
+`exact` (enumeration, the ground truth); the straight-through family `reinmax` (alias `zgr`),
+`gumbel_rao`, `gapped_st`; the IWAE-bound estimators `iwae` (STL-IWAE with direct_term=False)
+and `dreg`; `measure_valued` for diagonal Gaussians. Each declares what it supports (`check`,
+`applies_to`) and refuses anything else with `UnsupportedDistributionError`. New estimators are
+added with `estimators.register` or, from another package, the entry-point group
+`estibench.estimators`.
 
 How the stateful and multi-sample families fit the same contract (implemented later):
 
@@ -37,14 +40,20 @@ from . import sampling
 from .base import Estimator, EstimatorOutput, Integrand
 from .errors import EstimatorError, UnsupportedDistributionError
 from .exact import Exact
+from .iwae import IWAE, DReG
+from .measure_valued import MeasureValued
 from .pathwise import Pathwise
 from .registry import Registry, did_you_mean
 from .relaxed import GumbelSoftmax, STGumbel, StraightThrough
 from .score_function import Reinforce
+from .straight_through import GappedST, GumbelRao, ReinMax
 
 registry: Registry[Estimator] = Registry("estimator", "estibench.estimators")
 for _cls in (Pathwise, Reinforce, GumbelSoftmax, STGumbel, StraightThrough, Exact):
     registry.register(_cls.name, _cls)
+for _cls in (ReinMax, GumbelRao, GappedST, IWAE, DReG, MeasureValued):
+    registry.register(_cls.name, _cls)
+registry.alias("zgr", "reinmax", temperature=1.0)  # ReinMax at tau = 1 is ZGR, sample by sample
 
 
 def get(name: str, **options: Any) -> Estimator:
@@ -63,13 +72,19 @@ def register(name: str, factory: Any = None) -> Any:
 
 
 __all__ = [
+    "DReG",
     "Estimator",
     "EstimatorError",
     "EstimatorOutput",
     "Exact",
+    "GappedST",
+    "GumbelRao",
     "GumbelSoftmax",
+    "IWAE",
     "Integrand",
+    "MeasureValued",
     "Pathwise",
+    "ReinMax",
     "Reinforce",
     "Registry",
     "STGumbel",
