@@ -4,7 +4,8 @@ Skipped by the default test run (`--benchmark-skip` in pyproject's addopts). Run
 `python -m pytest tests/benchmarks --benchmark-only`; `--benchmark-disable` runs each body once
 (CI: so they cannot rot). The configurations are the asv suite's (`benchmarks/asv/common.py`):
 the discrete families on categorical_vae (4 variables x 4 categories, batch 32 x 64, S = 4),
-pathwise on gaussian_vae (4 latent dimensions), one torch thread.
+pathwise and measure_valued on gaussian_vae (4 latent dimensions), the IWAE-bound estimators on
+its bound = "iwae" twin, one torch thread.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ FAMILIES = [
     ("categorical_vae", "st_gumbel"),
     ("categorical_vae", "straight_through"),
     ("categorical_vae", "exact"),
+    ("categorical_vae", "reinmax"),
+    ("categorical_vae", "gumbel_rao"),
+    ("categorical_vae", "gapped_st"),
+    ("gaussian_vae_iwae", "iwae"),
+    ("gaussian_vae_iwae", "iwae_stl"),
+    ("gaussian_vae_iwae", "dreg"),
+    ("gaussian_vae", "measure_valued"),
 ]
 
 
