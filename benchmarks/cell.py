@@ -66,7 +66,8 @@ def temperature_at(schedule: dict[str, float], step: int) -> float:
 
 
 def _set_temperature(estimator: estimators.Estimator, tau: float) -> None:
-    if hasattr(estimator, "temperature"):
+    # ReinMax's and gapped ST's tau are their own fixed hyperparameters, not annealed.
+    if hasattr(estimator, "temperature") and getattr(estimator, "scheduled_temperature", True):
         estimator.temperature = tau
 
 

@@ -10,8 +10,10 @@ grad E_q[f] (the sign is that of the expectation; a training loop that maximises
 q's parameters carry the graph back to whatever produced them. Families: `pathwise`,
 `reinforce` (baselines none | ema | loo), `gumbel_softmax`, `st_gumbel`, `straight_through`, and
 `exact` (enumeration, the ground truth), the antithetic `arm` and `disarm` (alias `u2g`),
-`vimco` (IWAE bound), and the partly enumerating `indecater` and `unordered_set`. Each declares
-what it supports (`check`, `applies_to`) and refuses anything else with
+`vimco` (IWAE bound), the partly enumerating `indecater` and `unordered_set`; the
+straight-through family `reinmax` (alias `zgr`), `gumbel_rao`, `gapped_st`; the IWAE-bound
+estimators `iwae` (STL-IWAE with direct_term=False) and `dreg`; `measure_valued` for diagonal
+Gaussians. Each declares what it supports (`check`, `applies_to`) and refuses anything else with
 `UnsupportedDistributionError`. New estimators are added with `estimators.register` or, from
 another package, the entry-point group `estibench.estimators`.
 
@@ -41,17 +43,22 @@ from .base import Estimator, EstimatorOutput, Integrand
 from .enumeration import IndeCateR, UnorderedSet
 from .errors import EstimatorError, UnsupportedDistributionError
 from .exact import Exact
+from .iwae import IWAE, DReG
+from .measure_valued import MeasureValued
 from .multi_sample import VIMCO
 from .pathwise import Pathwise
 from .registry import Registry, did_you_mean
 from .relaxed import GumbelSoftmax, STGumbel, StraightThrough
 from .score_function import Reinforce
+from .straight_through import GappedST, GumbelRao, ReinMax
 
 registry: Registry[Estimator] = Registry("estimator", "estibench.estimators")
 for _cls in (Pathwise, Reinforce, GumbelSoftmax, STGumbel, StraightThrough, Exact,
-             ARM, DisARM, VIMCO, IndeCateR, UnorderedSet):
+             ARM, DisARM, VIMCO, IndeCateR, UnorderedSet,
+             ReinMax, GumbelRao, GappedST, IWAE, DReG, MeasureValued):
     registry.register(_cls.name, _cls)
 registry.alias("u2g", "disarm")  # Yin et al. 2020: the same estimator (estimators-zoo.md 1.8)
+registry.alias("zgr", "reinmax", temperature=1.0)  # ReinMax at tau = 1 is ZGR, sample by sample
 
 
 def get(name: str, **options: Any) -> Estimator:
@@ -73,14 +80,20 @@ __all__ = [
     "ARM",
     "VIMCO",
     "DisARM",
+    "DReG",
     "Estimator",
     "EstimatorError",
     "EstimatorOutput",
     "Exact",
+    "GappedST",
+    "GumbelRao",
     "GumbelSoftmax",
     "IndeCateR",
+    "IWAE",
     "Integrand",
+    "MeasureValued",
     "Pathwise",
+    "ReinMax",
     "Reinforce",
     "Registry",
     "STGumbel",

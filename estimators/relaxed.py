@@ -15,6 +15,9 @@ that bias against the exact gradient rather than hiding it.
 
 from __future__ import annotations
 
+import functools
+
+import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, OneHotCategorical
 
@@ -70,18 +73,61 @@ class GumbelSoftmax(_Relaxed):
 
 
 class STGumbel(_Relaxed):
-    """Straight-through Gumbel-Softmax: hard sample forward, relaxed sample backward."""
+    """Straight-through Gumbel-Softmax: hard sample forward, relaxed sample backward.
+
+    Decoupled temperatures (Shah et al. 2024, arXiv:2410.13331), used when `forward_temperature`
+    or `backward_temperature` is given: forward argmax(logits / tau_f + g), backward through
+    softmax(logits / tau_b + g) with the same Gumbel g (note: logits / tau + g, not
+    (logits + g) / tau); tau_f defaults to 1, tau_b to `temperature` (so a schedule anneals it).
+    With tau_f != 1 the forward samples come from softmax(logits / tau_f), not from q:
+    `samples_from_q` is then False and `value` estimates the expectation under that tempered
+    distribution.
+    """
 
     name = "st_gumbel"
+
+    def __init__(self, temperature: float = 1.0, forward_temperature: float | None = None,
+                 backward_temperature: float | None = None, direct_term: bool = True) -> None:
+        super().__init__(temperature=temperature, direct_term=direct_term)
+        self.forward_temperature = (None if forward_temperature is None else
+                                    check_temperature(self.name, forward_temperature))
+        self.backward_temperature = (None if backward_temperature is None else
+                                     check_temperature(self.name, backward_temperature))
+
+    @property
+    def decoupled(self) -> bool:
+        return self.forward_temperature is not None or self.backward_temperature is not None
+
+    @property
+    def samples_from_q(self) -> bool:
+        """Whether f sees samples of q (False for a forward temperature other than 1)."""
+        return self.forward_temperature in (None, 1.0)
 
     def estimate(
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
     ) -> EstimatorOutput:
         assert noise is not None
+        if self.decoupled:
+            return self._decoupled(q, f, num_samples, noise)
         soft = sampling.relaxed_sample(q, noise, self.temperature)
         # Parenthesised so the forward value is exactly the hard sample (soft - soft == 0).
         z = sampling.hard_of_relaxed(q, soft.detach()) + (soft - soft.detach())
         return output(self.evaluate(f, z, num_samples, q), z.detach())
+
+    def _decoupled(self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor
+                   ) -> EstimatorOutput:
+        base = sampling.base_of(q)
+        binary = isinstance(base, Bernoulli)
+        g = sampling.logistic(noise) if binary else sampling.gumbel(noise)
+        squash = torch.sigmoid if binary else functools.partial(torch.softmax, dim=-1)
+        forward = (base.logits.detach() / (self.forward_temperature or 1.0) + g).detach()
+        soft = squash(base.logits / (self.backward_temperature or self.temperature) + g)
+        z = sampling.hard_of_relaxed(q, squash(forward)) + (soft - soft.detach())
+        return output(self.evaluate(f, z, num_samples, q), z.detach())
+
+    def extra_repr(self) -> str:
+        return (f"forward_temperature={self.forward_temperature}, backward_temperature="
+                f"{self.backward_temperature}, {super().extra_repr()}")
 
 
 class StraightThrough(Estimator):

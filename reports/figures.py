@@ -286,6 +286,52 @@ def variance_vs_samples(frame: pd.DataFrame, palette: Palette) -> Figure:
     return fig
 
 
+def encoder_snr_vs_samples(frame: pd.DataFrame, palette: Palette) -> Figure:
+    """SNR of the inference-network gradient (final checkpoint) against the number of samples K,
+    log-log, one panel per objective measured at several K, with sqrt(K) and 1/sqrt(K) lines:
+    the figure of Rainforth et al. (2018) and Tucker et al. (2019), where IWAE's encoder SNR
+    falls as 1/sqrt(K) and DReG's grows as sqrt(K)."""
+    metric = "grad/encoder/snr_norm"
+    finals = _finals(frame, metric)
+    finals = finals[finals[metric] > 0]
+    counts = finals.groupby("objective")["num_samples"].nunique()
+    objectives = sorted(counts[counts >= 2].index)
+    if not objectives:
+        raise NoData("no objective has the encoder SNR at several numbers of samples; this "
+                     "figure needs estimators run at several num_samples (the standard suite's "
+                     "IWAE estimators)")
+    fig, axes = _wrapped_grid(len(objectives))
+    drawn: list[str] = []
+    for ax, objective in zip(axes, objectives, strict=True):
+        cells = finals[finals["objective"] == objective]
+        for estimator, group in cells.groupby("estimator", sort=True):
+            stats = mean_se(np.log10(group[metric]), group["num_samples"])
+            k = stats.index.to_series().astype(float)
+            colour = palette[str(estimator)]
+            ax.plot(k, 10 ** stats["mean"], color=colour, marker="o", markersize=3.5)
+            se = stats["se"].fillna(0.0)
+            ax.fill_between(k, 10 ** (stats["mean"] - se), 10 ** (stats["mean"] + se),
+                            color=colour, alpha=0.2, linewidth=0)
+            drawn.append(str(estimator))
+        sizes = np.array(sorted(cells["num_samples"].unique()), dtype=float)
+        middle = 10 ** float(np.log10(cells[metric]).median())
+        for power, style in ((0.5, "--"), (-0.5, ":")):
+            ax.plot(sizes, middle * (sizes / sizes[0]) ** power, linestyle=style,
+                    color="black", linewidth=1.0,
+                    label="∝ √K" if power > 0 else "∝ 1/√K")
+        ax.legend(loc="best", fontsize="small", frameon=False)
+        _log_axes(ax)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_xticks([float(k) for k in sizes])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(_wrap(objective), fontsize="medium")
+        ax.set_xlabel("number of samples K")
+        ax.set_ylabel("encoder gradient SNR")
+    fig.suptitle("Inference-network gradient SNR against the number of samples")
+    _legend(fig, palette, drawn)
+    return fig
+
+
 def training_curves(frame: pd.DataFrame, palette: Palette) -> Figure:
     """Training objective and the test IWAE bound (largest k) against step with seed bands; one
     row per objective."""
@@ -493,6 +539,11 @@ FIGURES: tuple[FigureSpec, ...] = (
                "Final-checkpoint total variance and SNR against S, log-log; the dashed lines "
                "show the 1/S (variance) and √S (SNR) rates of independent samples.",
                variance_vs_samples),
+    FigureSpec("encoder_snr_vs_samples", "Encoder SNR against the number of samples",
+               "Final-checkpoint SNR (norm of the mean over the root total variance) of the "
+               "inference-network gradient against K, log-log; dashed √K and dotted 1/√K lines. "
+               "IWAE's encoder SNR falls with K, DReG's does not (Rainforth et al. 2018, Tucker "
+               "et al. 2019).", encoder_snr_vs_samples),
     FigureSpec("training_curves", "Training curves",
                "Training objective estimate and test IWAE bound against step, mean ± SE over "
                "seeds.", training_curves),

@@ -174,6 +174,18 @@ def test_variance_vs_samples_needs_several_sizes(several_sizes: pd.DataFrame,
         figures.variance_vs_samples(one_size, palette)
 
 
+def test_encoder_snr_vs_samples_needs_several_sizes(several_sizes: pd.DataFrame) -> None:
+    palette = estimator_palette(several_sizes["estimator"])
+    rows = several_sizes[several_sizes["metric"] == "grad/encoder/snr_norm"]
+    fig = figures.encoder_snr_vs_samples(rows, palette)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert axes and all(ax.get_xscale() == "log" == ax.get_yscale() for ax in axes)
+    texts = {t.get_text() for ax in axes for t in ax.get_legend().get_texts()}
+    assert {"∝ √K", "∝ 1/√K"} <= texts
+    with pytest.raises(NoData, match="several numbers of samples"):
+        figures.encoder_snr_vs_samples(rows[rows["num_samples"] == 4], palette)
+
+
 @pytest.mark.parametrize("image_format", ["svg", "pdf"])
 def test_other_formats(several_sizes: pd.DataFrame, tmp_path: Path, image_format: str) -> None:
     rows = several_sizes[several_sizes["metric"].str.startswith("time/")]  # throughput only

@@ -30,28 +30,40 @@ TINY = {
 }
 
 
+# Objectives the standard suite cannot measure yet, with the reason.
+NOT_IN_STANDARD = {
+    "dirichlet_toy": "a latent without a uniform noise map: the vectorized gradient statistics "
+                     "draw their replicas' noise outside the estimator",
+}
+
+
+def _applies(objective, estimator) -> bool:
+    """The latent's family, the bound (ELBO or IWAE) and a differentiable f where needed."""
+    try:
+        objective.check(estimator)
+    except estimators.EstimatorError:
+        return False
+    return True
+
+
 def test_standard_suite_covers_every_objective_and_applicable_estimator():
     suite = load_suite("standard")
     plan = expand(suite)
-    assert {o.name for o in suite.objectives} == set(objectives.available())
-    canonical = set(estimators.available()) - set(estimators.registry.aliases())
-    assert {e.name for e in suite.estimators} == canonical
-    ran = {(c["objective"], c["estimator_name"]) for c in plan.runnable}
+    ran = {(c["objective"], c["estimator"]) for c in plan.runnable}
+    assert {o.name for o in suite.objectives} == set(objectives.available()) - set(
+        NOT_IN_STANDARD)
+    aliases = set(estimators.registry.aliases())  # zgr is reinmax at its default temperature
+    assert {e.name for e in suite.estimators} == set(estimators.available()) - aliases
     for obj in suite.objectives:
         objective = objectives.get(obj.name, **obj.options)
         for est in suite.estimators:
-            estimator = estimators.get(est.name, **est.options)
-            try:
-                objective.check(estimator)
-                applies = True
-            except estimators.EstimatorError:
-                applies = False
-            assert ((obj.id, est.name) in ran) == applies, (obj.id, est.name)
-    assert len(plan.runnable) == len({(c["objective"], c["estimator"], c["seed"])
-                                      for c in plan.runnable})
+            applies = _applies(objective, estimators.get(est.name, **est.options))
+            assert ((obj.id, est.id) in ran) == applies, (obj.id, est.id)
+    assert len(plan.runnable) == len({(c["objective"], c["estimator"], c["seed"],
+                                       c["num_samples"]) for c in plan.runnable})
     # Every seed of every runnable pair, and the inapplicable ones carry their reason.
     assert len(plan.runnable) % len(suite.seeds) == 0
-    assert all("does not apply" in reason or "IWAE" in reason
+    assert all("does not apply" in reason or "bound" in reason
                for _, reason in plan.inapplicable)
 
 

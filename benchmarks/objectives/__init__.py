@@ -24,11 +24,11 @@ from .categorical_vae import CategoricalVAE
 from .conditional_vae import ConditionalVAE
 from .gaussian_vae import GaussianVAE
 from .linear_gaussian import LinearGaussian
-from .toys import BernoulliToy, GaussianToy
+from .toys import BernoulliToy, DirichletToy, GaussianToy
 
 registry: Registry[Objective] = Registry("objective", "estibench.objectives", ObjectiveError)
 for _cls in (BernoulliToy, GaussianToy, LinearGaussian, GaussianVAE, CategoricalVAE,
-             BernoulliVAE, ConditionalVAE):
+             BernoulliVAE, ConditionalVAE, DirichletToy):
     registry.register(_cls.name, _cls)
 
 
@@ -47,6 +47,7 @@ __all__ = [
     "BernoulliVAE",
     "CategoricalVAE",
     "ConditionalVAE",
+    "DirichletToy",
     "DiscreteLatentModel",
     "GaussianToy",
     "GaussianVAE",

@@ -4,9 +4,10 @@ Skipped by the default test run (`--benchmark-skip` in pyproject's addopts). Run
 `python -m pytest tests/benchmarks --benchmark-only`; `--benchmark-disable` runs each body once
 (CI: so they cannot rot). The configurations are the asv suite's (`benchmarks/asv/common.py`):
 the discrete families on categorical_vae (4 variables x 4 categories, batch 32 x 64, S = 4),
-pathwise on gaussian_vae (4 latent dimensions), the antithetic pair on bernoulli_vae (8 bits),
-vimco on its IWAE bound, unordered_set on the Bernoulli toy (one variable per element), one
-torch thread.
+pathwise and measure_valued on gaussian_vae (4 latent dimensions), the antithetic pair on
+bernoulli_vae (8 bits), vimco on its IWAE bound, the IWAE-bound estimators on gaussian_vae's
+bound = "iwae" twin, unordered_set on the Bernoulli toy (one variable per element), one torch
+thread.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ FAMILIES = [
     ("bernoulli_vae_iwae", "vimco"),
     ("categorical_vae", "indecater"),
     ("bernoulli_toy", "unordered_set"),
+    ("categorical_vae", "reinmax"),
+    ("categorical_vae", "gumbel_rao"),
+    ("categorical_vae", "gapped_st"),
+    ("gaussian_vae_iwae", "iwae"),
+    ("gaussian_vae_iwae", "iwae_stl"),
+    ("gaussian_vae_iwae", "dreg"),
+    ("gaussian_vae", "measure_valued"),
 ]
 
 

@@ -21,6 +21,7 @@ REPLICAS = 256
 ESTIMATORS = {
     "reinforce_loo": (("reinforce", {"baseline": "loo"}), 2),
     "gumbel_softmax": (("gumbel_softmax", {}), 1),
+    "gumbel_rao": (("gumbel_rao", {"mc": 10}), 1),  # 10 noise streams, K conditional draws
 }
 
 

@@ -1,0 +1,97 @@
+"""Estimators of the IWAE-K bound L_K = E log (1/K) sum_k w_k for reparameterized q.
+
+f returns the per-sample log-weights log w_k = log p(x, z_k) - log q(z_k) (S = K samples, shape
+(K, *B)), built by the objective with `estimator.log_q`, which stops q's parameters in log q when
+`direct_term` is False; `value` is the bound's estimate logsumexp_k f - log K. With w~_k =
+softmax_k(log w) and z_k = g(eps_k, phi):
+
+- iwae (Burda et al. 2016): autograd of logsumexp_k f(z_k) - log K, i.e.
+  sum_k w~_k d/dphi log w_k (the total derivative; unbiased).
+- iwae with direct_term=False, "sticking the landing" on IWAE (Roeder et al. 2017):
+  sum_k w~_k d_z log w_k d_phi z_k with log q's parameters stopped. For K = 1 the dropped term
+  E_q[d_phi log q(z)] = 0, so it is unbiased; for K > 1 the weights w~_k make the dropped term's
+  mean non-zero: biased (Tucker et al. 2019, appendix), so such an instance has unbiased=False.
+- dreg (Tucker et al. 2019, arXiv:1810.04152): the score term of the IWAE inference-network
+  gradient, sum_k w~_k d_phi log q(z_k) at fixed z, equals in expectation (reparameterizing it
+  once more) sum_k (w~_k^2 - w~_k) d_z log w_k d_phi z_k, so the inference network gets the
+  unbiased sum_k w~_k^2 d_z log w_k d_phi z_k, and the model parameters keep the IWAE gradient
+  sum_k w~_k grad_theta log w_k. One evaluation of f, through `torch.func.vjp` at the detached
+  samples: its pullback with cotangent w~^2 gives the z-path, f's own graph the model path.
+  At q = the exact posterior log w_k is constant in z, so the inference-network estimate is 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+from torch.func import vjp
+
+from . import sampling
+from .base import Estimator, EstimatorOutput, Integrand
+
+REPARAMETERIZABLE = "reparameterizable distributions (has_rsample=True), e.g. Normal"
+
+
+class _IWAEPathwise(Estimator):
+    estimates = "iwae"
+    supports = REPARAMETERIZABLE
+
+    def applies_to(self, q: Distribution) -> bool:
+        return bool(q.has_rsample)
+
+    def sample(self, q: Distribution, num_samples: int, noise: Tensor | None) -> Tensor:
+        if noise is not None:
+            return sampling.reparameterized_sample(q, noise)
+        return q.rsample((num_samples,))
+
+
+def iwae_value(log_w: Tensor) -> Tensor:
+    """The IWAE estimate log mean_k exp(log w_k), over dim 0."""
+    return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+
+
+class IWAE(_IWAEPathwise):
+    """Pathwise gradient of the IWAE-K bound (K = num_samples). direct_term=False is STL-IWAE,
+    biased for K > 1 (see the module docstring): that instance reports unbiased=False."""
+
+    name = "iwae"
+
+    def __init__(self, direct_term: bool = True) -> None:
+        super().__init__(direct_term=direct_term)
+        self.unbiased = direct_term  # STL-IWAE: unbiased only for K = 1
+
+    def estimate(
+        self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
+    ) -> EstimatorOutput:
+        z = self.sample(q, num_samples, noise)
+        bound = iwae_value(self.evaluate(f, z, num_samples, q))
+        return EstimatorOutput(bound, bound.detach(), z.detach())
+
+
+class DReG(_IWAEPathwise):
+    """Doubly reparameterized gradient of the IWAE-K bound (Tucker et al. 2019): w~^2 weights
+    through z for the inference network, the IWAE gradient for the model parameters. log q's
+    parameters are always stopped inside f (direct_term is False): that is the method."""
+
+    name = "dreg"
+
+    def __init__(self) -> None:
+        super().__init__(direct_term=False)
+
+    def estimate(
+        self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
+    ) -> EstimatorOutput:
+        z = self.sample(q, num_samples, noise)
+        # f at the detached samples: its graph reaches the model parameters only; the pullback
+        # gives d_z log w_k, which is carried to q's parameters through z below.
+        log_w, pullback = vjp(lambda s: self.evaluate(f, s, num_samples, q), z.detach())
+        weights = torch.softmax(log_w.detach(), 0)
+        (through_z,) = pullback(weights**2)
+        event = tuple(range(-len(q.event_shape), 0))
+        path = through_z.detach() * z
+        surrogate = (weights * log_w).sum(0) + (path.sum(event) if event else path).sum(0)
+        bound = iwae_value(log_w.detach())
+        return EstimatorOutput(surrogate - surrogate.detach() + bound, bound, z.detach())
