@@ -21,6 +21,7 @@ from torch.distributions import Distribution
 import estimators
 from benchmarks import objectives
 from benchmarks.metrics import (
+    AutoReplicas,
     GradientStats,
     MetricsError,
     NonFiniteGradientError,
@@ -326,6 +327,60 @@ def test_total_variance_interval_covers_the_truth(estimator: str, replicas: int,
         covered += lo <= truth <= hi
     se = math.sqrt(0.95 * 0.05 / runs)
     assert 0.95 - shortfall - 4 * se < covered / runs < 0.95 + 4 * se, covered
+
+
+# ---------------------------------------------------------------- replicas = "auto"
+
+
+def test_auto_replicas_stop_early_on_a_low_variance_problem() -> None:
+    obj = objectives.get("bernoulli_toy", dims=3)
+    s = gradient_stats(obj, estimators.get("reinforce", baseline="loo"), None,
+                       replicas="auto", num_samples=2, seed=0)
+    assert s.replicas == 128  # the minimum: two chunks of 64
+    assert s.precision_met is True and s.precision_target == 0.05
+    assert 0 < s.total_variance_rse <= 0.05
+    exact = gradient_stats(obj, estimators.get("exact"), None, replicas="auto", seed=0)
+    assert exact.replicas == 128 and exact.total_variance_rse == 0 and exact.precision_met
+
+
+def test_auto_replicas_run_to_the_cap_on_a_heavy_tail() -> None:
+    obj = objectives.get("gaussian_toy")
+    s = gradient_stats(obj, estimators.get("reinforce"), None,
+                       replicas=AutoReplicas(maximum=1000), seed=0)
+    assert s.replicas == 1000  # the last chunk is cut at the cap
+    assert s.precision_met is False and s.total_variance_rse > 0.05
+    flat = s.as_dict()
+    assert flat["precision_met"] == 0.0 and flat["replicas"] == 1000.0
+
+
+def test_auto_replicas_reach_the_closed_form_variance_within_the_reported_precision() -> None:
+    mu, sigma, dims = 0.5, 0.8, 50  # 50 independent copies: the target is reachable
+    obj = objectives.get("gaussian_toy", mean=mu, std=sigma, dims=dims)
+    s = gradient_stats(obj, estimators.get("reinforce"), None,
+                       replicas=AutoReplicas(target=0.05, maximum=20_000), seed=4)
+    nodes, weights = hermegauss(20)
+    weights = weights / math.sqrt(2 * math.pi)
+    truth = dims * sum(float((weights * (g - (weights * g).sum()) ** 2).sum())
+                       for g in gaussian_toy_gradients(nodes, mu, sigma, 0.0, "reinforce"))
+    assert s.precision_met and 128 < s.replicas < 20_000
+    assert abs(s.total_variance - truth) < 3 * s.total_variance_rse * s.total_variance, (
+        s.total_variance, truth, s.replicas)
+
+
+def test_auto_replicas_are_deterministic_from_the_seed_and_refuse_bad_input() -> None:
+    obj = objectives.get("gaussian_toy", dims=2)
+    est = estimators.get("pathwise")
+    a = gradient_stats(obj, est, None, replicas="auto", seed=1)
+    b = gradient_stats(obj, est, None, replicas="auto", seed=1)
+    assert a.replicas == b.replicas and torch.equal(a.mean, b.mean)
+    with pytest.raises(MetricsError, match="replicas must be an integer >= 2 or 'auto'"):
+        gradient_stats(obj, est, None, replicas="many")
+    with pytest.raises(MetricsError, match="noise= needs a fixed number"):
+        gradient_stats(obj, est, None, replicas="auto", noise=common_noise(obj, None, 4))
+    with pytest.raises(MetricsError, match="target"):
+        AutoReplicas(target=1.5)
+    with pytest.raises(MetricsError, match="maximum replicas"):
+        AutoReplicas(minimum=200, maximum=100)
 
 
 # ------------------------------------------------------------------ common random numbers
