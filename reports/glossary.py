@@ -17,7 +17,10 @@ NOTES: tuple[tuple[str, str], ...] = (
      "otherwise a high-k IWAE *reference*, itself a lower bound, never the truth."),
     ("gap",
      "log p(x) - ELBO: how loose the ELBO is (KL(q || p(z | x)) when log p(x) is exact; "
-     "relative to the reference otherwise)."),
+     "relative to the reference otherwise). It measures the encoder against each model's own "
+     "posterior, not the model: estimators whose ELBOs differ by nats can share a gap when the "
+     "difference is in the decoder (log p(x) moves with the ELBO), as the REINFORCE variants "
+     "on linear_gaussian do (their seeds' gaps differ; the means coincide)."),
     ("exact objective",
      "The objective computed exactly (enumeration or closed form) for objectives that allow it, "
      "e.g. the toy problems."),
