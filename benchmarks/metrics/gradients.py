@@ -1,22 +1,25 @@
 """Gradient statistics at a frozen checkpoint: M independent estimates on one fixed batch.
 
     stats = gradient_stats(objective, estimator, x, replicas=1000, num_samples=4, wrt="encoder")
-    stats.total_variance, stats.snr_norm, stats.relative_bias, stats.p_value
+    stats.total_variance, stats.snr_norm, stats.squared_bias, stats.p_value
+    auto = gradient_stats(objective, estimator, x, replicas="auto")  # M until a 5% RSE
 
 Conventions. Each replica m is one estimate g_m of the gradient of sum_b E_q[objective_b] (the
 objective is maximised; `objective.estimate(x, ...).loss.sum()` is differentiated) with respect to
 the parameters chosen by `wrt`, flattened into one vector of P coordinates (in the order of
 `parameter_groups()`, each tensor row-major). Replica m consumes noise[m] of one pre-drawn noise
-tensor of shape (M, *noise_shape(q, S)), so results are a function of `seed` (or of `noise`) alone
-and the two methods see the same random numbers:
+tensor of shape (M, *noise_shape(q, S)) (with replicas="auto", of chunks drawn one after the
+other from one generator seeded with `seed`), so results are a function of `seed` (or of
+`noise`) alone and the two methods see the same random numbers:
 
 - "vectorized": `torch.func.vmap(torch.func.grad(loss))` over chunks of `chunk_size` replicas
   (parameters enter through `torch.func.functional_call`); what does not depend on the noise
   (the encoder's forward pass) is computed once per chunk, not once per replica.
 - "loop": the test oracle, one ordinary `.backward()` per replica on a fresh gradient.
 
-Either way the estimates are reduced chunk by chunk into float64 moments (`StreamingMoments`),
-so memory is O(chunk_size x P), not O(M x P).
+Either way the estimates are reduced chunk by chunk into float64 moments (`StreamingMoments`)
+and the unbiasedness test's projections (`UnbiasednessTest`, M x 2 scalars), so memory is
+O(chunk_size x P), not O(M x P).
 """
 
 from __future__ import annotations
