@@ -71,6 +71,15 @@ def _set_temperature(estimator: estimators.Estimator, tau: float) -> None:
         estimator.temperature = tau
 
 
+def _replicas(m: dict[str, Any]) -> int | metrics.AutoReplicas:
+    """The suite's replicas: a number, or "auto" with its target and range."""
+    if m["replicas"] != "auto":
+        return int(m["replicas"])
+    return metrics.AutoReplicas(target=m.get("replicas_target", 0.05),
+                                minimum=m.get("replicas_min", 128),
+                                maximum=m.get("replicas_max", 4096))
+
+
 def _finite_grad_norm(parameters: list[torch.nn.Parameter]) -> float:
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
@@ -126,7 +135,7 @@ class _Cell:
             if wrt != "distribution" and not groups.get(wrt):
                 continue  # toys have no networks
             stats = metrics.gradient_stats(
-                self.objective, self.estimator, self.eval_batch, replicas=m["replicas"],
+                self.objective, self.estimator, self.eval_batch, replicas=_replicas(m),
                 num_samples=S, wrt=wrt, seed=self.config["seed"] * 100_003 + step,
             )
             for name, value in stats.as_dict().items():

@@ -126,7 +126,12 @@ class TrainingSpec(_Strict):
 
 class MetricsSpec(_Strict):
     checkpoints: list[int] = Field(default_factory=lambda: [0, -1])  # -1: the final step
-    replicas: int = Field(64, ge=2)
+    # M gradient estimates per measurement, or "auto": chunks until the total variance's
+    # relative standard error is <= replicas_target, between replicas_min and replicas_max.
+    replicas: int | Literal["auto"] = 64
+    replicas_target: float = Field(0.05, gt=0, lt=1)
+    replicas_min: int = Field(128, ge=3)
+    replicas_max: int = Field(4096, ge=3)
     eval_batch_size: int = Field(32, ge=1)
     wrt: list[Literal["distribution", "encoder", "decoder"]] = Field(
         default_factory=lambda: ["distribution", "encoder"]
@@ -143,6 +148,20 @@ class MetricsSpec(_Strict):
         if not v or min(v) < 1:
             raise ValueError(f"iwae_ks must be a non-empty list of integers >= 1, got {v}")
         return sorted(set(v))
+
+    @field_validator("replicas", mode="before")
+    @classmethod
+    def _replicas(cls, v: object) -> object:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 2):
+            return v
+        raise ValueError(f"replicas must be an integer >= 2 or 'auto', got {v!r}")
+
+    @model_validator(mode="after")
+    def _replica_range(self) -> MetricsSpec:
+        if self.replicas_min > self.replicas_max:
+            raise ValueError(f"replicas_min ({self.replicas_min}) must be <= replicas_max "
+                             f"({self.replicas_max})")
+        return self
 
 
 class Suite(_Strict):

@@ -55,6 +55,8 @@ class Quantity:
     label: str  # human label, with the unit
     group: str  # "bounds" | "gradients" | "cost": which display table it goes to
     scale: float = 1.0  # display unit conversion (s -> ms, bytes -> MiB)
+    spread: str = "se"  # "se": `{key}_se` over seeds; "range": `{key}_min` and `{key}_max`
+    flag: str | None = None  # a 0/1 metric; `{key}_unmet` counts the cells where it is 0
 
 
 _BOUNDS_BEFORE_IWAE = (Quantity("elbo", "test/elbo", "test ELBO (nats)", "bounds"),)
@@ -65,17 +67,18 @@ _BOUNDS_AFTER_IWAE = (
     Quantity("exact_objective", "test/exact_objective", "exact objective", "bounds"),
 )
 _GRADIENT_AND_COST = (
+    Quantity("replicas_distribution", "grad/distribution/replicas", "M (distribution)",
+             "gradients", spread="range"),
     Quantity("log10_var_distribution", "grad/distribution/log10_total_variance",
-             "log10 Var (distribution)", "gradients"),
+             "log10 Var (distribution)", "gradients",
+             flag="grad/distribution/precision_met"),
+    Quantity("replicas_encoder", "grad/encoder/replicas", "M (encoder)", "gradients",
+             spread="range"),
     Quantity("log10_var_encoder", "grad/encoder/log10_total_variance",
-             "log10 Var (encoder)", "gradients"),
+             "log10 Var (encoder)", "gradients", flag="grad/encoder/precision_met"),
     Quantity("snr_distribution", "grad/distribution/snr_norm", "SNR (distribution)", "gradients"),
-    Quantity("bias_distribution", "grad/distribution/bias_norm",
-             "bias norm (distribution)", "gradients"),
-    Quantity("relative_bias_distribution", "grad/distribution/relative_bias",
-             "relative bias (distribution)", "gradients"),
     Quantity("cosine_distribution", "grad/distribution/cosine",
-             "cosine to exact (distribution)", "gradients"),
+             "cosine of the mean of M to exact (distribution)", "gradients"),
     Quantity("time_per_estimate_ms", "time/time_per_estimate", "time / estimate (ms)", "cost",
              1e3),
     Quantity("variance_x_time", "efficiency/variance_x_time", "Var x time (Var·s)", "cost"),
@@ -159,15 +162,17 @@ def _cell_frame(cells: pd.DataFrame, run: str) -> pd.DataFrame:
             "device": environment.get("device"),
             "reason": row.reason,
             "environment": environment,
+            "config": config,
         }
         records.append(record)
-    columns = [*CELL_COLUMNS, "reason", "environment"]
+    columns = [*CELL_COLUMNS, "reason", "environment", "config"]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
 def load_cells(run_dir_or_dirs: RunDirs) -> pd.DataFrame:
     """One row per cell: ``run, cell_id, key, status``, config columns, ``device, reason,
-    environment`` (the environment dict; empty for not-applicable cells)."""
+    environment, config`` (the environment dict, empty for not-applicable cells; the full
+    config dict)."""
     dirs = run_dirs(run_dir_or_dirs)
     frames = [
         _cell_frame(_read_store(d)[0], run)
@@ -274,9 +279,18 @@ def summary_table(frame: pd.DataFrame, by_num_samples: bool | None = None) -> pd
     groups = [finals[k] for k in keys]
     table = finals.groupby(groups, sort=True, dropna=False).size().rename("seeds").to_frame()
     for quantity in summary_quantities(finals.columns):
-        stats = mean_se(finals[quantity.metric] * quantity.scale, groups)
+        values = finals[quantity.metric] * quantity.scale
+        stats = mean_se(values, groups)
         table[f"{quantity.key}_mean"] = stats["mean"]
-        table[f"{quantity.key}_se"] = stats["se"]
+        if quantity.spread == "range":
+            grouped = values.groupby(groups, sort=True, dropna=False)
+            table[f"{quantity.key}_min"] = grouped.min()
+            table[f"{quantity.key}_max"] = grouped.max()
+        else:
+            table[f"{quantity.key}_se"] = stats["se"]
+        if quantity.flag is not None and quantity.flag in finals.columns:
+            unmet = (finals[quantity.flag] == 0).groupby(groups, sort=True, dropna=False).sum()
+            table[f"{quantity.key}_unmet"] = unmet
     return table.reset_index()
 
 

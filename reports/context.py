@@ -12,9 +12,20 @@ from typing import Any
 import pandas as pd
 
 from reports.aggregate import final_values, load_suite_config, problems_of
+from reports.bias import bias_summary
+from reports.conventions import conventions
 from reports.figures import RenderedFigure, SkippedFigure
 from reports.glossary import NOTES
-from reports.tables import Table, frame_table, key_value_table, summary_tables
+from reports.tables import (
+    BIAS_TITLE,
+    Table,
+    bias_display,
+    frame_table,
+    key_value_table,
+    summary_tables,
+)
+
+CONVENTIONS_TITLE = "Conventions that ran (per objective, estimator and S)"
 
 # Environment keys shown first, in this order; the rest follow sorted.
 _ENV_ORDER = ("device", "torch", "python", "commit", "dirty", "host", "threads")
@@ -87,6 +98,21 @@ def reference_note(frame: pd.DataFrame) -> str:
     return "; ".join(parts) + "." if parts else ""
 
 
+def all_tables(cells: pd.DataFrame, frame: pd.DataFrame,
+               summary: pd.DataFrame) -> list[tuple[str, Table]]:
+    """The summary tables, then the bias table and the conventions table where they apply."""
+    tables = summary_tables(summary)
+    if summary.empty:
+        return tables
+    bias = bias_summary(frame)
+    if not bias.empty:
+        tables.append((BIAS_TITLE, bias_display(bias)))
+    table = conventions(cells, frame)
+    if not table.empty:
+        tables.append((CONVENTIONS_TITLE, frame_table(table)))
+    return tables
+
+
 def collect(
     run_dir: Path,
     cells: pd.DataFrame,
@@ -117,7 +143,7 @@ def collect(
         has_completed=bool((statuses == "ok").any()),
         environment=environment_table(cells, run_environment),
         suite_json=None if suite is None else json.dumps(suite, indent=2, sort_keys=True),
-        summary_tables=summary_tables(summary),
+        summary_tables=all_tables(cells, frame, summary),
         failed=problems("failed"),
         not_applicable=problems("not_applicable"),
         reference_note=reference_note(frame),

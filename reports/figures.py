@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
+from benchmarks.metrics.unbiasedness import ALPHA
 from reports.aggregate import IWAE_PATTERN, completed, final_values, mean_se
 from reports.palette import Palette, estimator_palette
 
@@ -366,41 +367,87 @@ def training_curves(frame: pd.DataFrame, palette: Palette) -> Figure:
 
 def bias_variance(frame: pd.DataFrame, palette: Palette) -> Figure:
     """Squared bias against total variance (final checkpoint, one point per cell) with iso-MSE
-    lines, for objectives with an exact gradient; one panel per objective and parameter group."""
+    lines, for objectives with an exact gradient; one panel per objective and parameter group.
+
+    No cell is dropped silently: a cell whose bias the unbiasedness test detects (p < ALPHA) is
+    a filled marker at its debiased squared bias with a +/- SE bar; any other is a hollow marker
+    at its noise floor tr(Var)/M, an upper reference for a bias the test could not see; a cell
+    with zero variance (exact enumeration) cannot sit on log axes and is named in the panel."""
     finals = final_values(frame)
     panels = []
     for wrt in WRT_ORDER:
-        # squared_bias has the Monte Carlo error of the mean removed; older runs: bias_norm^2.
         bias, variance = f"grad/{wrt}/squared_bias", f"grad/{wrt}/total_variance"
-        if bias not in finals.columns and f"grad/{wrt}/bias_norm" in finals.columns:
-            finals[bias] = finals[f"grad/{wrt}/bias_norm"] ** 2
-        if bias in finals.columns and variance in finals.columns:
-            cells = finals.dropna(subset=[bias, variance])
-            cells = cells[(cells[bias] > 0) & (cells[variance] > 0)]
-            cells = cells[np.isfinite(cells[bias]) & np.isfinite(cells[variance])]
-            for objective in sorted(cells["objective"].unique()):
-                panels.append((objective, wrt, cells[cells["objective"] == objective], bias,
-                               variance))
+        if bias not in finals.columns or variance not in finals.columns:
+            continue
+        cells = finals.dropna(subset=[bias, variance]).copy()
+        if cells.empty:
+            continue
+        cells["_bias"], cells["_floor"] = cells[bias], _floor(cells, wrt)
+        cells["_se"] = _metric(cells, f"grad/{wrt}/squared_bias_se")
+        p = _metric(cells, f"grad/{wrt}/p_value")
+        # runs without the test: a positive debiased bias is all they can say. A detected
+        # bias whose debiased square is 0 has no height of its own: drawn at the floor.
+        cells["_detected"] = np.where(p.notna(), p < ALPHA, True) & (cells[bias] > 0)
+        cells["_variance"] = cells[variance]
+        for objective in sorted(cells["objective"].unique()):
+            panels.append((objective, wrt, cells[cells["objective"] == objective]))
     if not panels:
-        raise NoData("no exact gradient is known for any objective (grad/*/squared_bias), or "
-                     "no estimator has a detectable bias and a non-zero variance")
+        raise NoData("no exact gradient is known for any objective (grad/*/squared_bias)")
     fig, axes = _wrapped_grid(len(panels))
     drawn: list[str] = []
     iso = None
-    for ax, (objective, wrt, cells, bias, variance) in zip(axes, panels, strict=True):
-        xs, ys = cells[variance].to_numpy(), cells[bias].to_numpy()
-        sns.scatterplot(x=xs, y=ys, hue=cells["estimator"].to_numpy(), palette=palette, ax=ax,
-                        legend=False, s=36, edgecolor="white", linewidth=0.5)
-        drawn += [str(e) for e in cells["estimator"].unique()]
-        _log_axes(ax)
-        _pad_log_limits(ax, xs, ys)
-        iso = _iso_lines(ax, "sum")
+    for ax, (objective, wrt, cells) in zip(axes, panels, strict=True):
+        shown = cells[(cells["_variance"] > 0) & np.isfinite(cells["_variance"])]
+        hidden = sorted(set(cells["estimator"]) - set(shown["estimator"]))
+        ys = np.where(shown["_detected"], shown["_bias"], shown["_floor"])
+        unplottable = sorted(set(shown["estimator"][~(ys > 0)]))  # no M recorded
+        hidden += [e for e in unplottable if e not in hidden]
+        positive = shown[ys > 0]
+        ys = ys[ys > 0]
+        for (estimator, detected), group in positive.groupby(["estimator", "_detected"]):
+            colour = palette[str(estimator)]
+            x = group["_variance"].to_numpy()
+            if detected:
+                ax.errorbar(x, group["_bias"], yerr=group["_se"].fillna(0.0).to_numpy(),
+                            fmt="o", color=colour, markersize=6, markeredgecolor="white",
+                            markeredgewidth=0.5, elinewidth=1.0, capsize=2)
+            else:
+                ax.scatter(x, group["_floor"], s=36, facecolors="none", edgecolors=[colour],
+                           linewidths=1.4)
+            drawn.append(str(estimator))
+        if hidden:
+            ax.text(0.02, 0.02, _wrap("not on log axes (zero variance or floor): "
+                                      + ", ".join(hidden), 40),
+                    transform=ax.transAxes, fontsize="x-small", color=_GREY, va="bottom")
+        if len(positive):
+            _log_axes(ax)
+            _pad_log_limits(ax, positive["_variance"].to_numpy(), ys)
+            iso = _iso_lines(ax, "sum")
+        else:
+            _empty(ax, "no cell with a positive variance")
         ax.set_title(_wrap(f"{objective}: {wrt}"), fontsize="medium")
         ax.set_xlabel("total gradient variance")
-        ax.set_ylabel("squared bias ‖E[ĝ] − ∇‖² (debiased)")
+        ax.set_ylabel(_wrap("squared bias ‖E[ĝ] − ∇‖², debiased (hollow: noise floor)", 30))
     fig.suptitle("Bias² against variance (one point per cell)")
-    _legend(fig, palette, drawn, [iso] if iso is not None else [])
+    markers = [
+        Line2D([], [], marker="o", linestyle="", color=_GREY,
+               label=f"bias detected (p < {ALPHA:g}), ± SE"),
+        Line2D([], [], marker="o", linestyle="", color=_GREY, markerfacecolor="none",
+               label="no bias detected: drawn at the noise floor tr(Var)/M"),
+    ]
+    _legend(fig, palette, drawn, [*markers, *([iso] if iso is not None else [])])
     return fig
+
+
+def _metric(cells: pd.DataFrame, name: str) -> pd.Series:
+    return cells[name] if name in cells.columns else pd.Series(np.nan, index=cells.index)
+
+
+def _floor(cells: pd.DataFrame, wrt: str) -> pd.Series:
+    """tr(Var)/M: recorded, else from the total variance and M."""
+    floor = _metric(cells, f"grad/{wrt}/noise_floor")
+    variance = cells[f"grad/{wrt}/total_variance"]
+    return floor.fillna(variance / _metric(cells, f"grad/{wrt}/replicas"))
 
 
 def tightness(frame: pd.DataFrame, palette: Palette) -> Figure:
@@ -549,11 +596,12 @@ FIGURES: tuple[FigureSpec, ...] = (
                "seeds.", training_curves),
     FigureSpec("bias_variance", "Bias² against variance",
                "Squared bias against total variance where the exact gradient is known; dashed "
-               "lines have equal MSE = bias² + Var. The squared bias has the expected Monte Carlo "
-               "error of the mean (Var / M) removed; for the unbiased estimators (pathwise, "
-               "reinforce) what remains is still noise of the mean, which shrinks as 1/M (the "
-               "tests, with large M, find no bias); heavy-tailed score-function estimates make "
-               "it large. Exact enumeration (zero variance) has no point on these log axes.",
+               "lines have equal MSE = bias² + Var. Filled markers: the unbiasedness test "
+               "detects a bias (p < 0.01); the point is the squared bias with the Monte Carlo "
+               "error of the mean (the noise floor tr(Var)/M) removed, ± its standard error. "
+               "Hollow markers: no bias detected at that cell's M; the point sits at the noise "
+               "floor, the size of ‖mean − exact‖² that noise alone produces, not at a measured "
+               "bias. Cells with zero variance (exact enumeration) are named in their panel.",
                bias_variance),
     FigureSpec("tightness", "Bound tightness",
                "Final ELBO, IWAE-k and log p(x) (exact, or a high-k IWAE reference) per "

@@ -17,7 +17,10 @@ NOTES: tuple[tuple[str, str], ...] = (
      "otherwise a high-k IWAE *reference*, itself a lower bound, never the truth."),
     ("gap",
      "log p(x) - ELBO: how loose the ELBO is (KL(q || p(z | x)) when log p(x) is exact; "
-     "relative to the reference otherwise)."),
+     "relative to the reference otherwise). It measures the encoder against each model's own "
+     "posterior, not the model: estimators whose ELBOs differ by nats can share a gap when the "
+     "difference is in the decoder (log p(x) moves with the ELBO), as the REINFORCE variants "
+     "on linear_gaussian do (their seeds' gaps differ; the means coincide)."),
     ("exact objective",
      "The objective computed exactly (enumeration or closed form) for objectives that allow it, "
      "e.g. the toy problems."),
@@ -28,14 +31,36 @@ NOTES: tuple[tuple[str, str], ...] = (
     ("SNR",
      "Signal-to-noise ratio of the gradient estimate (snr_norm: norm of the mean estimate over "
      "the square root of the total variance); higher is better."),
-    ("bias, cosine",
-     "Where the exact gradient is known: norm of (mean estimate - exact gradient), that norm "
-     "relative to the exact gradient's, and the cosine between them. Relaxed estimators "
-     "(Gumbel-Softmax / Concrete, straight-through) are biased by design: their bias is "
-     "expected, not a bug."),
-    ("z-test",
-     "z_max, chi2 and p_value test unbiasedness against the exact gradient; a small p-value "
-     "for an estimator that should be unbiased points at a bug."),
+    ("M",
+     "Replicas per gradient measurement: M independent estimates at a frozen checkpoint. With "
+     "replicas = \"auto\" M grows in chunks until the total variance's relative standard "
+     "error is at most the suite's target (default 5%), between a minimum and a cap; a range "
+     "(128–4096) means M differed across seeds."),
+    ("†",
+     "The variance's precision target was not met in some seeds: M reached the cap first "
+     "(heavy tails). Such variances are uncertain beyond their ± over seeds, and for heavy "
+     "tails usually too low."),
+    ("cosine",
+     "Cosine between the mean of the M estimates and the exact gradient: noise in the mean "
+     "lowers it, so for noisy unbiased estimators it is below 1 without any bias."),
+    ("bias²",
+     "Debiased squared bias ‖mean − exact‖² − tr(Var)/M (clipped at 0), averaged over seeds, "
+     "± a standard error from Var ‖mean − exact‖² ≈ 4 bᵀΣb/M + 2 tr(Σ²)/M² with Σ's diagonal. "
+     "The noise floor tr(Var)/M is what ‖mean − exact‖² is for an unbiased estimator: a bias "
+     "below it cannot be resolved at that M. Relaxed estimators (Gumbel-Softmax / Concrete, "
+     "straight-through) are biased by design: their bias is expected, not a bug."),
+    ("unbiasedness test",
+     "The error of each replica projected on the exact gradient's direction and on a fixed "
+     "random direction; Hall's skewness-corrected t-test per direction, Bonferroni over the "
+     "directions and over seeds. \"biased, p = ...\" when p < 0.01, else \"no bias "
+     "detected at M = ...\". Its false-positive rate is measured at about its level on "
+     "heavy-tailed and rare-event gradients; a small p for an estimator that should be "
+     "unbiased points at a bug."),
+    ("conventions",
+     "KL: analytic (closed form) or sampled (log p(z) − log q(z) at the sample; Concrete "
+     "densities at the relaxed sample for relaxed estimators). Direct term: whether the "
+     "zero-mean term E_q[∇ log q(z)] is kept in a sampled KL (no effect with an analytic KL). "
+     "Temperature: what the cell ran (a value or a schedule), as recorded in its config."),
     ("time / estimate",
      "Median wall-clock time of one gradient estimate (forward and backward with S samples) "
      "after warm-up, on the device named in the environment; lower is better."),

@@ -13,9 +13,11 @@ from reports.aggregate import quantity_by_key
 
 GROUP_TITLES: dict[str, str] = {
     "bounds": "Bounds on held-out data (final checkpoint)",
-    "gradients": "Gradient quality (final checkpoint)",
+    "gradients": "Gradient quality (final checkpoint; M = replicas per measurement, "
+                 "† = variance precision target not met in some seeds)",
     "cost": "Cost",
 }
+UNMET = " †"
 _KEY_LABELS = {"run": "run", "objective": "objective", "estimator": "estimator",
                "num_samples": "S", "seeds": "seeds"}
 MISSING = "–"
@@ -76,10 +78,46 @@ def summary_tables(summary: pd.DataFrame) -> list[tuple[str, Table]]:
         rows = []
         for _, row in summary.iterrows():
             cells = [str(row[k]) for k in keys]
-            cells += [mean_se_text(row[f"{q.key}_mean"], row[f"{q.key}_se"]) for q in chosen]
+            cells += [_quantity_text(row, q) for q in chosen]
             rows.append(cells)
         out.append((title, Table(columns, rows)))
     return out
+
+
+def _quantity_text(row: pd.Series, q: Any) -> str:
+    if q.spread == "range":
+        low, high = row.get(f"{q.key}_min"), row.get(f"{q.key}_max")
+        if low is None or (isinstance(low, float) and math.isnan(low)):
+            return MISSING
+        text = number(low) if low == high else f"{number(low)}–{number(high)}"
+    else:
+        text = mean_se_text(row[f"{q.key}_mean"], row[f"{q.key}_se"])
+    unmet = row.get(f"{q.key}_unmet")
+    if text != MISSING and unmet is not None and not pd.isna(unmet) and unmet > 0:
+        text += UNMET
+    return text
+
+
+BIAS_TITLE = ("Bias told from noise (final checkpoint): debiased squared bias ± SE against the "
+              "noise floor tr(Var)/M, and the unbiasedness test")
+
+
+def bias_display(bias: pd.DataFrame) -> Table:
+    """The bias summary (`reports.bias.bias_summary`) as a table of strings."""
+    keys = [c for c in ("run", "objective", "estimator", "num_samples") if c in bias.columns]
+    columns = [_KEY_LABELS[k] for k in keys] + [
+        "parameters", "seeds", "M", "bias² (debiased) ± SE", "noise floor tr(Var)/M", "verdict"]
+    rows = []
+    for _, row in bias.iterrows():
+        low, high = row["replicas_min"], row["replicas_max"]
+        m = MISSING if pd.isna(low) else (
+            number(low) if low == high else f"{number(low)}–{number(high)}")
+        rows.append([str(row[k]) for k in keys] + [
+            str(row["wrt"]), str(row["seeds"]), m,
+            mean_se_text(row["squared_bias"], row["squared_bias_se"]),
+            number(row["noise_floor"]), str(row["verdict"]),
+        ])
+    return Table(columns, rows)
 
 
 def frame_table(frame: pd.DataFrame, labels: Mapping[str, str] | None = None) -> Table:

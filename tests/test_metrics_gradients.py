@@ -1,6 +1,6 @@
 """Tests for `benchmarks.metrics.gradient_stats`: the vectorized path against the loop oracle,
-closed-form variances on the toys, the z-test's size and power, common random numbers, state
-restoration and errors.
+closed-form variances on the toys, common random numbers, state
+restoration and errors (the unbiasedness test: tests/test_metrics_unbiasedness.py).
 
 Every statistical tolerance is a multiple of a standard error computed in the test, and each
 closed-form test also asserts that its tolerance band is wider than 4 standard errors (so the
@@ -21,12 +21,14 @@ from torch.distributions import Distribution
 import estimators
 from benchmarks import objectives
 from benchmarks.metrics import (
+    AutoReplicas,
     GradientStats,
     MetricsError,
     NonFiniteGradientError,
     common_noise,
     gradient_stats,
 )
+from benchmarks.metrics.chisquare import variance_interval
 from estimators import Estimator, EstimatorOutput, Integrand
 
 
@@ -185,15 +187,22 @@ def test_summary_fields_follow_their_definitions() -> None:
     assert s.mse == pytest.approx(s.squared_bias + s.total_variance)
     cos = float(s.mean @ s.exact / (s.mean.norm() * s.exact.norm()))
     assert s.cosine == pytest.approx(cos)
-    z = (s.mean - s.exact)[keep] / (std[keep] / math.sqrt(s.replicas))
-    assert s.z_max == pytest.approx(float(z.abs().max()))
-    assert s.chi2 == pytest.approx(float((z**2).sum()))
-    assert s.z_dof == int(keep.sum())
+    assert s.noise_floor == pytest.approx(s.total_variance / s.replicas)
+    diff = s.mean - s.exact
+    var_of_sq = 4 * float((diff**2 * s.variance).sum()) / s.replicas + 2 * float(
+        (s.variance**2).sum()) / s.replicas**2
+    assert s.squared_bias_se == pytest.approx(math.sqrt(var_of_sq))
+    assert s.p_value is not None and 0 <= s.p_value <= 1
+    assert s.precision_target is None and s.precision_met is None
+    # the RSE is sqrt(Var(T)) / T of the same Var(T) the interval is built from
+    interval = variance_interval(s.total_variance, (s.total_variance_rse * s.total_variance)**2)
+    assert interval == pytest.approx(s.total_variance_ci, rel=1e-9)
     lo, hi = s.total_variance_ci
     assert 0 < lo < s.total_variance < hi
     flat = s.as_dict()
     assert all(isinstance(v, float) for v in flat.values())
-    assert {"total_variance", "snr_norm", "total_variance_ci_lo", "p_value", "mse"} <= set(flat)
+    assert {"total_variance", "snr_norm", "total_variance_ci_lo", "p_value", "mse",
+            "squared_bias_se", "noise_floor", "total_variance_rse"} <= set(flat)
 
 
 def test_exact_gradient_for_the_network_parameters_is_autograd_of_the_exact_objective() -> None:
@@ -205,11 +214,12 @@ def test_exact_gradient_for_the_network_parameters_is_autograd_of_the_exact_obje
     expected = torch.cat([g.reshape(-1) for g in grads]).double()
     assert s.exact is not None
     torch.testing.assert_close(s.exact, expected)
-    # Enumeration is deterministic and exact: no variance, no bias, no z-test coordinates.
+    # Enumeration is deterministic and exact: no variance, and no bias beyond float rounding,
+    # which the unbiasedness test does not count as bias.
     assert s.total_variance == 0.0
     assert s.relative_bias is not None and s.relative_bias < 1e-4
     assert s.cosine == pytest.approx(1.0, abs=1e-6)
-    assert s.z_dof == 0 and math.isnan(s.p_value)
+    assert s.p_value == 1.0 and s.total_variance_rse == 0.0
     assert s.total_variance_ci == (0.0, 0.0)
 
 
@@ -220,7 +230,7 @@ def test_without_an_exact_gradient_the_bias_fields_are_none() -> None:
     assert "bias_norm" not in s.as_dict()
     obj, x = build("categorical_vae")
     s = gradient_stats(obj, estimators.get("reinforce"), x, replicas=4, exact=False)
-    assert s.exact is None and s.z_max is None
+    assert s.exact is None and s.p_value is None
 
 
 # ----------------------------------------------------------------------- closed forms
@@ -319,41 +329,58 @@ def test_total_variance_interval_covers_the_truth(estimator: str, replicas: int,
     assert 0.95 - shortfall - 4 * se < covered / runs < 0.95 + 4 * se, covered
 
 
-# -------------------------------------------------------------- z-test: size and power
+# ---------------------------------------------------------------- replicas = "auto"
 
 
-def bonferroni_bound(dof: int, alpha: float = 1e-3) -> float:
-    """|z| exceeded by any of dof standard normals with probability <= alpha."""
-    return float(torch.special.ndtri(torch.tensor(1 - alpha / (2 * dof), dtype=torch.float64)))
+def test_auto_replicas_stop_early_on_a_low_variance_problem() -> None:
+    obj = objectives.get("bernoulli_toy", dims=3)
+    s = gradient_stats(obj, estimators.get("reinforce", baseline="loo"), None,
+                       replicas="auto", num_samples=2, seed=0)
+    assert s.replicas == 128  # the minimum: two chunks of 64
+    assert s.precision_met is True and s.precision_target == 0.05
+    assert 0 < s.total_variance_rse <= 0.05
+    exact = gradient_stats(obj, estimators.get("exact"), None, replicas="auto", seed=0)
+    assert exact.replicas == 128 and exact.total_variance_rse == 0 and exact.precision_met
 
 
-def test_unbiased_reinforce_passes_the_z_test() -> None:
-    obj, x = build("categorical_vae")
-    s = gradient_stats(obj, estimators.get("reinforce", baseline="loo"), x, replicas=4000,
-                       num_samples=2, chunk_size=1000, seed=11)
-    assert s.z_dof == s.num_params == 36
-    assert s.p_value is not None and s.p_value > 1e-3
-    assert s.z_max is not None and s.z_max < bonferroni_bound(s.z_dof)
-    assert s.relative_bias is not None and s.relative_bias < 0.1
+def test_auto_replicas_run_to_the_cap_on_a_heavy_tail() -> None:
+    obj = objectives.get("gaussian_toy")
+    s = gradient_stats(obj, estimators.get("reinforce"), None,
+                       replicas=AutoReplicas(maximum=1000), seed=0)
+    assert s.replicas == 1000  # the last chunk is cut at the cap
+    assert s.precision_met is False and s.total_variance_rse > 0.05
+    flat = s.as_dict()
+    assert flat["precision_met"] == 0.0 and flat["replicas"] == 1000.0
 
 
-def test_unbiased_reinforce_passes_the_z_test_for_the_encoder() -> None:
-    obj, x = build("categorical_vae")
-    s = gradient_stats(obj, estimators.get("reinforce", baseline="loo"), x, replicas=2000,
-                       num_samples=2, wrt="encoder", chunk_size=500, seed=12)
-    assert s.z_dof is not None and s.z_max is not None
-    assert s.z_max < bonferroni_bound(s.z_dof)  # valid under correlated coordinates
-    assert s.p_value_max is not None and s.p_value_max > 1e-3
+def test_auto_replicas_reach_the_closed_form_variance_within_the_reported_precision() -> None:
+    mu, sigma, dims = 0.5, 0.8, 50  # 50 independent copies: the target is reachable
+    obj = objectives.get("gaussian_toy", mean=mu, std=sigma, dims=dims)
+    s = gradient_stats(obj, estimators.get("reinforce"), None,
+                       replicas=AutoReplicas(target=0.05, maximum=20_000), seed=4)
+    nodes, weights = hermegauss(20)
+    weights = weights / math.sqrt(2 * math.pi)
+    truth = dims * sum(float((weights * (g - (weights * g).sum()) ** 2).sum())
+                       for g in gaussian_toy_gradients(nodes, mu, sigma, 0.0, "reinforce"))
+    assert s.precision_met and 128 < s.replicas < 20_000
+    assert abs(s.total_variance - truth) < 3 * s.total_variance_rse * s.total_variance, (
+        s.total_variance, truth, s.replicas)
 
 
-def test_gumbel_softmax_bias_is_detected() -> None:
-    obj, x = build("categorical_vae")
-    s = gradient_stats(obj, estimators.get("gumbel_softmax", temperature=1.0), x,
-                       replicas=4000, chunk_size=1000, seed=13)
-    assert s.relative_bias is not None and s.relative_bias > 0.1
-    assert s.p_value is not None and s.p_value < 1e-10
-    assert s.z_max is not None and s.z_max > bonferroni_bound(s.num_params)
-    assert s.cosine is not None and s.cosine < 0.999
+def test_auto_replicas_are_deterministic_from_the_seed_and_refuse_bad_input() -> None:
+    obj = objectives.get("gaussian_toy", dims=2)
+    est = estimators.get("pathwise")
+    a = gradient_stats(obj, est, None, replicas="auto", seed=1)
+    b = gradient_stats(obj, est, None, replicas="auto", seed=1)
+    assert a.replicas == b.replicas and torch.equal(a.mean, b.mean)
+    with pytest.raises(MetricsError, match="replicas must be an integer >= 2 or 'auto'"):
+        gradient_stats(obj, est, None, replicas="many")
+    with pytest.raises(MetricsError, match="noise= needs a fixed number"):
+        gradient_stats(obj, est, None, replicas="auto", noise=common_noise(obj, None, 4))
+    with pytest.raises(MetricsError, match="target"):
+        AutoReplicas(target=1.5)
+    with pytest.raises(MetricsError, match="maximum replicas"):
+        AutoReplicas(minimum=200, maximum=100)
 
 
 # ------------------------------------------------------------------ common random numbers
@@ -474,3 +501,17 @@ def test_non_finite_estimates_raise_naming_estimator_objective_and_count() -> No
     message = str(info.value)
     assert isinstance(info.value, ValueError)
     assert "'pathwise'" in message and "'gaussian_toy'" in message and "20 of 20" in message
+
+
+def test_further_noise_streams_keep_stream_zero_and_auto_blocks_draw_the_same_values() -> None:
+    from benchmarks.metrics.gradients import _drawn_blocks, common_noise
+
+    toy = objectives.get("bernoulli_toy", dims=3)
+    one = common_noise(toy, None, 10, 2, seed=4)
+    three = common_noise(toy, None, 10, 2, seed=4, streams=3)
+    assert three.shape == (10, 6, 3)
+    assert torch.equal(three[:, :2], one)  # stream 0 is every estimator's noise
+    assert not torch.equal(three[:, 2:4], three[:, 4:])
+    blocks = torch.cat(list(_drawn_blocks(toy, None, 2, 4, chunk_size=4, maximum=10,
+                                          streams=3)))
+    assert torch.equal(blocks, three)

@@ -1,7 +1,8 @@
 """benchmarks.metrics: the measurement engine.
 
-- `gradient_stats`: variance, SNR, bias and a z-test of M gradient estimates at a frozen
-  checkpoint, vectorized with torch.func and streamed (`common_noise` for paired comparisons);
+- `gradient_stats`: variance, SNR, bias and a calibrated unbiasedness test of M gradient
+  estimates at a frozen checkpoint, vectorized with torch.func and streamed (`common_noise`
+  for paired comparisons);
 - `bounds`: ELBO, IWAE-k, log p(x) and the gap on held-out data, chunked over samples;
 - `throughput`: time per estimate and per step, the bare-network floor, peak memory;
 - `work_normalized_variance`: variance x time; `evaluation_normalized_variance`: variance x
@@ -15,10 +16,11 @@ from .bounds import BoundsResult, bounds
 from .efficiency import evaluation_normalized_variance, work_normalized_variance
 from .environment import environment
 from .errors import MetricsError, NonFiniteGradientError
-from .gradients import GradientStats, common_noise, gradient_stats
+from .gradients import AutoReplicas, GradientStats, common_noise, gradient_stats
 from .throughput import ThroughputResult, throughput
 
 __all__ = [
+    "AutoReplicas",
     "BoundsResult",
     "GradientStats",
     "MetricsError",

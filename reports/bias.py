@@ -1,0 +1,93 @@
+"""Bias told from noise: per (objective, estimator[, S], parameter group), the debiased squared
+bias with its standard error, the noise floor tr(Var)/M it was measured against, and the
+verdict of the unbiasedness test.
+
+The metrics come from `benchmarks.metrics.gradient_stats` at each cell's final checkpoint:
+``squared_bias`` (||mean - exact||^2 - tr(Var)/M, clipped at 0), ``squared_bias_se``,
+``noise_floor`` and ``p_value`` (the calibrated test). Seeds are combined as follows: the squared
+bias is averaged, its standard error is that of the average of independent cells,
+sqrt(sum se_i^2) / n; the p-values by Bonferroni, p = min(1, n min_i p_i), so that n seeds do not
+multiply the false alarms.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.metrics.unbiasedness import ALPHA
+from reports.aggregate import final_values, group_keys
+
+WRTS = ("distribution", "encoder", "decoder")
+COLUMNS = ("wrt", "seeds", "replicas_min", "replicas_max", "squared_bias", "squared_bias_se",
+           "noise_floor", "p_value", "verdict")
+
+
+def replicas_text(low: float, high: float) -> str:
+    """``128`` or ``128–4096``."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "?"
+    return f"{int(low)}" if low == high else f"{int(low)}–{int(high)}"
+
+
+def verdict(p_value: float, replicas: str) -> str:
+    """"biased, p = ..." below ALPHA, "no bias detected at M = ..." otherwise."""
+    if p_value is None or not math.isfinite(p_value):
+        return "not tested"
+    if p_value < ALPHA:
+        return f"biased, p = {p_value:.2g}"
+    return f"no bias detected at M = {replicas} (p = {p_value:.2g})"
+
+
+def bias_summary(frame: pd.DataFrame, by_num_samples: bool | None = None) -> pd.DataFrame:
+    """One row per group and parameter group with an exact gradient (see the module).
+
+    Columns: the group keys, then COLUMNS. Empty when no cell measured a bias.
+    """
+    finals = final_values(frame)
+    keys = group_keys(frame, by_num_samples) if not finals.empty else []
+    rows = []
+    for wrt in WRTS:
+        metric = f"grad/{wrt}/squared_bias"
+        if metric not in finals.columns:
+            continue
+        cells = finals.dropna(subset=[metric])
+        for key, group in cells.groupby(keys, sort=True, dropna=False):
+            rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,),
+                                    strict=True)), **_combine(group, wrt)})
+    out = pd.DataFrame(rows, columns=[*keys, *COLUMNS])
+    order = out["wrt"].map({w: i for i, w in enumerate(WRTS)})
+    return out.assign(_order=order).sort_values([*keys, "_order"], kind="stable").drop(
+        columns="_order").reset_index(drop=True)
+
+
+def _column(cells: pd.DataFrame, name: str) -> pd.Series:
+    return cells[name] if name in cells.columns else pd.Series(np.nan, index=cells.index)
+
+
+def _combine(cells: pd.DataFrame, wrt: str) -> dict:
+    n = len(cells)
+    replicas = _column(cells, f"grad/{wrt}/replicas")
+    floor = _column(cells, f"grad/{wrt}/noise_floor")
+    # runs before the noise floor was recorded: tr(Var) / M from what they have
+    floor = floor.fillna(_column(cells, f"grad/{wrt}/total_variance") / replicas)
+    se = _column(cells, f"grad/{wrt}/squared_bias_se")
+    p = _column(cells, f"grad/{wrt}/p_value").dropna()
+    combined = min(1.0, len(p) * float(p.min())) if len(p) else math.nan
+    low, high = float(replicas.min()), float(replicas.max())
+    return {
+        "wrt": wrt,
+        "seeds": n,
+        "replicas_min": low,
+        "replicas_max": high,
+        "squared_bias": float(cells[f"grad/{wrt}/squared_bias"].mean()),
+        "squared_bias_se": math.sqrt(float((se**2).sum(min_count=n))) / n,
+        "noise_floor": float(floor.mean()),
+        "p_value": combined,
+        "verdict": verdict(combined, replicas_text(low, high)),
+    }
+
+
+__all__ = ["bias_summary", "replicas_text", "verdict"]

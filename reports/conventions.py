@@ -1,0 +1,124 @@
+"""Conventions said out loud: per (objective, estimator[, S]) what ran, read from the cells'
+configs and metrics, never assumed.
+
+- KL: "analytic" (closed form, the estimator sees log p(x|z) only) or "sampled" (log p(z) -
+  log q(z) at the estimator's samples, with the densities the estimator gives them: Concrete
+  densities at the relaxed sample for estimators that relax, `Estimator.relax`); none for toys.
+- direct term: whether the zero-mean term E_q[grad log q(z)] (z fixed) is kept in a sampled
+  KL; from the cell's estimator options, else the estimator's default. It has no effect with
+  an analytic KL.
+- S, M: the samples per estimate and the replicas per gradient measurement (every checkpoint
+  and parameter group of the group's cells).
+- temperature: the cell config's "temperature" (a number, or a schedule as a dict) where the
+  runner records it; "not recorded" for estimators with a temperature in runs that predate it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import pandas as pd
+
+import estimators
+from benchmarks import objectives
+from benchmarks.objectives import LatentVariableModel
+from reports.bias import replicas_text
+
+COLUMNS = ("objective", "estimator", "S", "M", "KL", "direct term", "temperature")
+
+
+@functools.lru_cache(maxsize=256)
+def _estimator(name: str, options_json: str) -> estimators.Estimator | None:
+    try:
+        return estimators.get(name, **json.loads(options_json))
+    except Exception:  # noqa: BLE001 - a plugin not installed here: say "unknown"
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _is_model(name: str, options_json: str) -> bool | None:
+    try:
+        return isinstance(objectives.get(name, **json.loads(options_json)), LatentVariableModel)
+    except Exception:  # noqa: BLE001 - an objective this installation cannot build
+        return None
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value or {}, sort_keys=True)
+
+
+def kl_text(config: dict[str, Any]) -> str:
+    model = _is_model(str(config.get("objective_name")), _json(config.get("objective_options")))
+    if model is False:
+        return "– (toy, no KL)"
+    kl = config.get("kl") or "analytic"
+    if kl == "analytic":
+        return "analytic (closed form)"
+    est = _estimator(str(config.get("estimator_name")), _json(config.get("estimator_options")))
+    if est is None:
+        return "sampled"
+    if type(est).relax is not estimators.Estimator.relax:
+        return "sampled: Concrete densities at the relaxed sample"
+    return "sampled: densities at the sample"
+
+
+def direct_term_text(config: dict[str, Any]) -> str:
+    options = config.get("estimator_options") or {}
+    if "direct_term" in options:
+        kept = bool(options["direct_term"])
+    else:
+        est = _estimator(str(config.get("estimator_name")), _json(options))
+        if est is None:
+            return "unknown"
+        kept = bool(est.direct_term)
+    text = "kept" if kept else "dropped"
+    return text if (config.get("kl") == "sampled") else f"{text} (no effect: no sampled KL)"
+
+
+def temperature_text(config: dict[str, Any]) -> str:
+    if "temperature" not in config:
+        est = _estimator(str(config.get("estimator_name")), _json(config.get("estimator_options")))
+        return "not recorded" if est is not None and hasattr(est, "temperature") else "–"
+    value = config["temperature"]
+    if value is None:
+        return "–"
+    if isinstance(value, dict):
+        if {"initial", "minimum", "rate"} <= set(value):
+            return (f"schedule max({value['minimum']:g}, {value['initial']:g} "
+                    f"exp(-{value['rate']:g} step))")
+        return "schedule " + json.dumps(value, sort_keys=True)
+    return f"{float(value):g}"
+
+
+def conventions(cells: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (objective, estimator, S) of the ok cells, with COLUMNS; a group whose cells
+    differ in a convention lists every value."""
+    ok = cells[cells["status"] == "ok"]
+    replicas = frame[frame["metric"].str.fullmatch(r"grad/[a-z]+/replicas", na=False)]
+    rows = []
+    for (objective, estimator, samples), group in ok.groupby(
+            ["objective", "estimator", "num_samples"], sort=True, dropna=False):
+        configs = list(group["config"])
+        ms = replicas[replicas["cell_id"].isin(group["cell_id"])
+                      & replicas["run"].isin(group["run"])]["value"]
+        m = replicas_text(float(ms.min()), float(ms.max())) if len(ms) else "–"
+        rows.append({
+            "objective": objective, "estimator": estimator, "S": samples, "M": m,
+            "KL": _distinct(kl_text(c) for c in configs),
+            "direct term": _distinct(direct_term_text(c) for c in configs),
+            "temperature": _distinct(temperature_text(c) for c in configs),
+        })
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _distinct(values: Any) -> str:
+    seen: list[str] = []
+    for v in values:
+        if v not in seen:
+            seen.append(v)
+    return "; ".join(seen)
+
+
+__all__ = ["conventions", "direct_term_text", "kl_text", "temperature_text"]
