@@ -1,7 +1,7 @@
 """`estibench list ...` and `estibench suite schema | show`: what exists and how to say it.
 
-Imports are deferred to the command that needs them: listing suites or printing the suite
-reference never loads torch.
+Imports are deferred to the command that needs them: listing or showing the shipped suites
+never loads torch (the tables and the reference need the registries and models, which do).
 """
 
 from __future__ import annotations
