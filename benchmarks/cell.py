@@ -173,6 +173,7 @@ class _Cell:
             if step % cfg["log_every"] == 0 or step == steps - 1:
                 self.record(step, "train/objective", out.value.mean())
                 self.record(step, "train/seconds", time.perf_counter() - started)
+                self.record(step, "train/load_1min", metrics.machine_load()["load_1min"])
 
     def measure_throughput(self) -> None:
         m, steps = self.config["metrics"], self.config["training"]["steps"]

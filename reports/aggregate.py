@@ -81,6 +81,7 @@ _GRADIENT_AND_COST = (
     Quantity("variance_x_time", "efficiency/variance_x_time", "Var x time (Var·s)", "cost"),
     Quantity("peak_memory_mib", "time/peak_memory_bytes", "peak memory (MiB)", "cost",
              1.0 / 2**20),
+    Quantity("load_1min", "time/load_1min", "machine load while timed (1 min)", "cost"),
 )
 
 

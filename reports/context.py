@@ -14,6 +14,7 @@ import pandas as pd
 from reports.aggregate import final_values, load_suite_config, problems_of
 from reports.figures import RenderedFigure, SkippedFigure
 from reports.glossary import NOTES
+from reports.load import busy_note
 from reports.tables import Table, frame_table, key_value_table, summary_tables
 
 # Environment keys shown first, in this order; the rest follow sorted.
@@ -36,6 +37,7 @@ class ReportData:
     failed: Table
     not_applicable: Table
     reference_note: str
+    busy_note: str
     figures: list[RenderedFigure]
     skipped: list[SkippedFigure]
     notes: tuple[tuple[str, str], ...] = field(default=NOTES)
@@ -121,6 +123,7 @@ def collect(
         failed=problems("failed"),
         not_applicable=problems("not_applicable"),
         reference_note=reference_note(frame),
+        busy_note=busy_note(frame),
         figures=figures,
         skipped=skipped,
     )

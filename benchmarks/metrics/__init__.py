@@ -5,14 +5,14 @@
 - `bounds`: ELBO, IWAE-k, log p(x) and the gap on held-out data, chunked over samples;
 - `throughput`: time per estimate and per step, the bare-network floor, peak memory;
 - `work_normalized_variance`: variance x time;
-- `environment`: commit, versions, device, host.
+- `environment`: commit, versions, device, host; `machine_load`: load beside timings.
 """
 
 from __future__ import annotations
 
 from .bounds import BoundsResult, bounds
 from .efficiency import work_normalized_variance
-from .environment import environment
+from .environment import environment, machine_load
 from .errors import MetricsError, NonFiniteGradientError
 from .gradients import GradientStats, common_noise, gradient_stats
 from .throughput import ThroughputResult, throughput
@@ -27,6 +27,7 @@ __all__ = [
     "common_noise",
     "environment",
     "gradient_stats",
+    "machine_load",
     "throughput",
     "work_normalized_variance",
 ]
