@@ -6,8 +6,9 @@
     paths = reports.write_report(run_dir)       # RUN_DIR/report/report.html, report.md, ...
     result = reports.compare(run_a, run_b)      # result.ok, result.regressions, result.table
 
-Depends on `benchmarks.store` only (reports -> benchmarks -> estimators). The names are
-imported on first use: `reports.commands`, which the CLI registers at start-up, must not pull
+Depends on `benchmarks.store` only (reports -> benchmarks -> estimators); a project's own
+`benchmarks/` package shadowing it is reported by `reports.imports`. The names are imported
+on first use: `reports.commands`, which the CLI registers at start-up, must not pull
 in pandas.
 """
 
@@ -17,10 +18,6 @@ import importlib
 import sys
 import types
 from typing import Any
-
-from reports.imports import require_harness
-
-require_harness()  # a project's own `benchmarks/` must not break us with an AttributeError
 
 _WHERE = {
     "Comparison": "reports.compare", "Thresholds": "reports.compare",
