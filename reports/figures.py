@@ -33,6 +33,7 @@ MIME = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
 WRT_ORDER = ("distribution", "encoder", "decoder")
 PANEL = (4.0, 3.0)  # inches per panel
 MAX_COLUMNS = 3  # objectives wrap onto more rows beyond this
+CHAR_HEIGHT = 0.075  # inches a character of a vertical tick label takes
 DPI = 110  # the default; `write_report(dpi=...)`, `--dpi`
 HATCHES = ("", "//", "\\\\", "xx", "..", "++", "--", "oo")  # bars in greyscale, by marker
 _GREY = "0.4"
@@ -181,13 +182,22 @@ def _log_axes(ax: Axes) -> None:
 
 
 def _rotate(ax: Axes) -> None:
-    """Tilted category labels: estimator names are long and must not overlap (steeper when
-    there are many of them)."""
+    """Vertical category labels (estimator names are long: tilted ones still overlap as boxes),
+    with the figure made tall enough for the longest of them."""
     labels = ax.get_xticklabels()
     for label in labels:
-        label.set_rotation(30 if len(labels) <= 4 else 45)
-        label.set_horizontalalignment("right")
-        label.set_rotation_mode("anchor")
+        label.set_rotation(90)
+        label.set_horizontalalignment("center")
+    longest = max((len(label.get_text()) for label in labels), default=0)
+    rows = ax.get_subplotspec().get_gridspec().nrows
+    needed = rows * (PANEL[1] + CHAR_HEIGHT * longest) + 0.6
+    if ax.figure.get_figheight() < needed:
+        ax.figure.set_figheight(needed)
+
+
+def _ylabel(ax: Axes, text: str) -> None:
+    """A y label wrapped to the panel's height (a long one would run past the panel)."""
+    ax.set_ylabel(_wrap(text, 26))
 
 
 def _iso_lines(ax: Axes, kind: str) -> Line2D:
@@ -254,7 +264,7 @@ def variance_over_training(frame: pd.DataFrame, palette: Palette) -> Figure:
         drawn += _curves(ax, panel, palette)
         ax.set_title(_wrap(f"{objective}: {wrt}"), fontsize="medium")
         ax.set_xlabel("training step")
-        ax.set_ylabel("log10 total gradient variance")
+        _ylabel(ax, "log10 total gradient variance")
     fig.suptitle(f"Gradient variance during training{note}")
     _legend(fig, palette, drawn)
     left_out(fig, [f"{o}: no {w} gradients were measured (a toy has no networks)"
@@ -320,7 +330,7 @@ def variance_vs_samples(frame: pd.DataFrame, palette: Palette) -> Figure:
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(_wrap(objective), fontsize="medium")
         ax.set_xlabel("number of samples S")
-        ax.set_ylabel(f"{label}\n(distribution parameters)")
+        _ylabel(ax, f"{label}\n(distribution parameters)")
     fig.suptitle("Gradient variance and SNR against the number of samples")
     _legend(fig, palette, drawn)
     left_out(fig, omitted)
@@ -351,7 +361,7 @@ def training_curves(frame: pd.DataFrame, palette: Palette) -> Figure:
         drawn += _curves(ax, panel, palette)
         ax.set_title(_wrap(objective), fontsize="medium")
         ax.set_xlabel("training step")
-        ax.set_ylabel(label)
+        _ylabel(ax, label)
     fig.suptitle(f"Training curves, mean ± SE over seeds{note}")
     _legend(fig, palette, drawn)
     left_out(fig, [f"{o}: no {label} was recorded (toys have no held-out data; or "
@@ -392,7 +402,7 @@ def bias_variance(frame: pd.DataFrame, palette: Palette) -> Figure:
         iso = _iso_lines(ax, "sum")
         ax.set_title(_wrap(f"{objective}: {wrt}"), fontsize="medium")
         ax.set_xlabel("total gradient variance")
-        ax.set_ylabel("squared bias ‖E[ĝ] − ∇‖² (debiased)")
+        _ylabel(ax, "squared bias ‖E[ĝ] − ∇‖² (debiased)")
     fig.suptitle("Bias² against variance (one point per cell)")
     _legend(fig, palette, drawn, [iso] if iso is not None else [])
     left_out(fig, omitted)
@@ -450,7 +460,7 @@ def tightness(frame: pd.DataFrame, palette: Palette) -> Figure:
         drawn += estimators
         ax.set_title(_wrap(f"{objective}: bounds"), fontsize="medium")
         ax.set_xlabel("")
-        ax.set_ylabel("nats per example")
+        _ylabel(ax, "nats per example")
         _rotate(ax)
         if has_gap[objective]:
             ax = next(panels)
@@ -462,7 +472,7 @@ def tightness(frame: pd.DataFrame, palette: Palette) -> Figure:
             _hatch_bars(ax, estimators)
             _rotate(ax)
             ax.set_xlabel("")
-            ax.set_ylabel(_wrap(f"{truth} − ELBO (nats)", 28))
+            _ylabel(ax, f"{truth} − ELBO (nats)")
     fig.suptitle(f"Bound tightness on held-out data{note}")
     _legend(fig, palette, drawn)
     left_out(fig, [f"{o}: no gap (log p(x) was not measured)" for o in objectives
@@ -495,7 +505,7 @@ def efficiency(frame: pd.DataFrame, palette: Palette) -> Figure:
         iso = _iso_lines(ax, "product")
         ax.set_title(_wrap(objective), fontsize="medium")
         ax.set_xlabel("time per gradient estimate (s)")
-        ax.set_ylabel("total gradient variance")
+        _ylabel(ax, "total gradient variance")
     fig.suptitle("Variance against cost (lower left is better)")
     _legend(fig, palette, drawn, [iso] if iso is not None else [])
     left_out(fig, omitted)
@@ -533,7 +543,7 @@ def throughput(frame: pd.DataFrame, palette: Palette) -> Figure:
         _rotate(ax)
         ax.set_title(_wrap(objective), fontsize="medium")
         ax.set_xlabel("")
-        ax.set_ylabel("gradient estimates per second")
+        _ylabel(ax, "gradient estimates per second")
     fig.suptitle(f"Throughput on {devices}{note}")
     _legend(fig, palette, drawn)
     return fig
