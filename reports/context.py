@@ -16,6 +16,7 @@ from reports.figures import RenderedFigure, SkippedFigure
 from reports.glossary import NOTES
 from reports.load import busy_note
 from reports.tables import Table, frame_table, key_value_table, summary_tables
+from reports.toml_text import to_toml
 
 # Environment keys shown first, in this order; the rest follow sorted.
 _ENV_ORDER = ("device", "torch", "python", "commit", "dirty", "host", "threads")
@@ -32,7 +33,7 @@ class ReportData:
     counts: dict[str, int]
     has_completed: bool
     environment: Table
-    suite_json: str | None
+    suite_toml: str | None  # the suite as the TOML a user writes
     summary_tables: list[tuple[str, Table]]
     failed: Table
     not_applicable: Table
@@ -69,6 +70,14 @@ def environment_table(cells: pd.DataFrame, run_environment: Mapping[str, Any]) -
         for k in ordered
     }
     return key_value_table(shown, ("key", "value"))
+
+
+def _suite_text(suite: dict[str, Any]) -> str:
+    """The stored suite as TOML; as JSON if it holds something TOML cannot say."""
+    try:
+        return to_toml(suite)
+    except TypeError:
+        return json.dumps(suite, indent=2, sort_keys=True)
 
 
 def reference_note(frame: pd.DataFrame) -> str:
@@ -118,7 +127,7 @@ def collect(
         counts={s: int((statuses == s).sum()) for s in ("ok", "failed", "not_applicable")},
         has_completed=bool((statuses == "ok").any()),
         environment=environment_table(cells, run_environment),
-        suite_json=None if suite is None else json.dumps(suite, indent=2, sort_keys=True),
+        suite_toml=None if suite is None else _suite_text(suite),
         summary_tables=summary_tables(summary),
         failed=problems("failed"),
         not_applicable=problems("not_applicable"),

@@ -90,7 +90,7 @@ def test_html_content(html: str) -> None:
     assert "± " in html  # mean ± SE
     assert FAILED_REASON in html and NOT_APPLICABLE_REASON in html
     assert "abc1234" in html and "testhost" in html  # environment
-    assert "&#34;seeds&#34;" in html or '"seeds"' in html  # suite config shown
+    assert "seeds = [0, 1, 2]" in html and "[[estimators]]" in html  # the suite, as TOML
     assert "biased by design" in html
     assert "reference" in html and "never the truth" in html
     # the one figure the run cannot give is named with the reason
