@@ -4,9 +4,12 @@ panels only for what was measured, and one fixed look per estimator."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from itertools import combinations
 from pathlib import Path
 
+import matplotlib.image
 import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -154,3 +157,30 @@ def test_each_estimator_has_one_look_in_every_run_and_every_figure(runs, drawn):
             if label in palette:
                 assert tuple(handle.get_color()[:3]) == pytest.approx(palette[label])
                 assert handle.get_marker() == look(label).marker, (name, label)
+
+
+def test_image_format_and_dpi_through_the_cli(tmp_path):
+    run = fabricate_run(tmp_path / "run")
+    out = tmp_path / "svg"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.cli", "report", str(run), "--out",
+                           str(out), "--image-format", "svg", "--dpi", "300"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    svgs = sorted(p.name for p in (out / "figures").iterdir())
+    assert svgs and all(name.endswith(".svg") for name in svgs)
+    assert "data:image/png;base64," in (out / "report.html").read_text()  # PNGs in the page
+    bad = subprocess.run([sys.executable, "-m", "benchmarks.cli", "report", str(run), "--out",
+                          str(tmp_path / "bad"), "--dpi", "5"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "dpi must be an integer from 20 to 1200, got 5" in bad.stderr
+
+
+def test_dpi_sets_the_resolution_of_saved_pngs(runs, tmp_path):
+    frame = runs["toy and vae"]
+    frame = frame[frame["metric"].str.startswith("time/")]  # the throughput figure only
+    sizes = {}
+    for dpi in (50, 100):
+        [figure], _ = figures.draw_all(frame, tmp_path / str(dpi), "png", dpi=dpi)
+        sizes[dpi] = matplotlib.image.imread(figure.path).shape[:2]
+    assert sizes[100][0] == pytest.approx(2 * sizes[50][0], abs=2)
+    assert sizes[100][1] == pytest.approx(2 * sizes[50][1], abs=2)
