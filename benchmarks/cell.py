@@ -183,6 +183,7 @@ class _Cell:
             if step % cfg["log_every"] == 0 or step == steps - 1:
                 self.record(step, "train/objective", out.value.mean())
                 self.record(step, "train/seconds", time.perf_counter() - started)
+                self.record(step, "train/load_1min", metrics.machine_load()["load_1min"])
 
     def evaluations(self) -> int:
         """Evaluations of f per batch element in one estimate of the measured estimator (in

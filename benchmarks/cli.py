@@ -7,33 +7,37 @@ Exit codes: 0 all cells ok; 1 some cells failed (listed) or a comparison found a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
-import estimators
-from benchmarks import data as datasets
-from benchmarks import objectives
-from benchmarks.objectives import ObjectiveError
-from benchmarks.store import StoreError
-from benchmarks.suite import SuiteError, available_suites, load_suite
+from benchmarks.cli_catalogue import list_, suite_app
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
+# torch, pandas and the suite models are imported inside the commands that need them:
+# `estibench --help` and `estibench list suites` answer without them.
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark Monte Carlo gradient estimators on shared VAE objectives.")
+app.command("list")(list_)
+app.add_typer(suite_app, name="suite")
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # reasons stay on one line for grep
-BAD_INPUT = (SuiteError, ObjectiveError, estimators.EstimatorError, datasets.DataError,
-             StoreError, ValueError, FileNotFoundError)
+INTERRUPTED = 130  # the shell's code for SIGINT
+
+
+def bad_input() -> tuple[type[Exception], ...]:
+    """The errors that mean bad input (exit 2), imported when a command needs them."""
+    import estimators
+    from benchmarks import data as datasets
+    from benchmarks.objectives import ObjectiveError
+    from benchmarks.store import StoreError
+    from benchmarks.suite import SuiteError
+
+    return (SuiteError, ObjectiveError, estimators.EstimatorError, datasets.DataError,
+            StoreError, ValueError, FileNotFoundError)
 
 
 def fail(message: str) -> typer.Exit:
@@ -43,6 +47,8 @@ def fail(message: str) -> typer.Exit:
 
 
 def _table(frame, title: str) -> Table:
+    from rich.table import Table
+
     table = Table(title=title)
     for column in frame.columns:
         table.add_column(str(column))
@@ -72,10 +78,28 @@ def run(
     dashboard: Annotated[bool, typer.Option(help="Serve the Dask dashboard (local cluster)")]
     = False,
     report: Annotated[bool, typer.Option(help="Write the HTML/Markdown report at the end")] = True,
+    dry_run: Annotated[bool, typer.Option(
+        help="Print the cells, the pairs that do not apply and an estimated time; run nothing")]
+    = False,
+    estimator: Annotated[str | None, typer.Option(
+        help="Only these estimators (comma-separated labels or names; recorded in the run)")]
+    = None,
+    objective: Annotated[str | None, typer.Option(
+        help="Only these objectives (comma-separated labels or names; recorded in the run)")]
+    = None,
+    steps: Annotated[int | None, typer.Option(
+        help="Training steps overriding the suite (recorded in the run)")] = None,
+    image_format: Annotated[str, typer.Option(help="Report figures: png | svg | pdf")] = "png",
+    dpi: Annotated[int | None, typer.Option(help="Report figure resolution (png)")] = None,
 ) -> None:
     """Run a suite: every cell trained and measured, results in RUN_DIR/results.sqlite."""
+    from benchmarks.cli_plan import apply_overrides
+    from benchmarks.cli_plan import dry_run as print_plan
+    from benchmarks.cli_progress import RunProgress
     from benchmarks.executors import make_executor
+    from benchmarks.runner import new_run_dir
     from benchmarks.runner import run as run_suite
+    from benchmarks.suite import load_suite
 
     try:
         seed_list = [int(s) for s in seeds.split(",")] if seeds else None
@@ -84,48 +108,59 @@ def run(
     try:
         if suite is None and resume is None:
             suite = "standard"
+        if resume is not None and (estimator or objective or steps is not None):
+            raise ValueError("--estimator, --objective and --steps change the suite; a resumed "
+                             "run keeps the suite stored in its directory")
         spec = None if suite is None else load_suite(suite)
         if spec is not None and data_path is not None:
             data = spec.data.model_copy(update={"path": data_path})
             spec = spec.model_copy(update={"data": data})
+        if spec is not None and resume is None:  # overrides go into the stored suite
+            spec = apply_overrides(spec, estimator, objective, seed_list, steps)
+            seed_list = None
+        if dry_run:
+            if spec is None:
+                raise ValueError("--dry-run needs a suite")
+            print_plan(spec, console if console.is_terminal else Console(width=140))
+            return
         if executor == "inprocess" and (scheduler is not None or local_workers is not None):
             executor = "dask"  # naming a cluster means running on it
         if executor == "inprocess" and workers > 1:
             executor = "pool"
         runner = make_executor(executor, workers=workers, scheduler=scheduler,
                                local_workers=local_workers, dashboard=dashboard)
-    except BAD_INPUT as err:
+    except bad_input() as err:
         raise fail(str(err)) from None
     if getattr(runner, "dashboard_link", None):
         console.print(f"Dask dashboard: {runner.dashboard_link}")
+    run_dir = resume if resume is not None else (out or new_run_dir(spec))
 
     failed: list[tuple[str, str]] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("cells", total=None)
-
-        def on_start(total: int, todo: int) -> None:
-            progress.update(task, total=todo,
-                            description=f"{todo} of {total} cells to run")
+    with RunProgress(console) as progress:
 
         def on_cell(result, done: int, todo: int) -> None:
-            c = result.config
-            label = f"{c['objective']} / {c['estimator']} / seed {c['seed']}"
             if result.status == "failed":
-                failed.append((label, result.reason or ""))
-            progress.update(task, advance=1, description=f"{label}: {result.status}")
+                from benchmarks.cost import describe
+
+                failed.append((describe(result.config), result.reason or ""))
+            progress.on_cell(result, done, todo)
 
         try:
-            run_dir = run_suite(spec, out=out, resume=resume, device=device, seeds=seed_list,
-                                executor=runner, on_start=on_start, on_cell=on_cell)
-        except BAD_INPUT as err:
+            run_dir = run_suite(spec, out=run_dir if resume is None else None, resume=resume,
+                                device=device, seeds=seed_list, executor=runner,
+                                on_todo=progress.on_todo, on_start=progress.on_start,
+                                on_cell=on_cell)
+        except bad_input() as err:
             raise fail(str(err)) from None
+        except KeyboardInterrupt:
+            errors.print(f"interrupted: completed cells are kept in {run_dir}; finish the run "
+                         f"with: estibench run --resume {run_dir}", highlight=False)
+            raise typer.Exit(INTERRUPTED) from None
         finally:
             runner.close()
     _print_summary(run_dir)
     if report:
-        _write_report(run_dir)
+        _write_report(run_dir, image_format, dpi)
     console.print(f"run directory: [bold]{run_dir}[/]")
     if failed:
         errors.print(f"[bold red]{len(failed)} cell(s) failed:[/]")
@@ -142,27 +177,12 @@ def _print_summary(run_dir: Path) -> None:
         console.print(_table(table, "summary (means over seeds)"))
 
 
-def _write_report(run_dir: Path) -> None:
-    try:
-        from reports import write_report
-    except ImportError:  # the reports package is optional for the harness
-        return
-    paths = write_report(run_dir)
-    console.print(f"report: [bold]{paths['html']}[/]")
+def _write_report(run_dir: Path, image_format: str = "png", dpi: int | None = None) -> None:
+    from benchmarks.cli_report import write_report
 
-
-@app.command("list")
-def list_(
-    what: Annotated[str, typer.Argument(help="estimators | objectives | datasets | suites")],
-) -> None:
-    """List what is available."""
-    choices = {"estimators": estimators.available, "objectives": objectives.available,
-               "datasets": datasets.available, "suites": available_suites}
-    if what not in choices:
-        raise fail(f"cannot list {what!r}{estimators.did_you_mean(what, list(choices))}; "
-                   f"choose one of {', '.join(choices)}")
-    for name in choices[what]():
-        console.print(name)
+    html = write_report(run_dir, image_format, dpi)
+    if html is not None:
+        console.print(f"report: [bold]{html}[/]")
 
 
 @app.command()
@@ -172,7 +192,7 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> No
 
     try:
         cells = cell_table(run_dir)
-    except BAD_INPUT as err:
+    except bad_input() as err:
         raise fail(str(err)) from None
     console.print(f"[bold]{run_dir}[/]: {len(cells)} cells")
     for status, count in cells["status"].value_counts().items():
@@ -197,7 +217,7 @@ def export(
 
     try:
         path = export_table(run_dir, format, out)
-    except BAD_INPUT as err:
+    except bad_input() as err:
         raise fail(str(err)) from None
     console.print(str(path))
 

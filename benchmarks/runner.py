@@ -124,11 +124,13 @@ def run(
     executor: Executor | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_cell: ProgressCallback | None = None,
+    on_todo: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> Path:
     """Run a suite (name, path or `Suite`) and return the run directory.
 
     resume: an existing run directory; its completed cells are skipped. The suite defaults to
-    the one stored there. on_start(total, todo) and on_cell(result, done, todo) report progress.
+    the one stored there. on_start(total, todo) and on_cell(result, done, todo) report progress;
+    on_todo(configs) receives the cells about to run, in run order.
     """
     if resume is not None:
         run_dir = Path(resume)
@@ -155,6 +157,8 @@ def run(
             if cell_key(config) not in done:
                 store.write_cell(run_id, not_applicable(config, reason))
         todo = [c for c in plan.runnable if cell_key(c) not in done]
+        if on_todo is not None:
+            on_todo(todo)
         if on_start is not None:
             on_start(plan.size, len(todo))
         results: Iterator[CellResult] = executor.run(todo, device)

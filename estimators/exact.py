@@ -81,7 +81,9 @@ class Exact(Estimator):
                 raise UnsupportedDistributionError(
                     self.name,
                     f"{sampling.describe(q)} with {k}^{n} = {k**n} configurations",
-                    self.supports,
+                    f"{self.supports} (option max_configurations={self.max_configurations}; "
+                    f"estimators.get('exact', max_configurations={k**n}) would enumerate "
+                    "this one, if time and memory allow)",
                 )
         super().check(q)
 

@@ -21,8 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.store import STORE_FILENAME, Store, StoreError
 from reports.errors import ReportError
+from reports.imports import require_harness
+
+require_harness()  # a project's own `benchmarks/` would otherwise fail the next line obscurely
+from benchmarks.store import STORE_FILENAME, Store, StoreError  # noqa: E402
 
 RunDirs = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
@@ -87,6 +90,7 @@ _GRADIENT_AND_COST = (
              "Var x evaluations", "cost"),
     Quantity("peak_memory_mib", "time/peak_memory_bytes", "peak memory (MiB)", "cost",
              1.0 / 2**20),
+    Quantity("load_1min", "time/load_1min", "machine load while timed (1 min)", "cost"),
 )
 
 

@@ -82,7 +82,8 @@ def report(
     out: Annotated[Path | None, typer.Option(
         help="Output directory [default: RUN_DIR/report]")] = None,
     format: Annotated[str, typer.Option(
-        "--format", help="Figure file format: png | svg | pdf")] = "png",
+        "--image-format", "--format", help="Figure file format: png | svg | pdf")] = "png",
+    dpi: Annotated[int | None, typer.Option(help="Figure resolution [default: 110]")] = None,
 ) -> None:
     """Write the HTML and Markdown report of a run, its figures and summary.csv."""
     from benchmarks.store import StoreError
@@ -90,7 +91,7 @@ def report(
     from reports.report import write_report
 
     try:
-        paths = write_report(run_dir, out, image_format=format)
+        paths = write_report(run_dir, out, image_format=format, dpi=dpi)
     except (ReportError, StoreError, OSError) as err:
         raise _fail(str(err)) from None
     console = Console(soft_wrap=True)

@@ -16,6 +16,7 @@ from reports.bias import bias_summary
 from reports.conventions import conventions
 from reports.figures import RenderedFigure, SkippedFigure
 from reports.glossary import NOTES
+from reports.load import busy_note
 from reports.tables import (
     BIAS_TITLE,
     Table,
@@ -24,6 +25,7 @@ from reports.tables import (
     key_value_table,
     summary_tables,
 )
+from reports.toml_text import to_toml
 
 CONVENTIONS_TITLE = "Conventions that ran (per objective, estimator and S)"
 
@@ -42,11 +44,12 @@ class ReportData:
     counts: dict[str, int]
     has_completed: bool
     environment: Table
-    suite_json: str | None
+    suite_toml: str | None  # the suite as the TOML a user writes
     summary_tables: list[tuple[str, Table]]
     failed: Table
     not_applicable: Table
     reference_note: str
+    busy_note: str
     figures: list[RenderedFigure]
     skipped: list[SkippedFigure]
     notes: tuple[tuple[str, str], ...] = field(default=NOTES)
@@ -78,6 +81,14 @@ def environment_table(cells: pd.DataFrame, run_environment: Mapping[str, Any]) -
         for k in ordered
     }
     return key_value_table(shown, ("key", "value"))
+
+
+def _suite_text(suite: dict[str, Any]) -> str:
+    """The stored suite as TOML; as JSON if it holds something TOML cannot say."""
+    try:
+        return to_toml(suite)
+    except TypeError:
+        return json.dumps(suite, indent=2, sort_keys=True)
 
 
 def reference_note(frame: pd.DataFrame) -> str:
@@ -142,11 +153,12 @@ def collect(
         counts={s: int((statuses == s).sum()) for s in ("ok", "failed", "not_applicable")},
         has_completed=bool((statuses == "ok").any()),
         environment=environment_table(cells, run_environment),
-        suite_json=None if suite is None else json.dumps(suite, indent=2, sort_keys=True),
+        suite_toml=None if suite is None else _suite_text(suite),
         summary_tables=all_tables(cells, frame, summary),
         failed=problems("failed"),
         not_applicable=problems("not_applicable"),
         reference_note=reference_note(frame),
+        busy_note=busy_note(frame),
         figures=figures,
         skipped=skipped,
     )

@@ -27,13 +27,16 @@ from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 from benchmarks.metrics.unbiasedness import ALPHA
 from reports.aggregate import IWAE_PATTERN, completed, final_values, mean_se
 from reports.palette import Palette, estimator_palette
+from reports.style import look
 
 IMAGE_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 MIME = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
 WRT_ORDER = ("distribution", "encoder", "decoder")
 PANEL = (4.0, 3.0)  # inches per panel
 MAX_COLUMNS = 3  # objectives wrap onto more rows beyond this
-DPI = 110
+CHAR_HEIGHT = 0.075  # inches a character of a vertical tick label takes
+DPI = 110  # the default; `write_report(dpi=...)`, `--dpi`
+HATCHES = ("", "//", "\\\\", "xx", "..", "++", "--", "oo")  # bars in greyscale, by marker
 _GREY = "0.4"
 
 
@@ -65,9 +68,9 @@ def _grid(rows: int, columns: int, legend_width: float = 1.8) -> tuple[Figure, n
     return fig, axes
 
 
-def _wrapped_grid(count: int) -> tuple[Figure, list[Axes]]:
-    """``count`` panels, at most MAX_COLUMNS per row; unused panels are hidden."""
-    columns = min(count, MAX_COLUMNS)
+def _wrapped_grid(count: int, columns: int = MAX_COLUMNS) -> tuple[Figure, list[Axes]]:
+    """``count`` panels, at most ``columns`` per row; unused panels are hidden."""
+    columns = min(count, columns)
     rows = -(-count // columns)
     fig, axes = _grid(rows, columns)
     flat = list(axes.ravel())
@@ -76,12 +79,35 @@ def _wrapped_grid(count: int) -> tuple[Figure, list[Axes]]:
     return fig, flat[:count]
 
 
+def hatch(label: str) -> str:
+    """The bar hatch of an estimator (from its fixed marker), so bars survive greyscale."""
+    from reports.style import MARKERS
+
+    marker = look(label).marker
+    return HATCHES[MARKERS.index(marker) % len(HATCHES)] if marker in MARKERS else ""
+
+
+def _hatch_bars(ax: Axes, order: Sequence[str]) -> None:
+    """Hatch each bar of a categorical bar plot by the estimator at its x position."""
+    for patch in ax.patches:
+        index = int(round(patch.get_x() + patch.get_width() / 2))
+        if 0 <= index < len(order):
+            patch.set_hatch(hatch(order[index]))
+            patch.set_edgecolor("white")
+
+
+def left_out(fig: Figure, notes: Sequence[str]) -> None:
+    """Record what a figure does not show and why (the report prints it under the caption)."""
+    fig.estibench_left_out = list(notes)  # type: ignore[attr-defined]
+
+
 def _legend(
     fig: Figure, palette: Palette, labels: Sequence[str], extra: Sequence[Line2D] = ()
 ) -> None:
     """One legend for the whole figure, outside the panels, estimators in palette order."""
     handles = [
-        Line2D([], [], color=palette[label], marker="o", linewidth=2, label=label)
+        Line2D([], [], color=palette[label], marker=look(label).marker,
+               linestyle=look(label).linestyle, linewidth=1.6, label=label)
         for label in sorted(set(labels))
     ]
     fig.legend(
@@ -118,9 +144,12 @@ def _finals(frame: pd.DataFrame, *metrics: str) -> pd.DataFrame:
     return finals
 
 
-def _band(ax: Axes, x: pd.Series, mean: pd.Series, se: pd.Series, colour: tuple) -> None:
+def _band(ax: Axes, x: pd.Series, mean: pd.Series, se: pd.Series, colour: tuple,
+          label: str) -> None:
     """Mean line with a +/- one standard error band (no band for a single seed)."""
-    ax.plot(x, mean, color=colour, marker="o", markersize=3.5, linewidth=1.6)
+    style = look(label)
+    ax.plot(x, mean, color=colour, marker=style.marker, linestyle=style.linestyle,
+            markersize=4, linewidth=1.6)
     ax.fill_between(x, mean - se, mean + se, color=colour, alpha=0.2, linewidth=0)
 
 
@@ -130,15 +159,18 @@ def _curves(ax: Axes, rows: pd.DataFrame, palette: Palette) -> list[str]:
     for estimator, group in rows.groupby("estimator", sort=True):
         stats = mean_se(group["value"], group["step"])
         _band(ax, stats.index.to_series(), stats["mean"], stats["se"].fillna(0.0),
-              palette[str(estimator)])
+              palette[str(estimator)], str(estimator))
         drawn.append(str(estimator))
     return drawn
 
 
-def _empty(ax: Axes, text: str = "not measured") -> None:
-    """A panel without data: no axes, just the reason."""
-    ax.set_axis_off()
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color=_GREY)
+def _scatter(ax: Axes, xs: np.ndarray, ys: np.ndarray, labels: pd.Series,
+             palette: Palette) -> None:
+    """One point per cell, coloured and shaped by its estimator."""
+    labels = labels.astype(str).to_numpy()
+    markers = {label: look(label).marker for label in set(labels)}
+    sns.scatterplot(x=xs, y=ys, hue=labels, style=labels, markers=markers, palette=palette,
+                    ax=ax, legend=False, s=40, edgecolor="white", linewidth=0.5)
 
 
 def _log_axes(ax: Axes) -> None:
@@ -151,13 +183,22 @@ def _log_axes(ax: Axes) -> None:
 
 
 def _rotate(ax: Axes) -> None:
-    """Tilted category labels: estimator names are long and must not overlap (steeper when
-    there are many of them)."""
+    """Vertical category labels (estimator names are long: tilted ones still overlap as boxes),
+    with the figure made tall enough for the longest of them."""
     labels = ax.get_xticklabels()
     for label in labels:
-        label.set_rotation(30 if len(labels) <= 4 else 45)
-        label.set_horizontalalignment("right")
-        label.set_rotation_mode("anchor")
+        label.set_rotation(90)
+        label.set_horizontalalignment("center")
+    longest = max((len(label.get_text()) for label in labels), default=0)
+    rows = ax.get_subplotspec().get_gridspec().nrows
+    needed = rows * (PANEL[1] + CHAR_HEIGHT * longest) + 0.6
+    if ax.figure.get_figheight() < needed:
+        ax.figure.set_figheight(needed)
+
+
+def _ylabel(ax: Axes, text: str) -> None:
+    """A y label wrapped to the panel's height (a long one would run past the panel)."""
+    ax.set_ylabel(_wrap(text, 26))
 
 
 def _iso_lines(ax: Axes, kind: str) -> Line2D:
@@ -201,8 +242,8 @@ def _pad_log_limits(ax: Axes, xs: np.ndarray, ys: np.ndarray) -> None:
 
 
 def variance_over_training(frame: pd.DataFrame, palette: Palette) -> Figure:
-    """log10 total gradient variance against training step, mean +/- SE over seeds; one row per
-    objective, one column per parameter group (distribution, encoder)."""
+    """log10 total gradient variance against training step, mean +/- SE over seeds; one panel
+    per objective and parameter group that was measured (distribution, encoder)."""
     rows = _ok(frame)
     rows = rows[rows["metric"].str.fullmatch(r"grad/[a-z]+/log10_total_variance")]
     if rows.empty:
@@ -214,23 +255,23 @@ def variance_over_training(frame: pd.DataFrame, palette: Palette) -> Figure:
                      "a curve over training needs two or more")
     rows = rows.assign(wrt=rows["metric"].str.split("/").str[1])
     wrts = [w for w in WRT_ORDER if w in set(rows["wrt"])]
-    objectives = sorted(rows["objective"].unique())
-    fig, axes = _grid(len(objectives), len(wrts))
+    measured = set(zip(rows["objective"], rows["wrt"], strict=True))
+    panels = [(o, w) for o in sorted(rows["objective"].unique()) for w in wrts
+              if (o, w) in measured]
+    fig, axes = _wrapped_grid(len(panels), max(len(wrts), 1))
     drawn: list[str] = []
-    for i, objective in enumerate(objectives):
-        for j, wrt in enumerate(wrts):
-            ax = axes[i, j]
-            panel = rows[(rows["objective"] == objective) & (rows["wrt"] == wrt)]
-            drawn += _curves(ax, panel, palette)
-            ax.set_title(_wrap(f"{objective}: {wrt}"), fontsize="medium")
-            ax.set_xlabel("training step")
-            ax.set_ylabel("log10 total gradient variance" if j == 0 else "")
-            if panel.empty:
-                _empty(ax, f"no {wrt} gradients measured")
+    for ax, (objective, wrt) in zip(axes, panels, strict=True):
+        panel = rows[(rows["objective"] == objective) & (rows["wrt"] == wrt)]
+        drawn += _curves(ax, panel, palette)
+        ax.set_title(_wrap(f"{objective}: {wrt}"), fontsize="medium")
+        ax.set_xlabel("training step")
+        _ylabel(ax, "log10 total gradient variance")
     fig.suptitle(f"Gradient variance during training{note}")
     _legend(fig, palette, drawn)
+    left_out(fig, [f"{o}: no {w} gradients were measured (a toy has no networks)"
+                   for o in sorted(rows["objective"].unique()) for w in wrts
+                   if (o, w) not in measured])
     return fig
-
 
 def variance_vs_samples(frame: pd.DataFrame, palette: Palette) -> Figure:
     """Total variance and SNR (distribution parameters, final checkpoint) against the number of
@@ -247,43 +288,53 @@ def variance_vs_samples(frame: pd.DataFrame, palette: Palette) -> Figure:
     if snr is not None:
         columns.append((snr, "gradient SNR", "√S", 0.5))
     objectives = sorted(finals["objective"].unique())
-    fig, axes = _grid(len(objectives), len(columns))
-    drawn: list[str] = []
-    for i, objective in enumerate(objectives):
+    panels, omitted = [], []
+    for objective in objectives:
         cells = finals[finals["objective"] == objective]
-        for j, (metric, label, reference, power) in enumerate(columns):
-            ax = axes[i, j]
+        for metric, label, reference, power in columns:
             # log axes: zero variance or infinite SNR (exact enumeration) cannot show
             values = cells[(cells[metric] > 0) & np.isfinite(cells[metric])]
-            anchors = []
-            for estimator, group in values.groupby("estimator", sort=True):
-                # geometric mean over seeds, band = +/- one SE of log10
-                stats = mean_se(np.log10(group[metric]), group["num_samples"])
-                s = stats.index.to_series().astype(float)
-                colour = palette[str(estimator)]
-                ax.plot(s, 10 ** stats["mean"], color=colour, marker="o", markersize=3.5)
-                se = stats["se"].fillna(0.0)
-                ax.fill_between(s, 10 ** (stats["mean"] - se), 10 ** (stats["mean"] + se),
-                                color=colour, alpha=0.2, linewidth=0)
-                anchors.append(stats["mean"].iloc[0] - power * np.log10(s.iloc[0]))
-                drawn.append(str(estimator))
-            if anchors:
-                # half a decade below the lowest curve, so it hides none: only the slope matters
-                s = np.array(sizes, dtype=float)
-                ax.plot(s, 10 ** (min(anchors) - 0.5) * s**power, linestyle="--", color="black",
-                        linewidth=1.0, label=f"∝ {reference}")
-                ax.legend(loc="best", fontsize="small", frameon=False)
-            else:
-                _empty(ax, "no positive finite values")
-            _log_axes(ax)
-            ax.xaxis.set_major_formatter(ScalarFormatter())
-            ax.set_xticks([float(s) for s in sizes])
-            ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_title(_wrap(objective), fontsize="medium")
-            ax.set_xlabel("number of samples S")
-            ax.set_ylabel(f"{label}\n(distribution parameters)")
+            dropped = sorted(set(cells["estimator"].astype(str)) - set(values["estimator"]))
+            if dropped:
+                omitted.append(f"{objective}, {label}: {', '.join(dropped)} (zero or "
+                               "non-finite values cannot be placed on log axes)")
+            if not values.empty:
+                panels.append((objective, values, metric, label, reference, power))
+    if not panels:
+        raise NoData("no cell has a positive finite gradient variance")
+    fig, axes = _wrapped_grid(len(panels), len(columns))
+    drawn: list[str] = []
+    for ax, (objective, values, metric, label, reference, power) in zip(axes, panels,
+                                                                         strict=True):
+        anchors = []
+        for estimator, group in values.groupby("estimator", sort=True):
+            # geometric mean over seeds, band = +/- one SE of log10
+            stats = mean_se(np.log10(group[metric]), group["num_samples"])
+            s = stats.index.to_series().astype(float)
+            colour, style = palette[str(estimator)], look(str(estimator))
+            ax.plot(s, 10 ** stats["mean"], color=colour, marker=style.marker,
+                    linestyle=style.linestyle, markersize=4)
+            se = stats["se"].fillna(0.0)
+            ax.fill_between(s, 10 ** (stats["mean"] - se), 10 ** (stats["mean"] + se),
+                            color=colour, alpha=0.2, linewidth=0)
+            anchors.append(stats["mean"].iloc[0] - power * np.log10(s.iloc[0]))
+            drawn.append(str(estimator))
+        if anchors:
+            # half a decade below the lowest curve, so it hides none: only the slope matters
+            s = np.array(sizes, dtype=float)
+            ax.plot(s, 10 ** (min(anchors) - 0.5) * s**power, linestyle="--", color="black",
+                    linewidth=1.0, label=f"∝ {reference}")
+            ax.legend(loc="best", fontsize="small", frameon=False)
+        _log_axes(ax)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_xticks([float(s) for s in sizes])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(_wrap(objective), fontsize="medium")
+        ax.set_xlabel("number of samples S")
+        _ylabel(ax, f"{label}\n(distribution parameters)")
     fig.suptitle("Gradient variance and SNR against the number of samples")
     _legend(fig, palette, drawn)
+    left_out(fig, omitted)
     return fig
 
 
@@ -328,14 +379,14 @@ def encoder_snr_vs_samples(frame: pd.DataFrame, palette: Palette) -> Figure:
         ax.set_title(_wrap(objective), fontsize="medium")
         ax.set_xlabel("number of samples K")
         ax.set_ylabel("encoder gradient SNR")
-    fig.suptitle("Inference-network gradient SNR against the number of samples")
+    fig.suptitle(_wrap("Inference-network gradient SNR against the number of samples", 26))
     _legend(fig, palette, drawn)
     return fig
 
 
 def training_curves(frame: pd.DataFrame, palette: Palette) -> Figure:
     """Training objective and the test IWAE bound (largest k) against step with seed bands; one
-    row per objective."""
+    panel per objective and quantity that was recorded."""
     rows = _ok(frame)
     rows, note = _smallest_samples(rows)
     ks = sorted(int(m.group(1)) for name in rows["metric"].unique()
@@ -348,20 +399,21 @@ def training_curves(frame: pd.DataFrame, palette: Palette) -> Figure:
         raise NoData("no training curve was recorded (train/objective or test/iwae_k at two or "
                      "more steps)")
     objectives = sorted(rows["objective"].unique())
-    fig, axes = _grid(len(objectives), len(columns))
+    measured = set(zip(rows["objective"], rows["metric"], strict=True))
+    panels = [(o, m, label) for o in objectives for m, label in columns if (o, m) in measured]
+    fig, axes = _wrapped_grid(len(panels), len(columns))
     drawn: list[str] = []
-    for i, objective in enumerate(objectives):
-        for j, (metric, label) in enumerate(columns):
-            ax = axes[i, j]
-            panel = rows[(rows["objective"] == objective) & (rows["metric"] == metric)]
-            drawn += _curves(ax, panel, palette)
-            if panel.empty:
-                _empty(ax)
-            ax.set_title(_wrap(objective), fontsize="medium")
-            ax.set_xlabel("training step")
-            ax.set_ylabel(label)
+    for ax, (objective, metric, label) in zip(axes, panels, strict=True):
+        panel = rows[(rows["objective"] == objective) & (rows["metric"] == metric)]
+        drawn += _curves(ax, panel, palette)
+        ax.set_title(_wrap(objective), fontsize="medium")
+        ax.set_xlabel("training step")
+        _ylabel(ax, label)
     fig.suptitle(f"Training curves, mean ± SE over seeds{note}")
     _legend(fig, palette, drawn)
+    left_out(fig, [f"{o}: no {label} was recorded (toys have no held-out data; or "
+                   "metrics.bounds is off)" for o in objectives for m, label in columns
+                   if (o, m) not in measured])
     return fig
 
 
@@ -374,7 +426,7 @@ def bias_variance(frame: pd.DataFrame, palette: Palette) -> Figure:
     at its noise floor tr(Var)/M, an upper reference for a bias the test could not see; a cell
     with zero variance (exact enumeration) cannot sit on log axes and is named in the panel."""
     finals = final_values(frame)
-    panels = []
+    panels, omitted = [], []
     for wrt in WRT_ORDER:
         bias, variance = f"grad/{wrt}/squared_bias", f"grad/{wrt}/total_variance"
         if bias not in finals.columns or variance not in finals.columns:
@@ -407,15 +459,18 @@ def bias_variance(frame: pd.DataFrame, palette: Palette) -> Figure:
         for (estimator, detected), group in positive.groupby(["estimator", "_detected"]):
             colour = palette[str(estimator)]
             x = group["_variance"].to_numpy()
+            marker = look(str(estimator)).marker
             if detected:
                 ax.errorbar(x, group["_bias"], yerr=group["_se"].fillna(0.0).to_numpy(),
-                            fmt="o", color=colour, markersize=6, markeredgecolor="white",
+                            fmt=marker, color=colour, markersize=6, markeredgecolor="white",
                             markeredgewidth=0.5, elinewidth=1.0, capsize=2)
             else:
-                ax.scatter(x, group["_floor"], s=36, facecolors="none", edgecolors=[colour],
-                           linewidths=1.4)
+                ax.scatter(x, group["_floor"], s=36, marker=marker, facecolors="none",
+                           edgecolors=[colour], linewidths=1.4)
             drawn.append(str(estimator))
         if hidden:
+            omitted.append(f"{objective}: {wrt}: {', '.join(hidden)}: zero variance (exact "
+                           "enumeration) or no noise floor: not on log axes")
             ax.text(0.02, 0.02, _wrap("not on log axes (zero variance or floor): "
                                       + ", ".join(hidden), 40),
                     transform=ax.transAxes, fontsize="x-small", color=_GREY, va="bottom")
@@ -423,19 +478,20 @@ def bias_variance(frame: pd.DataFrame, palette: Palette) -> Figure:
             _log_axes(ax)
             _pad_log_limits(ax, positive["_variance"].to_numpy(), ys)
             iso = _iso_lines(ax, "sum")
-        else:
-            _empty(ax, "no cell with a positive variance")
+        else:  # only zero-variance cells (exact enumeration): named above, nothing to plot
+            ax.set_axis_off()
         ax.set_title(_wrap(f"{objective}: {wrt}"), fontsize="medium")
         ax.set_xlabel("total gradient variance")
-        ax.set_ylabel(_wrap("squared bias ‖E[ĝ] − ∇‖², debiased (hollow: noise floor)", 30))
+        _ylabel(ax, "squared bias ‖E[ĝ] − ∇‖², debiased (hollow: noise floor)")
     fig.suptitle("Bias² against variance (one point per cell)")
     markers = [
         Line2D([], [], marker="o", linestyle="", color=_GREY,
-               label=f"bias detected (p < {ALPHA:g}), ± SE"),
+               label=f"bias detected\n(p < {ALPHA:g}), ± SE"),
         Line2D([], [], marker="o", linestyle="", color=_GREY, markerfacecolor="none",
-               label="no bias detected: drawn at the noise floor tr(Var)/M"),
+               label="no bias detected:\nat the noise floor"),
     ]
     _legend(fig, palette, drawn, [*markers, *([iso] if iso is not None else [])])
+    left_out(fig, omitted)
     return fig
 
 
@@ -457,9 +513,13 @@ def tightness(frame: pd.DataFrame, palette: Palette) -> Figure:
     finals, note = _smallest_samples(finals)
     ks = sorted(int(m.group(1)) for c in finals.columns if (m := IWAE_PATTERN.match(str(c))))
     objectives = sorted(finals["objective"].unique())
-    fig, axes = _grid(len(objectives), 2)
+    has_gap = {o: "test/gap" in finals.columns and bool(
+        finals.loc[finals["objective"] == o, "test/gap"].notna().any()) for o in objectives}
+    columns = 2 if any(has_gap.values()) else 1
+    fig, flat = _wrapped_grid(sum(1 + has_gap[o] for o in objectives), columns)
+    panels = iter(flat)
     drawn: list[str] = []
-    for i, objective in enumerate(objectives):
+    for objective in objectives:
         cells = finals[finals["objective"] == objective]
         exact = "test/log_marginal_exact" in cells.columns and bool(
             (cells["test/log_marginal_exact"] == 1).all()
@@ -474,29 +534,32 @@ def tightness(frame: pd.DataFrame, palette: Palette) -> Figure:
         ).dropna()
         order = [name for m, name in bounds if name in set(long["bound"])]
         estimators = sorted(long["estimator"].unique())
-        ax = axes[i, 0]
+        ax = next(panels)
         sns.pointplot(data=long, x="bound", y="value", hue="estimator", order=order,
                       hue_order=estimators, palette=palette, errorbar="se", dodge=0.4,
+                      markers=[look(e).marker for e in estimators],
+                      linestyles=[look(e).linestyle for e in estimators],
                       markersize=4, linewidth=1.2, legend=False, ax=ax)
         drawn += estimators
         ax.set_title(_wrap(f"{objective}: bounds"), fontsize="medium")
         ax.set_xlabel("")
-        ax.set_ylabel("nats per example")
+        _ylabel(ax, "nats per example")
         _rotate(ax)
-        ax = axes[i, 1]
-        ax.set_title(_wrap(f"{objective}: gap"), fontsize="medium")
-        if "test/gap" in cells.columns and cells["test/gap"].notna().any():
+        if has_gap[objective]:
+            ax = next(panels)
+            ax.set_title(_wrap(f"{objective}: gap"), fontsize="medium")
             gaps = cells.dropna(subset=["test/gap"])
             sns.barplot(data=gaps, x="estimator", y="test/gap", hue="estimator",
                         order=estimators, hue_order=estimators, palette=palette,
                         errorbar="se", saturation=1.0, legend=False, ax=ax)
+            _hatch_bars(ax, estimators)
             _rotate(ax)
-        else:
-            _empty(ax, "gap not measured")
-        ax.set_xlabel("")
-        ax.set_ylabel(_wrap(f"{truth} − ELBO (nats)", 28))
+            ax.set_xlabel("")
+            _ylabel(ax, f"{truth} − ELBO (nats)")
     fig.suptitle(f"Bound tightness on held-out data{note}")
     _legend(fig, palette, drawn)
+    left_out(fig, [f"{o}: no gap (log p(x) was not measured)" for o in objectives
+                   if not has_gap[o]])
     return fig
 
 
@@ -504,8 +567,11 @@ def efficiency(frame: pd.DataFrame, palette: Palette) -> Figure:
     """Total gradient variance against time per estimate, log-log, with iso variance x time
     lines (the signal-per-second frontier); one panel per objective."""
     variance, seconds = "grad/distribution/total_variance", "time/time_per_estimate"
-    finals = _finals(frame, variance, seconds)
-    finals = finals[(finals[variance] > 0) & (finals[seconds] > 0)]
+    measured = _finals(frame, variance, seconds)
+    finals = measured[(measured[variance] > 0) & (measured[seconds] > 0)]
+    dropped = measured.drop(index=finals.index)
+    omitted = [f"{o}: {e}, {len(c)} cell(s): zero variance or time cannot be placed on log axes"
+               for (o, e), c in dropped.groupby(["objective", "estimator"], sort=True)]
     if finals.empty:
         raise NoData("no cell has both a positive gradient variance and a time per estimate")
     objectives = sorted(finals["objective"].unique())
@@ -515,17 +581,17 @@ def efficiency(frame: pd.DataFrame, palette: Palette) -> Figure:
     for ax, objective in zip(axes, objectives, strict=True):
         cells = finals[finals["objective"] == objective]
         xs, ys = cells[seconds].to_numpy(), cells[variance].to_numpy()
-        sns.scatterplot(x=xs, y=ys, hue=cells["estimator"].to_numpy(), palette=palette, ax=ax,
-                        legend=False, s=36, edgecolor="white", linewidth=0.5)
+        _scatter(ax, xs, ys, cells["estimator"], palette)
         drawn += [str(e) for e in cells["estimator"].unique()]
         _log_axes(ax)
         _pad_log_limits(ax, xs, ys)
         iso = _iso_lines(ax, "product")
         ax.set_title(_wrap(objective), fontsize="medium")
         ax.set_xlabel("time per gradient estimate (s)")
-        ax.set_ylabel("total gradient variance")
+        _ylabel(ax, "total gradient variance")
     fig.suptitle("Variance against cost (lower left is better)")
     _legend(fig, palette, drawn, [iso] if iso is not None else [])
+    left_out(fig, omitted)
     return fig
 
 
@@ -555,11 +621,12 @@ def throughput(frame: pd.DataFrame, palette: Palette) -> Figure:
         sns.barplot(data=cells, x="estimator", y="rate", hue="estimator", order=estimators,
                     hue_order=estimators, palette=palette, errorbar="se", saturation=1.0,
                     legend=False, ax=ax)
+        _hatch_bars(ax, estimators)
         drawn += estimators
         _rotate(ax)
         ax.set_title(_wrap(objective), fontsize="medium")
         ax.set_xlabel("")
-        ax.set_ylabel("gradient estimates per second")
+        _ylabel(ax, "gradient estimates per second")
     fig.suptitle(f"Throughput on {devices}{note}")
     _legend(fig, palette, drawn)
     return fig
@@ -627,6 +694,7 @@ class RenderedFigure:
     path: Path
     embed: bytes
     embed_mime: str
+    left_out: tuple[str, ...] = ()  # what the figure does not show, and why
 
 
 @dataclass(frozen=True)
@@ -636,11 +704,11 @@ class SkippedFigure:
     reason: str
 
 
-def _save(fig: Figure, path: Path, image_format: str) -> tuple[bytes, str]:
+def _save(fig: Figure, path: Path, image_format: str, dpi: int = DPI) -> tuple[bytes, str]:
     # No bbox_inches="tight": constrained layout already keeps every label and the outside
     # legend inside the canvas, and a tight bbox would cost a second draw.
-    fig.savefig(path, format=image_format, dpi=DPI)
-    if image_format == "pdf":  # browsers do not show PDF in <img>: embed a PNG twin
+    fig.savefig(path, format=image_format, dpi=dpi)
+    if image_format != "png":  # the HTML embeds PNGs (PDF does not show in <img>)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=DPI)
         return buffer.getvalue(), MIME["png"]
@@ -652,6 +720,7 @@ def draw_all(
     out_dir: Path,
     image_format: str = "png",
     palette: Palette | None = None,
+    dpi: int = DPI,
 ) -> tuple[list[RenderedFigure], list[SkippedFigure]]:
     """Draw every standard figure into ``out_dir/{name}.{format}``.
 
@@ -662,6 +731,8 @@ def draw_all(
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image format {image_format!r} is not supported; "
                          f"choose one of {', '.join(IMAGE_FORMATS)}")
+    if not (isinstance(dpi, int) and 20 <= dpi <= 1200):
+        raise ValueError(f"dpi must be an integer from 20 to 1200, got {dpi!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
     if palette is None:
         palette = estimator_palette(frame["estimator"].dropna())
@@ -674,7 +745,7 @@ def draw_all(
             with style():
                 fig = spec.draw(frame, palette)
                 path = out_dir / f"{spec.name}.{image_format}"
-                embed, mime = _save(fig, path, image_format)
+                embed, mime = _save(fig, path, image_format, dpi)
         except NoData as reason:
             skipped.append(SkippedFigure(spec.name, spec.title, str(reason)))
             continue
@@ -682,5 +753,7 @@ def draw_all(
             warnings.warn(f"figure {spec.name} failed: {err!r}", RuntimeWarning, stacklevel=2)
             skipped.append(SkippedFigure(spec.name, spec.title, f"error while drawing: {err}"))
             continue
-        rendered.append(RenderedFigure(spec.name, spec.title, spec.caption, path, embed, mime))
+        notes = tuple(getattr(fig, "estibench_left_out", ()))
+        rendered.append(RenderedFigure(spec.name, spec.title, spec.caption, path, embed, mime,
+                                       notes))
     return rendered, skipped

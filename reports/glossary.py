@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 NOTES: tuple[tuple[str, str], ...] = (
+    ("machine load",
+     "The 1-minute load average while the throughput was timed (and while training, in the "
+     "store), beside the CPU count. A timing taken with the load above the CPU count is "
+     "flagged busy: other work shared the cores, so the time is an upper bound."),
     ("mean ± SE",
      "Every summary number is the mean over seeds ± its standard error (sample sd / sqrt(n)); "
      "'seeds' is n. Only cells with status ok are aggregated."),

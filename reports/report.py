@@ -15,17 +15,20 @@ def write_report(
     run_dir: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
     image_format: str = "png",
+    dpi: int | None = None,
 ) -> dict[str, Path]:
     """Write the report of ``run_dir`` into ``out`` (default ``RUN_DIR/report/``).
 
     Files: ``report.html`` (self-contained), ``report.md``, ``figures/*.{image_format}`` and
-    ``summary.csv`` (the summary table with full precision). A run without completed cells still
-    gets a report that says so. Returns the paths under the keys html, md, figures, summary.
+    ``summary.csv`` (the summary table with full precision). ``dpi``: resolution of the saved
+    figures (default ``figures.DPI``; the HTML embeds PNGs at the default). A run without
+    completed cells still gets a report that says so. Returns the paths under the keys html,
+    md, figures, summary.
     """
     # Imported here: matplotlib and seaborn are slow to import and `reports.commands` is
     # imported by the CLI at start-up.
     from reports.context import collect
-    from reports.figures import FIGURES, IMAGE_FORMATS, draw_all
+    from reports.figures import DPI, FIGURES, IMAGE_FORMATS, draw_all
     from reports.html import render_html
     from reports.markdown import render_markdown
     from reports.palette import estimator_palette
@@ -46,7 +49,11 @@ def write_report(
     frame = load(run_dir)
     # Built from every cell's label (failed ones too), so colours do not depend on outcomes.
     palette = estimator_palette(cells["estimator"].dropna())
-    figures, skipped = draw_all(frame, figures_dir, image_format, palette)
+    try:
+        figures, skipped = draw_all(frame, figures_dir, image_format, palette,
+                                    DPI if dpi is None else dpi)
+    except ValueError as err:  # a bad dpi
+        raise ReportError(str(err)) from None
     summary = summary_table(frame)
     data = collect(run_dir, cells, frame, summary, load_runs(run_dir), figures, skipped)
 

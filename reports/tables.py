@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from reports.aggregate import quantity_by_key
+from reports.numbers import column_format
 
 GROUP_TITLES: dict[str, str] = {
     "bounds": "Bounds on held-out data (final checkpoint)",
@@ -51,47 +52,60 @@ def number(value: Any) -> str:
         return str(value)
 
 
-def mean_se_text(mean: float, se: float) -> str:
-    """``mean ± se``; the mean alone for a single seed."""
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return MISSING
-    if se is None or (isinstance(se, float) and math.isnan(se)):
-        return number(mean)
-    return f"{number(mean)} ± {se:.2g}"
-
-
 def summary_tables(summary: pd.DataFrame) -> list[tuple[str, Table]]:
-    """The summary split into bounds / gradients / cost tables, each with the group keys.
+    """The summary split into bounds / gradients / cost tables, each with the group keys, and
+    each split again into VAE rows and toy rows (toys have no held-out bounds, so their rows
+    would be dashes under every bound column).
 
-    Groups without any quantity are left out.
+    Groups without any quantity are left out, and so are columns with no value in a table.
+    Every column has one number format (`reports.numbers`).
     """
     keys = [c for c in ("run", "objective", "estimator", "num_samples", "seeds")
             if c in summary.columns]
     quantities = [q for c in summary.columns if c.endswith("_mean")
                   if (q := quantity_by_key(c.removesuffix("_mean"))) is not None]
+    if summary.empty:
+        return []
+    toy = summary["elbo_mean"].isna() if "elbo_mean" in summary.columns else pd.Series(
+        True, index=summary.index)
+    kinds = [(rows, suffix) for rows, suffix in
+             ((summary[~toy], ": VAEs"), (summary[toy], ": toys")) if not rows.empty]
+    if len(kinds) == 1:
+        kinds = [(kinds[0][0], "")]
     out = []
     for group, title in GROUP_TITLES.items():
-        chosen = [q for q in quantities if q.group == group]
-        if not chosen or summary.empty:
-            continue
-        columns = [_KEY_LABELS[k] for k in keys] + [q.label for q in chosen]
-        rows = []
-        for _, row in summary.iterrows():
-            cells = [str(row[k]) for k in keys]
-            cells += [_quantity_text(row, q) for q in chosen]
-            rows.append(cells)
-        out.append((title, Table(columns, rows)))
+        for rows, suffix in kinds:
+            chosen = [q for q in quantities if q.group == group and _measured(rows, q)]
+            if chosen:
+                out.append((title + suffix, _quantity_table(rows, keys, chosen)))
     return out
 
 
-def _quantity_text(row: pd.Series, q: Any) -> str:
+def _measured(rows: pd.DataFrame, q: Any) -> bool:
+    column = f"{q.key}_min" if q.spread == "range" else f"{q.key}_mean"
+    return column in rows.columns and bool(rows[column].notna().any())
+
+
+def _quantity_table(rows: pd.DataFrame, keys: list[str], chosen: list[Any]) -> Table:
+    formats = {q.key: column_format(rows[f"{q.key}_mean"], rows[f"{q.key}_se"])
+               for q in chosen if q.spread != "range"}
+    columns = [_KEY_LABELS[k] for k in keys] + [q.label for q in chosen]
+    body = []
+    for _, row in rows.iterrows():
+        cells = [str(row[k]) for k in keys]
+        cells += [_quantity_text(row, q, formats.get(q.key)) for q in chosen]
+        body.append(cells)
+    return Table(columns, body)
+
+
+def _quantity_text(row: pd.Series, q: Any, fmt: Any) -> str:
     if q.spread == "range":
         low, high = row.get(f"{q.key}_min"), row.get(f"{q.key}_max")
         if low is None or (isinstance(low, float) and math.isnan(low)):
             return MISSING
         text = number(low) if low == high else f"{number(low)}–{number(high)}"
     else:
-        text = mean_se_text(row[f"{q.key}_mean"], row[f"{q.key}_se"])
+        text = fmt.text(row[f"{q.key}_mean"], row[f"{q.key}_se"])
     unmet = row.get(f"{q.key}_unmet")
     if text != MISSING and unmet is not None and not pd.isna(unmet) and unmet > 0:
         text += UNMET
@@ -107,6 +121,8 @@ def bias_display(bias: pd.DataFrame) -> Table:
     keys = [c for c in ("run", "objective", "estimator", "num_samples") if c in bias.columns]
     columns = [_KEY_LABELS[k] for k in keys] + [
         "parameters", "seeds", "M", "bias² (debiased) ± SE", "noise floor tr(Var)/M", "verdict"]
+    bias_format = column_format(bias["squared_bias"], bias["squared_bias_se"])
+    floor_format = column_format(bias["noise_floor"], [None] * len(bias))
     rows = []
     for _, row in bias.iterrows():
         low, high = row["replicas_min"], row["replicas_max"]
@@ -114,8 +130,8 @@ def bias_display(bias: pd.DataFrame) -> Table:
             number(low) if low == high else f"{number(low)}–{number(high)}")
         rows.append([str(row[k]) for k in keys] + [
             str(row["wrt"]), str(row["seeds"]), m,
-            mean_se_text(row["squared_bias"], row["squared_bias_se"]),
-            number(row["noise_floor"]), str(row["verdict"]),
+            bias_format.text(row["squared_bias"], row["squared_bias_se"]),
+            floor_format.text(row["noise_floor"]), str(row["verdict"]),
         ])
     return Table(columns, rows)
 

@@ -53,7 +53,7 @@ def free_port() -> int:
 def test_local_cluster_gives_the_in_process_numbers(cluster, tmp_path):
     assert len(cluster.client.run(os.getpid)) == 2  # two worker processes, not threads
     run_dir = benchmarks.run(parse_suite(SUITE), out=tmp_path / "dask", device="cpu",
-                             executor=cluster)
+                             executor=cluster, report=False).run_dir
     assert len(statuses(run_dir)) == expand(parse_suite(SUITE)).size
     pd.testing.assert_series_equal(numbers(run_dir), reference_numbers(), check_exact=True)
 
@@ -78,7 +78,8 @@ def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(cluster, t
 
     try:
         run_dir = benchmarks.run(parse_suite(SUITE), out=tmp_path / "killed", device="cpu",
-                                 executor=remote, on_cell=kill_a_busy_worker)
+                                 executor=remote, on_cell=kill_a_busy_worker,
+                                 report=False).run_dir
     finally:
         remote.close()
     plan = expand(parse_suite(SUITE))

@@ -224,10 +224,8 @@ def test_problems_collapse_sizes_that_share_seeds(tmp_path: Path) -> None:
 # -- palette ---------------------------------------------------------------------------------
 
 
-def test_palette_depends_on_the_set_of_labels_only() -> None:
+def test_palette_depends_on_each_label_only() -> None:
     a = estimator_palette(["pathwise", "reinforce-loo", "gumbel_softmax"])
-    b = estimator_palette(["gumbel_softmax", "pathwise", "reinforce-loo", "pathwise"])
-    assert a == b
+    b = estimator_palette(["gumbel_softmax", "pathwise", "reinforce-loo", "pathwise", "exact"])
+    assert all(b[label] == colour for label, colour in a.items())  # other labels change nothing
     assert len(set(a.values())) == 3
-    many = estimator_palette(f"e{i}" for i in range(14))
-    assert len(set(many.values())) == 14

@@ -7,14 +7,14 @@
 - `throughput`: time per estimate and per step, the bare-network floor, peak memory;
 - `work_normalized_variance`: variance x time; `evaluation_normalized_variance`: variance x
   evaluations of f;
-- `environment`: commit, versions, device, host.
+- `environment`: commit, versions, device, host; `machine_load`: load beside timings.
 """
 
 from __future__ import annotations
 
 from .bounds import BoundsResult, bounds
 from .efficiency import evaluation_normalized_variance, work_normalized_variance
-from .environment import environment
+from .environment import environment, machine_load
 from .errors import MetricsError, NonFiniteGradientError
 from .gradients import AutoReplicas, GradientStats, common_noise, gradient_stats
 from .throughput import ThroughputResult, throughput
@@ -31,6 +31,7 @@ __all__ = [
     "environment",
     "evaluation_normalized_variance",
     "gradient_stats",
+    "machine_load",
     "throughput",
     "work_normalized_variance",
 ]

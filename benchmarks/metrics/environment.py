@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -44,6 +45,27 @@ def device_name(device: torch.device | str = "cpu") -> str:
     return cpu_name()
 
 
+def machine_load() -> dict[str, Any]:
+    """How busy the machine is now, to record beside a timing.
+
+    load_1min: the 1-minute load average (NaN where the OS has none); cpu_count: logical CPUs;
+    runnable_threads: other threads runnable right now (Linux /proc/loadavg, this one excluded;
+    -1 where unknown); busy: the load exceeds the CPU count, so timings are slower than the
+    machine's own speed (contention, not the code).
+    """
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = float("nan")
+    cpus = os.cpu_count() or 1
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1
+    except (OSError, IndexError, ValueError):
+        running = -1
+    return {"load_1min": load, "cpu_count": cpus, "runnable_threads": running,
+            "busy": bool(load > cpus)}
+
+
 def environment() -> dict[str, Any]:
     """The environment every stored figure records.
 
@@ -68,4 +90,4 @@ def environment() -> dict[str, Any]:
     }
 
 
-__all__ = ["cpu_name", "device_name", "environment"]
+__all__ = ["cpu_name", "device_name", "environment", "machine_load"]

@@ -53,7 +53,7 @@ from torch.utils.benchmark import Timer
 from benchmarks.objectives import LatentVariableModel, Objective
 from estimators import Estimator
 
-from .environment import device_name
+from .environment import device_name, machine_load
 from .errors import MetricsError, choice, integer
 from .floor import bare_step
 
@@ -87,6 +87,10 @@ class ThroughputResult:
     time_per_sample: float
     peak_memory_bytes: float
     peak_memory_method: str
+    load_1min: float  # the machine's load: the larger of before and after timing
+    cpu_count: int
+    runnable_threads: int  # other runnable threads after timing (-1: unknown)
+    busy: bool  # load_1min > cpu_count: the times include contention
 
     def as_dict(self) -> dict[str, Any]:
         """Every field, flat (numbers as floats/ints, descriptions as strings)."""
@@ -165,8 +169,10 @@ def throughput(
                 p.grad = None
             bare()
 
+        before = machine_load()
         times = {name: _time(fn, min_run_time, warmup, target)
                  for name, fn in (("estimate", estimate), ("step", step), ("floor", floor))}
+        after = machine_load()
         peak, method = (
             _peak_memory(step, target, [*parameters, batch], opt) if memory
             else (math.nan, "not measured")
@@ -196,6 +202,10 @@ def throughput(
         time_per_sample=per_estimate / samples,
         peak_memory_bytes=float(peak),
         peak_memory_method=method,
+        load_1min=max(before["load_1min"], after["load_1min"]),
+        cpu_count=after["cpu_count"],
+        runnable_threads=after["runnable_threads"],
+        busy=before["busy"] or after["busy"],
     )
 
 

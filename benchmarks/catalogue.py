@@ -1,0 +1,143 @@
+"""What is registered, described from the code itself (so the listing cannot drift).
+
+    rows = describe_estimators()   # name, family, applies to, unbiased, evaluations, options
+    rows = describe_objectives()   # name, latent, exact, options
+
+Options come from each factory's signature: the default, and the allowed values where the
+annotation is a `Literal` (a bool allows true/false). Evaluations of f per sample come from
+the estimator's `evaluations_per_sample` attribute if it declares one, else from a dry run on a
+toy (the number of points f was evaluated at, `out.evaluations` or the leading size of
+`out.samples`, over S): an estimator whose count does not grow with S enumerates the support.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+import estimators
+from benchmarks import objectives
+from estimators import sampling
+
+ENUMERATES = "whole support"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    allowed: tuple[Any, ...] | None  # None: any value of the annotated type
+
+    def text(self) -> str:
+        shown = "required" if self.default is inspect.Parameter.empty else repr(self.default)
+        allowed = "" if self.allowed is None else f" ({' | '.join(map(repr, self.allowed))})"
+        return f"{self.name}={shown}{allowed}"
+
+
+def options(factory: Any) -> list[Option]:
+    """The keyword options of a factory (a class: its __init__), with defaults and choices."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: defaults are still shown
+        hints = {}
+    found = []
+    for p in inspect.signature(factory).parameters.values():
+        if p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+            continue
+        found.append(Option(p.name, p.default, _allowed(hints.get(p.name))))
+    return found
+
+
+def _allowed(annotation: Any) -> tuple[Any, ...] | None:
+    if annotation is bool:
+        return (True, False)
+    if typing.get_origin(annotation) is typing.Literal:
+        return typing.get_args(annotation)
+    return None
+
+
+def evaluations(objective: Any, estimator: Any, num_samples: int) -> int:
+    """Points f is evaluated at by one estimate on the objective's example input."""
+    with torch.no_grad():
+        out = objective.estimate(objective.example_input(), estimator, num_samples)
+    counted = getattr(out, "evaluations", None)
+    return int(counted) if counted is not None else int(out.samples.shape[0])
+
+
+def evaluations_per_sample(objective: Any, estimator: Any, num_samples: int) -> float:
+    """f evaluations per requested sample for this pair (K^N / S for enumeration)."""
+    declared = getattr(estimator, "evaluations_per_sample", None)
+    if declared is not None:
+        return float(declared)
+    return evaluations(objective, estimator, num_samples) / num_samples
+
+
+# Toys the dry run tries, in order: the first the estimator applies to is used. A Bernoulli has
+# 2 configurations, fewer than S = 3, so enumeration shows as a count that does not grow with S.
+_TOYS = (("bernoulli_toy", {}), ("gaussian_toy", {}))
+
+
+@functools.cache
+def _per_sample_text(name: str) -> str:
+    estimator = estimators.get(name)
+    declared = getattr(estimator, "evaluations_per_sample", None)
+    if declared is not None:
+        return f"{declared:g}"
+    for toy, toy_options in _TOYS:
+        objective = objectives.get(toy, **toy_options)
+        try:
+            counts = [evaluations(objective, estimator, s) for s in (3, 6)]
+        except estimators.EstimatorError:
+            continue
+        if counts[1] == 2 * counts[0]:
+            return f"{counts[0] / 3:g}"
+        return ENUMERATES
+    return "?"  # applies to no toy: nothing ran, nothing is claimed
+
+
+@dataclass(frozen=True)
+class EstimatorRow:
+    name: str
+    family: str
+    applies_to: str
+    unbiased: str
+    evaluations_per_sample: str
+    options: list[Option]
+
+
+def describe_estimators() -> list[EstimatorRow]:
+    rows = []
+    for name in estimators.available():
+        factory = estimators.registry.factory(name)
+        estimator = estimators.get(name)
+        family = getattr(factory, "family", None) or factory.__module__.rsplit(".", 1)[-1]
+        unbiased = "exact" if family == "exact" else ("yes" if estimator.unbiased else "no")
+        rows.append(EstimatorRow(name, family, str(estimator.supports), unbiased,
+                                 _per_sample_text(name), options(factory)))
+    return rows
+
+
+@dataclass(frozen=True)
+class ObjectiveRow:
+    name: str
+    latent: str
+    exact: str
+    options: list[Option]
+
+
+def describe_objectives() -> list[ObjectiveRow]:
+    rows = []
+    for name in objectives.available():
+        objective = objectives.get(name)
+        with torch.no_grad():
+            q = objective.posterior(objective.example_input())
+        rows.append(ObjectiveRow(name, sampling.describe(q),
+                                 "yes" if objective.has_exact else "no",
+                                 options(objectives.registry.factory(name))))
+    return rows

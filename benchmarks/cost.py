@@ -1,0 +1,170 @@
+"""What a cell costs, from its configuration, so progress and estimates weigh cells honestly.
+
+A cell's work is counted in evaluations of f on one example ("units"):
+
+    training     steps x batch x S x e
+    gradients    checkpoints x parameter groups x replicas x eval batch x S x e
+    bounds       checkpoints x held-out examples x (sum of the IWAE ks + S)   (VAEs)
+
+with e the estimator's f evaluations per sample on that objective (`catalogue`), batch 1 for
+toys (no data). The timing of throughput takes a fixed time instead (three timed functions of
+`throughput_min_run_time` seconds each, plus warm-up), so a cell's estimate is
+`units x seconds-per-unit + fixed seconds`; `Clock` learns seconds-per-unit from the cells done.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+import estimators
+from benchmarks import objectives
+from benchmarks.catalogue import evaluations_per_sample
+
+THROUGHPUT_TIMERS = 3  # estimate, step, floor (benchmarks.metrics.throughput)
+THROUGHPUT_OVERHEAD = 2.0  # x min_run_time: warm-up, blocked_autorange rounding, memory step
+
+
+def _pair_key(config: dict[str, Any]) -> str:
+    keys = ("objective_name", "objective_options", "estimator_name", "estimator_options",
+            "num_samples")
+    return json.dumps({k: config[k] for k in keys}, sort_keys=True, default=str)
+
+
+@functools.lru_cache(maxsize=256)
+def _pair(key: str) -> tuple[float, bool]:
+    """(evaluations per sample, is a toy) of a pair, by one dry run on the example input."""
+    c = json.loads(key)
+    objective = objectives.get(c["objective_name"], **c["objective_options"])
+    estimator = estimators.get(c["estimator_name"], **c["estimator_options"])
+    return (evaluations_per_sample(objective, estimator, c["num_samples"]),
+            objective.example_input() is None)
+
+
+def _checkpoints(config: dict[str, Any]) -> int:
+    steps = config["training"]["steps"]
+    return len({steps if c == -1 else c for c in config["metrics"]["checkpoints"]})
+
+
+def cell_units(config: dict[str, Any]) -> float:
+    """Evaluations of f on one example that the cell performs (see the module docstring)."""
+    per_sample, toy = _pair(_pair_key(config))
+    t, m, s = config["training"], config["metrics"], config["num_samples"]
+    batch, eval_batch = (1, 1) if toy else (t["batch_size"], m["eval_batch_size"])
+    units = t["steps"] * batch * s * per_sample
+    units += _checkpoints(config) * len(m["wrt"]) * m["replicas"] * eval_batch * s * per_sample
+    if m["bounds"] and not toy:
+        units += _checkpoints(config) * m["bounds_examples"] * (sum(m["iwae_ks"]) + s)
+    return float(units)
+
+
+def fixed_seconds(config: dict[str, Any]) -> float:
+    """Seconds the cell spends regardless of its size (timing the throughput)."""
+    m = config["metrics"]
+    return THROUGHPUT_TIMERS * THROUGHPUT_OVERHEAD * m["throughput_min_run_time"] * (
+        1 if m["throughput"] else 0)
+
+
+def describe(config: dict[str, Any]) -> str:
+    """objective / estimator / S / seed, how a cell is named on screen."""
+    return (f"{config['objective']} / {config['estimator']} / S={config['num_samples']} / "
+            f"seed {config['seed']}")
+
+
+@dataclass
+class Clock:
+    """ETA from cost done: seconds per unit learnt from finished cells."""
+
+    todo: list[dict[str, Any]]
+    started: float = field(default_factory=time.perf_counter)
+    units: dict[str, float] = field(default_factory=dict)
+    fixed: dict[str, float] = field(default_factory=dict)
+    done: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from benchmarks.store import cell_key
+
+        self.keys = [cell_key(c) for c in self.todo]
+        for key, config in zip(self.keys, self.todo, strict=True):
+            self.units[key] = cell_units(config)
+            self.fixed[key] = fixed_seconds(config)
+
+    @property
+    def total_units(self) -> float:
+        return sum(self.units.values())
+
+    @property
+    def units_done(self) -> float:
+        return sum(self.units[k] for k in self.done)
+
+    def finish(self, key: str) -> None:
+        if key in self.units and key not in self.done:
+            self.done.append(key)
+
+    def current(self) -> dict[str, Any] | None:
+        """The first cell, in run order, that has not finished (what in-process runs now)."""
+        finished = set(self.done)
+        return next((c for k, c in zip(self.keys, self.todo, strict=True)
+                     if k not in finished), None)
+
+    def eta(self) -> float | None:
+        """Seconds left, or None before the first cell finished."""
+        if not self.done:
+            return None
+        elapsed = time.perf_counter() - self.started
+        fixed_done = sum(self.fixed[k] for k in self.done)
+        rate = max(elapsed - fixed_done, 0.0) / max(self.units_done, 1.0)
+        left = [k for k in self.keys if k not in set(self.done)]
+        return sum(self.units[k] * rate + self.fixed[k] for k in left)
+
+
+def seconds_per_unit(config: dict[str, Any], steps: int = 3) -> float:
+    """Time a few training steps of a cell's pair (after one warm-up), per unit of work.
+
+    Used by `estibench run --dry-run`: it builds the model and times forward and backward on
+    random binary data, it trains and stores nothing."""
+    per_sample, toy = _pair(_pair_key(config))
+    objective = objectives.get(config["objective_name"], **config["objective_options"])
+    estimator = estimators.get(config["estimator_name"], **config["estimator_options"])
+    s = config["num_samples"]
+    batch = 1 if toy else config["training"]["batch_size"]
+    example = objective.example_input()
+    x = None if toy else torch.bernoulli(torch.full((batch, example.shape[-1]), 0.5))
+    elapsed = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as cells run (`run_cell`)
+    try:
+        _timed_steps(objective, estimator, x, s, steps, elapsed)
+    finally:
+        torch.set_num_threads(threads)
+    return sorted(elapsed[1:])[len(elapsed[1:]) // 2] / (batch * s * per_sample)
+
+
+def _timed_steps(objective: Any, estimator: Any, x: Any, s: int, steps: int,
+                 elapsed: list[float]) -> None:
+    for _ in range(steps + 1):
+        begin = time.perf_counter()
+        out = objective.estimate(x, estimator, s)
+        loss = -out.loss.sum()
+        if out.aux_loss is not None:
+            loss = loss + out.aux_loss.sum()
+        if loss.requires_grad:
+            loss.backward()
+        elapsed.append(time.perf_counter() - begin)
+
+
+def estimate_seconds(todo: list[dict[str, Any]]) -> float:
+    """A rough run time: each cell's units at its pair's measured speed, plus fixed time."""
+    rates: dict[str, float] = {}
+    total = 0.0
+    for config in todo:
+        key = _pair_key(config)
+        if key not in rates:
+            rates[key] = seconds_per_unit(config)
+        total += cell_units(config) * rates[key] + fixed_seconds(config)
+    return total
