@@ -65,9 +65,26 @@ def temperature_at(schedule: dict[str, float], step: int) -> float:
     return max(schedule["minimum"], schedule["initial"] * math.exp(-schedule["rate"] * step))
 
 
-def _set_temperature(estimator: estimators.Estimator, tau: float) -> None:
-    if hasattr(estimator, "temperature"):
-        estimator.temperature = tau
+Temperature = float | dict[str, float] | None
+
+
+def temperature_of(name: str, options: dict[str, Any],
+                   schedule: dict[str, float] | None) -> Temperature:
+    """The temperature a cell runs estimator `name` at: None when it has no temperature, the
+    suite's schedule where there is one and `options` do not set a temperature (an option is
+    what runs), else the fixed number."""
+    estimator = estimators.get(name, **options)
+    if not hasattr(estimator, "temperature"):
+        return None
+    if schedule is not None and "temperature" not in options:
+        return dict(schedule)
+    return float(estimator.temperature)
+
+
+def _follow_schedule(estimator: estimators.Estimator, temperature: Temperature,
+                     step: int) -> None:
+    if isinstance(temperature, dict):
+        estimator.temperature = temperature_at(temperature, step)
 
 
 def _finite_grad_norm(parameters: list[torch.nn.Parameter]) -> float:
@@ -118,8 +135,7 @@ class _Cell:
 
     def measure(self, step: int) -> None:
         m, S = self.config["metrics"], self.config["num_samples"]
-        _set_temperature(self.estimator, temperature_at(self.config["training"]["temperature"],
-                                                         step))
+        _follow_schedule(self.estimator, self.config.get("temperature"), step)
         groups = self.objective.parameter_groups()
         for wrt in m["wrt"]:
             if wrt != "distribution" and not groups.get(wrt):
@@ -155,7 +171,7 @@ class _Cell:
                 self.measure(step)
             if step == steps:
                 break
-            _set_temperature(self.trainer, temperature_at(cfg["temperature"], step))
+            _follow_schedule(self.trainer, self.config.get("trainer_temperature"), step)
             x = None if batches is None else next(batches)
             out = self.objective.estimate(x, self.trainer, S)
             loss = -out.loss.mean()

@@ -21,7 +21,7 @@ import torch
 
 import estimators
 from benchmarks import objectives
-from benchmarks.cell import not_applicable, open_data, resolve_device
+from benchmarks.cell import not_applicable, open_data, resolve_device, temperature_of
 from benchmarks.executors import Executor, InProcess
 from benchmarks.metrics import environment
 from benchmarks.store import CellResult, Store, cell_key
@@ -67,6 +67,7 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
                     why = _applies(obj, trainer, num_samples)
                     reason = None if why is None else f"trainer {trainer.id}: {why}"
                 train = trainer or est
+                schedule = suite.training.model_dump()["temperature"]
                 for seed in seeds if seeds is not None else suite.seeds:
                     config = {
                         "suite": suite.name, "protocol": suite.protocol,
@@ -75,8 +76,11 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
                         "kl": obj.options.get("kl", "analytic"),
                         "estimator": est.id, "estimator_name": est.name,
                         "estimator_options": est.options,
+                        "temperature": temperature_of(est.name, est.options, schedule),
                         "trained_with": train.id, "trainer_name": train.name,
                         "trainer_options": train.options,
+                        "trainer_temperature": temperature_of(train.name, train.options,
+                                                              schedule),
                         "seed": seed, "num_samples": num_samples,
                         "data": suite.data.model_dump(),
                         "training": suite.training.model_dump(),

@@ -106,7 +106,9 @@ class EstimatorSpec(_Strict):
 
 
 class TemperatureSchedule(_Strict):
-    """tau(step) = max(minimum, initial * exp(-rate * step)) (Jang et al. 2017)."""
+    """tau(step) = max(minimum, initial * exp(-rate * step)) (Jang et al. 2017). It drives the
+    estimators that have a temperature and do not set one in their options: an option is what
+    runs. Each cell records what ran in its config ("temperature")."""
 
     initial: float = Field(1.0, gt=0)
     minimum: float = Field(0.5, gt=0)
@@ -119,7 +121,7 @@ class TrainingSpec(_Strict):
     optimizer: Literal["adam", "sgd"] = "adam"
     learning_rate: float = Field(1e-3, gt=0)
     log_every: int = Field(10, ge=1)
-    temperature: TemperatureSchedule = TemperatureSchedule()
+    temperature: TemperatureSchedule | None = None  # None: every estimator keeps its own
 
 
 class MetricsSpec(_Strict):
