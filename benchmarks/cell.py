@@ -146,6 +146,8 @@ class _Cell:
             )
             for name, value in stats.as_dict().items():
                 self.record(step, f"grad/{wrt}/{name}", value)
+            # 0: the estimator draws its own random numbers and ran in the loop (slower)
+            self.record(step, f"grad/{wrt}/vectorized", float(stats.method == "vectorized"))
         if self.objective.has_exact:
             with torch.no_grad():
                 x = self.held_out

@@ -15,12 +15,18 @@ and the two methods see the same random numbers:
   (the encoder's forward pass) is computed once per chunk, not once per replica.
 - "loop": the test oracle, one ordinary `.backward()` per replica on a fresh gradient.
 
+An estimator that draws its own random numbers (`q.sample()` instead of the `noise` argument, a
+plugin, say) cannot run under vmap: the vectorized method detects it on the first chunk and
+falls back to the loop, where those draws come from torch's generator seeded with `seed`;
+`GradientStats.method` says which ran.
+
 Either way the estimates are reduced chunk by chunk into float64 moments (`StreamingMoments`),
 so memory is O(chunk_size x P), not O(M x P).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -212,11 +218,7 @@ def gradient_stats(
     with _measuring(objective, estimator):
         target = _Target.of(objective, x, wrt)
         loss = _loss_function(objective, estimator, x, num_samples, target)
-        chunks = (
-            _vectorized_chunks(loss, target, noise, chunk_size)
-            if method == "vectorized"
-            else _loop_chunks(loss, target, noise, chunk_size)
-        )
+        chunks, method = _estimates(loss, target, noise, chunk_size, method, seed)
         moments = StreamingMoments()
         non_finite = 0
         for chunk in chunks:
@@ -372,6 +374,30 @@ def _loop_chunks(
         leaf.grad = None
     if rows:
         yield torch.cat(rows)
+
+
+def _estimates(
+    loss: LossFunction, target: _Target, noise: Tensor, chunk_size: int, method: str, seed: int
+) -> tuple[Iterator[Tensor], str]:
+    """The chunks of estimates and the method that computes them (see the module docstring)."""
+    if method == "vectorized":
+        chunks = _vectorized_chunks(loss, target, noise, chunk_size)
+        try:
+            first = next(chunks)
+        except RuntimeError as err:
+            if "random operation" not in str(err):
+                raise
+        else:
+            return itertools.chain([first], chunks), "vectorized"
+    return _seeded(_loop_chunks(loss, target, noise, chunk_size), noise.device, seed), "loop"
+
+
+def _seeded(chunks: Iterator[Tensor], device: torch.device, seed: int) -> Iterator[Tensor]:
+    """`chunks` with torch's generator seeded by `seed` (and restored afterwards), for
+    estimators that draw their own random numbers."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield from chunks
 
 
 def _exact_gradient(objective: Objective, x: Tensor | None, target: _Target) -> Tensor:
