@@ -59,7 +59,7 @@ def test_the_readme_plugin_runs_vectorized_and_unbiased() -> None:
 def test_an_estimator_that_samples_itself_falls_back_to_the_loop() -> None:
     toy = objectives.get("bernoulli_toy", target=0.45, dims=8)
     estimator = SamplesItself()
-    stats = gradient_stats(toy, estimator, None, replicas=4000, seed=3)
+    stats = gradient_stats(toy, estimator, None, replicas=1000, seed=3)
     assert stats.method == "loop"
     assert _max_z(stats) < bonferroni_bound(stats.num_params)
     # its own draws are seeded: the same seed gives the same numbers, another seed others
