@@ -65,10 +65,28 @@ def temperature_at(schedule: dict[str, float], step: int) -> float:
     return max(schedule["minimum"], schedule["initial"] * math.exp(-schedule["rate"] * step))
 
 
-def _set_temperature(estimator: estimators.Estimator, tau: float) -> None:
-    # ReinMax's and gapped ST's tau are their own fixed hyperparameters, not annealed.
-    if hasattr(estimator, "temperature") and getattr(estimator, "scheduled_temperature", True):
-        estimator.temperature = tau
+Temperature = float | dict[str, float] | None
+
+
+def temperature_of(name: str, options: dict[str, Any],
+                   schedule: dict[str, float] | None) -> Temperature:
+    """The temperature a cell runs estimator `name` at: None when it has no temperature, the
+    suite's schedule where there is one, `options` do not set a temperature (an option is what
+    runs) and the estimator's temperature is one that anneals, else the fixed number."""
+    estimator = estimators.get(name, **options)
+    if not hasattr(estimator, "temperature"):
+        return None
+    # ReinMax's and gapped ST's tau are their own fixed hyperparameters, never annealed.
+    annealed = getattr(estimator, "scheduled_temperature", True)
+    if schedule is not None and "temperature" not in options and annealed:
+        return dict(schedule)
+    return float(estimator.temperature)
+
+
+def _follow_schedule(estimator: estimators.Estimator, temperature: Temperature,
+                     step: int) -> None:
+    if isinstance(temperature, dict):
+        estimator.temperature = temperature_at(temperature, step)
 
 
 def _replicas(m: dict[str, Any]) -> int | metrics.AutoReplicas:
@@ -128,8 +146,7 @@ class _Cell:
 
     def measure(self, step: int) -> None:
         m, S = self.config["metrics"], self.config["num_samples"]
-        _set_temperature(self.estimator, temperature_at(self.config["training"]["temperature"],
-                                                         step))
+        _follow_schedule(self.estimator, self.config.get("temperature"), step)
         groups = self.objective.parameter_groups()
         for wrt in m["wrt"]:
             if wrt != "distribution" and not groups.get(wrt):
@@ -140,6 +157,8 @@ class _Cell:
             )
             for name, value in stats.as_dict().items():
                 self.record(step, f"grad/{wrt}/{name}", value)
+            # 0: the estimator draws its own random numbers and ran in the loop (slower)
+            self.record(step, f"grad/{wrt}/vectorized", float(stats.method == "vectorized"))
         if self.objective.has_exact:
             with torch.no_grad():
                 x = self.held_out
@@ -165,7 +184,7 @@ class _Cell:
                 self.measure(step)
             if step == steps:
                 break
-            _set_temperature(self.trainer, temperature_at(cfg["temperature"], step))
+            _follow_schedule(self.trainer, self.config.get("trainer_temperature"), step)
             x = None if batches is None else next(batches)
             out = self.objective.estimate(x, self.trainer, S)
             loss = -out.loss.mean()

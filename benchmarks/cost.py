@@ -51,13 +51,20 @@ def _checkpoints(config: dict[str, Any]) -> int:
     return len({steps if c == -1 else c for c in config["metrics"]["checkpoints"]})
 
 
+def _replicas(metrics: dict[str, Any]) -> int:
+    """M, or for replicas = "auto" its minimum: most cells stop there (light tails); the
+    heavy-tailed ones that run on make the ETA optimistic, and it corrects itself as cells end."""
+    m = metrics["replicas"]
+    return int(metrics["replicas_min"]) if m == "auto" else int(m)
+
+
 def cell_units(config: dict[str, Any]) -> float:
     """Evaluations of f on one example that the cell performs (see the module docstring)."""
     per_sample, toy = _pair(_pair_key(config))
     t, m, s = config["training"], config["metrics"], config["num_samples"]
     batch, eval_batch = (1, 1) if toy else (t["batch_size"], m["eval_batch_size"])
     units = t["steps"] * batch * s * per_sample
-    units += _checkpoints(config) * len(m["wrt"]) * m["replicas"] * eval_batch * s * per_sample
+    units += _checkpoints(config) * len(m["wrt"]) * _replicas(m) * eval_batch * s * per_sample
     if m["bounds"] and not toy:
         units += _checkpoints(config) * m["bounds_examples"] * (sum(m["iwae_ks"]) + s)
     return float(units)

@@ -21,7 +21,7 @@ import torch
 
 import estimators
 from benchmarks import objectives
-from benchmarks.cell import not_applicable, open_data, resolve_device
+from benchmarks.cell import not_applicable, open_data, resolve_device, temperature_of
 from benchmarks.executors import Executor, InProcess
 from benchmarks.metrics import environment
 from benchmarks.store import CellResult, Store, cell_key
@@ -59,6 +59,7 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
     """Every (objective, estimator, seed, num_samples) cell of the suite."""
     runnable, inapplicable = [], []
     trainer = suite.estimator(suite.train_with) if suite.protocol == "shared" else None
+    schedule = suite.training.model_dump()["temperature"]  # None: no schedule
     for obj in suite.objectives:
         for est in suite.estimators:
             for num_samples in est.num_samples or suite.num_samples:
@@ -67,6 +68,8 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
                     why = _applies(obj, trainer, num_samples)
                     reason = None if why is None else f"trainer {trainer.id}: {why}"
                 train = trainer or est
+                temperature = temperature_of(est.name, est.options, schedule)
+                trainer_temperature = temperature_of(train.name, train.options, schedule)
                 for seed in seeds if seeds is not None else suite.seeds:
                     config = {
                         "suite": suite.name, "protocol": suite.protocol,
@@ -76,8 +79,10 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
                         "bound": obj.options.get("bound", "elbo"),
                         "estimator": est.id, "estimator_name": est.name,
                         "estimator_options": est.options,
+                        "temperature": temperature,
                         "trained_with": train.id, "trainer_name": train.name,
                         "trainer_options": train.options,
+                        "trainer_temperature": trainer_temperature,
                         "seed": seed, "num_samples": num_samples,
                         "data": suite.data.model_dump(),
                         "training": suite.training.model_dump(),

@@ -68,7 +68,9 @@ class ObjectiveSpec(_Strict):
 
     @property
     def id(self) -> str:
-        return self.label or self.name
+        """The label results use: `label`, else the name with its non-default options
+        (categorical_vae-4-4), so two sizes of one model are two rows, never one."""
+        return self.label or _label(self.name, self.options, objectives.registry.factory)
 
 
 class EstimatorSpec(_Strict):
@@ -96,19 +98,18 @@ class EstimatorSpec(_Strict):
 
     @property
     def id(self) -> str:
-        """The label results use: `label`, else the canonical name (aliases resolved) with its
-        non-default options (reinforce-loo)."""
+        """The label results use: `label`, else the canonical name (aliases resolved: u2g is
+        disarm) with its non-default options (reinforce-loo)."""
         if self.label:
             return self.label
-        name, options = estimators.registry.resolve(self.name, self.options)  # u2g -> disarm
-        signature = inspect.signature(estimators.registry.factory(name))
-        defaults = {name: p.default for name, p in signature.parameters.items()}
-        changed = [str(v) for k, v in sorted(options.items()) if defaults.get(k) != v]
-        return "-".join([name, *changed])
+        name, options = estimators.registry.resolve(self.name, self.options)
+        return _label(name, options, estimators.registry.factory)
 
 
 class TemperatureSchedule(_Strict):
-    """tau(step) = max(minimum, initial * exp(-rate * step)) (Jang et al. 2017)."""
+    """tau(step) = max(minimum, initial * exp(-rate * step)) (Jang et al. 2017). It drives the
+    estimators that have a temperature and do not set one in their options: an option is what
+    runs. Each cell records what ran in its config ("temperature")."""
 
     initial: float = Field(1.0, gt=0)
     minimum: float = Field(0.5, gt=0)
@@ -121,7 +122,7 @@ class TrainingSpec(_Strict):
     optimizer: Literal["adam", "sgd"] = "adam"
     learning_rate: float = Field(1e-3, gt=0)
     log_every: int = Field(10, ge=1)
-    temperature: TemperatureSchedule = TemperatureSchedule()
+    temperature: TemperatureSchedule | None = None  # None: every estimator keeps its own
 
 
 class MetricsSpec(_Strict):
@@ -179,9 +180,16 @@ class Suite(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Suite:
+        for field, specs in (("objectives", self.objectives), ("estimators", self.estimators)):
+            ids = [spec.id for spec in specs]
+            for i, label in enumerate(ids):
+                if (first := ids.index(label)) != i:
+                    raise ValueError(
+                        f"{field}[{first}] and {field}[{i}] have the same label {label!r} "
+                        f"(labels must be unique, results are grouped by them); set `label` "
+                        f"on one of them"
+                    )
         labels = [e.id for e in self.estimators]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"estimator labels must be unique, got {labels}; set `label`")
         if self.protocol == "shared":
             if self.train_with is None:
                 raise ValueError("protocol 'shared' needs train_with = one of the estimator "
@@ -193,6 +201,20 @@ class Suite(_Strict):
 
     def estimator(self, label: str) -> EstimatorSpec:
         return next(e for e in self.estimators if e.id == label)
+
+
+def _label(name: str, options: dict[str, Any], factory: Any) -> str:
+    """name-value-value...: the options that differ from the factory's defaults, sorted by
+    option name; a list reads as 512x256."""
+    def plain(v: Any) -> Any:
+        return tuple(v) if isinstance(v, (list, tuple)) else v
+
+    def text(v: Any) -> str:
+        return "x".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    defaults = {k: p.default for k, p in inspect.signature(factory(name)).parameters.items()}
+    changed = [text(v) for k, v in sorted(options.items()) if plain(defaults.get(k)) != plain(v)]
+    return "-".join([name, *changed])
 
 
 def _build(name: str, options: dict[str, Any], factory: Any) -> None:

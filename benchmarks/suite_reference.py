@@ -67,7 +67,14 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
     "MetricsSpec": {
         "checkpoints": "steps at which gradients and bounds are measured (-1: the final step)",
-        "replicas": "independent gradient estimates M per checkpoint",
+        "replicas": "independent gradient estimates M per checkpoint, or \"auto\": draw them in "
+                    "chunks until the total variance's relative standard error is at most "
+                    "replicas_target",
+        "replicas_target": "with replicas = \"auto\": the relative standard error of the total "
+                           "variance to reach",
+        "replicas_min": "with replicas = \"auto\": the fewest replicas drawn",
+        "replicas_max": "with replicas = \"auto\": the most replicas drawn (the precision may "
+                        "then fall short: the report marks it)",
         "eval_batch_size": "examples in the fixed batch the gradient statistics use",
         "wrt": "parameter groups whose gradient statistics are recorded",
         "bounds": "measure ELBO, IWAE-k and log p(x) on held-out data",

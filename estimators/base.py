@@ -153,8 +153,9 @@ class Estimator(nn.Module):
 
     # What the integrand sees -------------------------------------------------------------
     def relax(self, p: Distribution) -> Distribution:
-        """The distribution whose density applies to the samples f receives: `p` itself, or its
-        Concrete relaxation for estimators that feed f relaxed samples."""
+        """The distribution whose density applies to the samples f receives: `p` itself, or, for
+        the relaxed and straight-through estimators, the densities `estimators.densities`
+        derives (Concrete, in log space, at relaxed samples)."""
         return p
 
     def log_q(self, q: Distribution, z: Tensor) -> Tensor:

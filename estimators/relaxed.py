@@ -5,12 +5,16 @@ their gradient is that of a different (relaxed) objective or a heuristic. The ha
 that bias against the exact gradient rather than hiding it.
 
 - gumbel_softmax: f sees the relaxed sample softmax((logits + g) / tau) (binary Concrete for
-  Bernoulli). `relax` maps a density to its Concrete counterpart, so a sampled KL uses Concrete
-  log-densities at the relaxed sample.
+  Bernoulli), drawn in log space. `relax` maps a density to its Concrete counterpart, so a
+  sampled KL uses Concrete log-densities at the relaxed sample, computed in log space.
 - st_gumbel: f sees the hard one-hot argmax in the forward pass; the gradient flows through the
-  relaxed sample (hard + soft - stop_grad(soft)).
+  relaxed sample (hard + soft - stop_grad(soft)). A sampled KL: the discrete densities' value
+  at the hard sample, the Concrete densities' gradient at the relaxed one.
 - straight_through: f sees a hard sample; the gradient flows through q's mean
-  (hard + probs - stop_grad(probs)), the plain ST estimator.
+  (hard + probs - stop_grad(probs)), the plain ST estimator. A sampled KL: the discrete
+  densities extended linearly in z, so their gradient flows the same way.
+
+(`estimators.densities` derives the densities.)
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, OneHotCategorical
 
-from . import sampling
+from . import densities, sampling
 from .base import Estimator, EstimatorOutput, Integrand, check_temperature, output
 
 DISCRETE_SUPPORT = "Bernoulli and OneHotCategorical (optionally inside Independent)"
@@ -62,7 +66,7 @@ class GumbelSoftmax(_Relaxed):
     relaxed_samples = True
 
     def relax(self, p: Distribution) -> Distribution:
-        return sampling.relaxed(p, self.temperature)
+        return densities.at_samples(p, lambda base: densities.Concrete(base, self.temperature))
 
     def estimate(
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
@@ -103,6 +107,14 @@ class STGumbel(_Relaxed):
         """Whether f sees samples of q (False for a forward temperature other than 1)."""
         return self.forward_temperature in (None, 1.0)
 
+    def relax(self, p: Distribution) -> Distribution:
+        # Decoupled temperatures relax logits / tau_b + g, not the Concrete family: a sampled
+        # KL there uses the discrete density extended linearly in z, as straight_through does.
+        if self.decoupled:
+            return densities.at_samples(p, densities.LinearDiscrete)
+        return densities.at_samples(
+            p, lambda base: densities.StraightThroughConcrete(base, self.temperature))
+
     def estimate(
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
     ) -> EstimatorOutput:
@@ -111,7 +123,8 @@ class STGumbel(_Relaxed):
             return self._decoupled(q, f, num_samples, noise)
         soft = sampling.relaxed_sample(q, noise, self.temperature)
         # Parenthesised so the forward value is exactly the hard sample (soft - soft == 0).
-        z = sampling.hard_of_relaxed(q, soft.detach()) + (soft - soft.detach())
+        z = sampling.hard_of_relaxed(q, soft) + (soft - soft.detach())
+        z = sampling.carrying(z, sampling.log_space(soft))  # for the densities in f
         return output(self.evaluate(f, z, num_samples, q), z.detach())
 
     def _decoupled(self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor
@@ -142,6 +155,9 @@ class StraightThrough(Estimator):
 
     def applies_to(self, q: Distribution) -> bool:
         return _relaxable(q)
+
+    def relax(self, p: Distribution) -> Distribution:
+        return densities.at_samples(p, densities.LinearDiscrete)
 
     def estimate(
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None

@@ -7,9 +7,13 @@ oracle) and common random numbers (the same `u` given to estimators that sample 
 paired comparisons). The maps:
 
 - Normal: z = loc + scale * ndtri(u) (inverse-CDF reparameterization);
-- Bernoulli: hard b = [logits + logistic(u) > 0], relaxed sigmoid((logits + logistic(u)) / tau);
-- Categorical / OneHotCategorical: Gumbel-max argmax(logits + gumbel(u)), relaxed
-  softmax((logits + gumbel(u)) / tau).
+- Bernoulli: hard b = [logits + logistic(u) > 0], relaxed sigmoid(s), s = (logits + logistic(u))
+  / tau;
+- Categorical / OneHotCategorical: Gumbel-max argmax(logits + gumbel(u)), relaxed exp(y), y =
+  log_softmax((logits + gumbel(u)) / tau).
+
+A relaxed sample carries its log-space variable (s or y, `log_space`), from which its Concrete
+density is computed without underflow (`estimators.densities`).
 
 So the hard sample of REINFORCE and the forward value of straight-through Gumbel coincide for the
 same noise. Uniforms are clamped to [tiny, 1 - eps] of their dtype, so gumbel/logistic noise is
@@ -27,8 +31,6 @@ from torch.distributions import (
     Independent,
     Normal,
     OneHotCategorical,
-    RelaxedBernoulli,
-    RelaxedOneHotCategorical,
 )
 
 NOISE_FAMILIES = (Normal, Bernoulli, Categorical, OneHotCategorical)
@@ -152,20 +154,43 @@ def reparameterized_sample(q: Distribution, u: Tensor) -> Tensor:
     return base.loc + base.scale * eps
 
 
+_LOG_SPACE = "_estibench_log_space"
+
+
+def log_space(z: Tensor) -> Tensor | None:
+    """The log-space variable a relaxed sample carries (y or s, see the module docstring), or
+    None. It rides on the tensor object f receives, so densities evaluated at that very object
+    inside f (a sampled KL) can use it; any operation on z returns a tensor without it."""
+    return getattr(z, _LOG_SPACE, None)
+
+
+def carrying(z: Tensor, v: Tensor) -> Tensor:
+    """`z`, marked as carrying the log-space variable `v`."""
+    setattr(z, _LOG_SPACE, v)
+    return z
+
+
 def relaxed_sample(q: Distribution, u: Tensor, temperature: float) -> Tensor:
-    """A Concrete / Gumbel-Softmax sample (binary Concrete for Bernoulli), differentiable."""
+    """A Concrete / Gumbel-Softmax sample (binary Concrete for Bernoulli), differentiable:
+    drawn in log space, returned in probability space, carrying its log-space variable."""
     base = base_of(q)
     perturbed = _perturbed(base, u) / temperature
     if isinstance(base, Bernoulli):
-        return torch.sigmoid(perturbed)
-    return torch.softmax(perturbed, dim=-1)
+        return carrying(torch.sigmoid(perturbed), perturbed)
+    y = torch.log_softmax(perturbed, dim=-1)
+    return carrying(y.exp(), y)
 
 
 def hard_of_relaxed(q: Distribution, soft: Tensor) -> Tensor:
-    """The discrete value a relaxed sample rounds to (argmax one-hot, or threshold at 1/2)."""
-    if isinstance(base_of(q), Bernoulli):
-        return (soft > 0.5).to(soft.dtype)
-    return one_hot(soft.argmax(-1), soft.shape[-1], soft.dtype)
+    """The discrete value a relaxed sample rounds to (argmax one-hot, or s > 0: the hard sample
+    of the same noise), read from its log-space variable when it carries one."""
+    with torch.no_grad():
+        v = log_space(soft)
+        if isinstance(base_of(q), Bernoulli):
+            hard = soft > 0.5 if v is None else v > 0
+            return hard.to(soft.dtype)
+        index = (soft if v is None else v).argmax(-1)
+        return one_hot(index, soft.shape[-1], soft.dtype)
 
 
 def hard_log_prob(q: Distribution, z: Tensor) -> Tensor:
@@ -184,15 +209,15 @@ def mean_of(q: Distribution) -> Tensor:
     return base_of(q).probs
 
 
-def relaxed(q: Distribution, temperature: float) -> Distribution:
-    """The Concrete counterpart of a Bernoulli / OneHotCategorical `q` (Independent kept)."""
-    if isinstance(q, Independent):
-        return Independent(relaxed(q.base_dist, temperature), q.reinterpreted_batch_ndims,
-                           validate_args=False)
-    t = torch.tensor(temperature, dtype=q.logits.dtype, device=q.logits.device)
-    if isinstance(q, Bernoulli):
-        return RelaxedBernoulli(t, logits=q.logits, validate_args=False)
-    return RelaxedOneHotCategorical(t, logits=q.logits, validate_args=False)
+def one_hot_categorical(logits: Tensor) -> OneHotCategorical:
+    """OneHotCategorical(logits, validate_args=False) whose inner Categorical does not validate
+    either: torch's constructor does not pass validate_args down, so every log_prob would still
+    check its argument."""
+    inner = Categorical(logits=logits, validate_args=False)
+    q = OneHotCategorical.__new__(OneHotCategorical)
+    q._categorical = inner
+    Distribution.__init__(q, inner.batch_shape, inner.param_shape[-1:], validate_args=False)
+    return q
 
 
 def detached(q: Distribution) -> Distribution:
@@ -202,7 +227,9 @@ def detached(q: Distribution) -> Distribution:
                            validate_args=False)
     if isinstance(q, Normal):
         return Normal(q.loc.detach(), q.scale.detach(), validate_args=False)
-    if isinstance(q, (Bernoulli, Categorical, OneHotCategorical)):
+    if isinstance(q, OneHotCategorical):
+        return one_hot_categorical(q.logits.detach())
+    if isinstance(q, (Bernoulli, Categorical)):
         return type(q)(logits=q.logits.detach(), validate_args=False)
     # Any other family: rebuild from whichever constructor arguments it stores.
     names = [n for n in q.arg_constraints if n in vars(q)]

@@ -405,9 +405,9 @@ def test_decoupled_st_gumbel_at_temperature_one_is_st_gumbel_and_default_is_unch
 def test_a_temperature_schedule_anneals_gumbel_temperatures_only() -> None:
     """ReinMax's and gapped ST's tau are fixed hyperparameters (zgr stays ReinMax at 1); the
     Gumbel-Rao and ST-Gumbel temperatures follow the suite's schedule."""
-    from benchmarks.cell import _set_temperature
+    from benchmarks.cell import temperature_of
+    schedule = {"initial": 1.0, "minimum": 0.5, "rate": 1e-3}
     for name, follows in (("zgr", False), ("gapped_st", False), ("gumbel_rao", True),
                           ("st_gumbel", True)):
-        est = estimators.get(name)
-        _set_temperature(est, 0.5)
-        assert est.temperature == (0.5 if follows else 1.0), name
+        expected = schedule if follows else 1.0
+        assert temperature_of(name, {}, schedule) == expected, name

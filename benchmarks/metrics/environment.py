@@ -26,6 +26,15 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def _commit() -> str | None:
+    """HEAD of the checkout this package was imported from; None when that directory is not the
+    top of a checkout (installed into site-packages, perhaps inside some other repository)."""
+    top = _git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != REPOSITORY.resolve():
+        return None
+    return _git("rev-parse", "HEAD")
+
+
 def cpu_name() -> str:
     """The CPU model ('model name' in /proc/cpuinfo), else what `platform` knows."""
     try:
@@ -69,11 +78,12 @@ def machine_load() -> dict[str, Any]:
 def environment() -> dict[str, Any]:
     """The environment every stored figure records.
 
-    Keys: commit (None outside a git checkout), dirty (tracked files modified; None without
-    git), torch, python, cuda (torch's CUDA version or None), device (the GPU's name when CUDA
-    is available, else the CPU model), host, threads (torch's intra-op threads), platform.
+    Keys: commit (None without git or when the package does not run from a checkout), dirty
+    (tracked files modified; None when commit is None), torch, python, cuda (torch's CUDA
+    version or None), device (the GPU's name when CUDA is available, else the CPU model), host,
+    threads (torch's intra-op threads), platform.
     """
-    commit = _git("rev-parse", "HEAD")
+    commit = _commit()
     status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
     cuda = torch.cuda.is_available()
     return {

@@ -17,6 +17,11 @@ other from one generator seeded with `seed`), so results are a function of `seed
   (the encoder's forward pass) is computed once per chunk, not once per replica.
 - "loop": the test oracle, one ordinary `.backward()` per replica on a fresh gradient.
 
+An estimator that draws its own random numbers (`q.sample()` instead of the `noise` argument, a
+plugin, say) cannot run under vmap: the vectorized method detects it on the first chunk and
+falls back to the loop, where those draws come from torch's generator seeded with `seed`;
+`GradientStats.method` says which ran.
+
 Either way the estimates are reduced chunk by chunk into float64 moments (`StreamingMoments`)
 and the unbiasedness test's projections (`UnbiasednessTest`, M x 2 scalars), so memory is
 O(chunk_size x P), not O(M x P).
@@ -24,6 +29,7 @@ O(chunk_size x P), not O(M x P).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -298,11 +304,7 @@ def gradient_stats(
         exact_gradient = (
             _exact_gradient(objective, x, target) if exact and objective.has_exact else None
         )
-        chunks = (
-            _vectorized_chunks(loss, target, blocks)
-            if method == "vectorized"
-            else _loop_chunks(loss, target, blocks)
-        )
+        chunks, method = _estimates(loss, target, blocks, method, seed)
         moments = StreamingMoments()
         eps = torch.finfo(target.values[0].dtype).eps
         test = None if exact_gradient is None else UnbiasednessTest(exact_gradient, eps)
@@ -520,6 +522,33 @@ def _loop_chunks(
     finally:
         for leaf in leaves:
             leaf.grad = None
+
+
+def _estimates(
+    loss: LossFunction, target: _Target, blocks: Iterable[Tensor], method: str, seed: int
+) -> tuple[Iterator[Tensor], str]:
+    """The chunks of estimates and the method that computes them (see the module docstring)."""
+    device = target.values[0].device
+    blocks = iter(blocks)
+    if method == "vectorized":
+        first_block = next(blocks)
+        try:
+            first = next(_vectorized_chunks(loss, target, [first_block]))
+        except RuntimeError as err:
+            if "random operation" not in str(err):
+                raise
+            blocks = itertools.chain([first_block], blocks)
+        else:
+            return itertools.chain([first], _vectorized_chunks(loss, target, blocks)), method
+    return _seeded(_loop_chunks(loss, target, blocks), device, seed), "loop"
+
+
+def _seeded(chunks: Iterator[Tensor], device: torch.device, seed: int) -> Iterator[Tensor]:
+    """`chunks` with torch's generator seeded by `seed` (and restored afterwards), for
+    estimators that draw their own random numbers."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield from chunks
 
 
 def _exact_gradient(objective: Objective, x: Tensor | None, target: _Target) -> Tensor:

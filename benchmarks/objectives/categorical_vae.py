@@ -3,7 +3,9 @@
 Samples are one-hot (OneHotCategorical, event shape (N, K)), so the same decoder reads hard
 samples and relaxed (Gumbel-Softmax) ones. With relaxed estimators the KL convention is explicit:
 kl="analytic" (default) uses the categorical KL(q || uniform) in closed form; kl="sampled" uses
-Concrete log-densities at the relaxed sample (Maddison et al. 2017). Results name the choice.
+the densities the estimator evaluates at its sample (`Estimator.relax`): Concrete log-densities
+at the relaxed sample for Gumbel-Softmax (Maddison et al. 2017), their gradient for
+straight-through Gumbel. Results name the choice.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, OneHotCategorical
+from torch.distributions import Distribution, Independent
+
+from estimators import sampling
 
 from .base import DiscreteLatentModel
 from .likelihoods import bernoulli_log_likelihood
@@ -48,14 +52,14 @@ class CategoricalVAE(DiscreteLatentModel):
         return self.encoder(x).unflatten(-1, (self.variables, self.categories))
 
     def distribution(self, params: Tensor) -> Distribution:
-        return Independent(OneHotCategorical(logits=params, validate_args=False), 1,
+        return Independent(sampling.one_hot_categorical(params), 1,
                            validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:
         def uniform(dtype: torch.dtype, device: torch.device) -> Distribution:
             logits = torch.full((self.variables, self.categories), -math.log(self.categories),
                                 dtype=dtype, device=device)
-            return Independent(OneHotCategorical(logits=logits, validate_args=False), 1,
+            return Independent(sampling.one_hot_categorical(logits), 1,
                                validate_args=False)
 
         return self.constant("prior", uniform)
