@@ -8,12 +8,15 @@ An estimator turns E_q[f] into a surrogate `out.loss` (shape B) whose gradient i
 grad E_q[f] (the sign is that of the expectation; a training loop that maximises minimises
 `-out.loss`). `f(z)` maps samples (S, *B, *event) to (S, *B) and may depend on any parameters;
 q's parameters carry the graph back to whatever produced them. Families: `pathwise`,
-`reinforce` (baselines none | ema | loo), `gumbel_softmax`, `st_gumbel`, `straight_through`, and
-`exact` (enumeration, the ground truth). Each declares what it supports (`check`, `applies_to`)
-and refuses anything else with `UnsupportedDistributionError`. New estimators are added with
-`estimators.register` or, from another package, the entry-point group `estibench.estimators`.
+`reinforce` (baselines none | ema | loo), `gumbel_softmax`, `st_gumbel`, `straight_through`,
+`exact` (enumeration, the ground truth), and the learned baselines and control variates `nvil`,
+`muprop`, `rebar`, `relax` (`control_variates`). Each declares what it supports (`check`,
+`applies_to`) and refuses anything else with `UnsupportedDistributionError`. New estimators are
+added with `estimators.register` or, from another package, the entry-point group
+`estibench.estimators`.
 
-How the stateful and multi-sample families fit the same contract (implemented later):
+How the stateful and multi-sample families fit the same contract (NVIL and RELAX are in
+`control_variates`, where the baseline network is built by `prepare(q)`):
 
 - NVIL (learned baseline): an `Estimator` whose baseline is a small `nn.Module` b_psi reading q's
   detached parameters (which already depend on x, so the baseline is input-dependent). It returns
@@ -35,6 +38,7 @@ from typing import Any
 
 from . import sampling
 from .base import Estimator, EstimatorOutput, Integrand
+from .control_variates import NVIL, REBAR, RELAX, MuProp
 from .errors import EstimatorError, UnsupportedDistributionError
 from .exact import Exact
 from .pathwise import Pathwise
@@ -43,7 +47,8 @@ from .relaxed import GumbelSoftmax, STGumbel, StraightThrough
 from .score_function import Reinforce
 
 registry: Registry[Estimator] = Registry("estimator", "estibench.estimators")
-for _cls in (Pathwise, Reinforce, GumbelSoftmax, STGumbel, StraightThrough, Exact):
+for _cls in (Pathwise, Reinforce, GumbelSoftmax, STGumbel, StraightThrough, Exact,
+             NVIL, MuProp, REBAR, RELAX):
     registry.register(_cls.name, _cls)
 
 
@@ -69,6 +74,10 @@ __all__ = [
     "Exact",
     "GumbelSoftmax",
     "Integrand",
+    "MuProp",
+    "NVIL",
+    "REBAR",
+    "RELAX",
     "Pathwise",
     "Reinforce",
     "Registry",

@@ -214,6 +214,8 @@ def gradient_stats(
     else:
         _check_noise(objective, x, noise, replicas, num_samples, streams)
 
+    with torch.no_grad():  # parts sized by q (a baseline network) are built outside vmap
+        estimator.prepare(objective.posterior(x))
     with _measuring(objective, estimator):
         target = _Target.of(objective, x, wrt)
         loss = _loss_function(objective, estimator, x, num_samples, target)
