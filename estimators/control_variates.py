@@ -22,7 +22,7 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Categorical, Distribution, Normal, OneHotCategorical
+from torch.distributions import Bernoulli, Categorical, Distribution, OneHotCategorical
 from torch.nn import functional as F
 
 from . import sampling
@@ -105,11 +105,12 @@ class NVIL(Estimator):
     variance_normalization defaults to True, as in the paper. ZhuSuan's `reinforce` and the
     REBAR code's NVIL drop it (centring only); `variance_normalization=False` is that variant.
     The baseline learns at 10x the model's learning rate by default, as in the REBAR code.
+    Discrete latents only (the paper's belief networks; Gaussian latents have the pathwise
+    gradient).
     """
 
     name = "nvil"
-    supports = ("Bernoulli, Categorical, OneHotCategorical and Normal (optionally inside "
-                "Independent)")
+    supports = "Bernoulli, Categorical and OneHotCategorical (optionally inside Independent)"
 
     def __init__(self, hidden: int = 100, decay: float = 0.8,
                  variance_normalization: bool = True, direct_term: bool = False) -> None:
@@ -130,16 +131,11 @@ class NVIL(Estimator):
         return not self.variance_normalization
 
     def applies_to(self, q: Distribution) -> bool:
-        return type(sampling.base_of(q)) in (Bernoulli, Categorical, OneHotCategorical, Normal)
+        return type(sampling.base_of(q)) in (Bernoulli, Categorical, OneHotCategorical)
 
     def features(self, q: Distribution) -> Tensor:
-        """q's detached parameters per example (*B, n): the baseline's input."""
-        base = sampling.base_of(q)
-        if isinstance(base, Normal):
-            params = torch.stack([base.loc, base.scale], -1)
-        else:
-            params = base.logits
-        return _per_example(params.detach(), q.batch_shape)
+        """q's detached logits per example (*B, n): the baseline's input."""
+        return _per_example(sampling.base_of(q).logits.detach(), q.batch_shape)
 
     def prepare(self, q: Distribution) -> None:
         features = self.features(q)
@@ -301,7 +297,7 @@ class _ConditionalRelaxation(Estimator):
 
     @property
     def current_temperature(self) -> float:
-        return float(self.log_temperature.exp())
+        return self.log_temperature.detach().exp().item()
 
 
 class REBAR(_ConditionalRelaxation):
@@ -332,7 +328,7 @@ class REBAR(_ConditionalRelaxation):
         return fb, self.eta * f_relaxed
 
     def extra_repr(self) -> str:
-        return (f"temperature={self.current_temperature:.4g}, eta={float(self.eta):.4g}, "
+        return (f"temperature={self.current_temperature:.4g}, eta={self.eta.item():.4g}, "
                 f"direct_term={self.direct_term}")
 
 

@@ -426,10 +426,10 @@ def test_refusals_name_what_is_supported() -> None:
     from torch.distributions import Normal
 
     normal = Normal(torch.zeros(2), torch.ones(2))
-    for name in ("muprop", "rebar", "relax"):
+    for name in ("nvil", "muprop", "rebar", "relax"):
         with pytest.raises(estimators.UnsupportedDistributionError, match="OneHotCategorical"):
             estimators.get(name)(normal, lambda z: z, 1)
-        assert estimators.get(name).needs_grad_f
+        assert estimators.get(name).needs_grad_f == (name != "nvil")
     assert estimators.get("rebar").noise_streams == 2
     with pytest.raises(estimators.EstimatorError, match="hidden"):
         estimators.get("nvil", hidden=0)

@@ -63,6 +63,10 @@ ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
     "st_gumbel": ("st_gumbel", {"temperature": 1.0}),
     "straight_through": ("straight_through", {}),
     "exact": ("exact", {}),
+    "nvil": ("nvil", {}),
+    "muprop": ("muprop", {}),
+    "rebar": ("rebar", {}),
+    "relax": ("relax", {}),
 }
 
 PARAMS = [list(OBJECTIVES), list(ESTIMATORS)]
@@ -103,8 +107,17 @@ class Problem:
                 from error
         self.is_toy = not isinstance(self.objective, objectives.LatentVariableModel)
         self.x = None if self.is_toy else fixed_batch()
-        self.parameters = [*self.objective.parameters(), *self.estimator.parameters()]
-        self.optimizer = torch.optim.Adam(self.parameters, lr=LEARNING_RATE)
+        with torch.no_grad():  # parts sized by q (a baseline network) before their optimizer
+            self.estimator.prepare(self.objective.posterior(self.x))
+        # The estimator's own parameters learn at their own rate, from aux_loss alone (as the
+        # runner trains them): a parameter group of their own in the one optimizer.
+        self.model_parameters = list(self.objective.parameters())
+        self.own_parameters = list(self.estimator.parameters())
+        self.parameters = [*self.model_parameters, *self.own_parameters]
+        self.optimizer = torch.optim.Adam(self.model_parameters, lr=LEARNING_RATE)
+        if self.own_parameters:
+            self.optimizer.add_param_group({"params": self.own_parameters,
+                                            "lr": self.estimator.aux_learning_rate(LEARNING_RATE)})
 
     def loss(self) -> torch.Tensor:
         """The training loss: minus the objective estimated with the estimator (plus the
@@ -116,9 +129,15 @@ class Problem:
         return loss
 
     def gradient_estimate(self) -> None:
-        """One gradient estimate: forward and backward into every parameter's .grad."""
+        """One gradient estimate: forward and backward into every parameter's .grad (the
+        model's from the objective, the estimator's own from its aux_loss)."""
         self.optimizer.zero_grad(set_to_none=True)
-        self.loss().backward()
+        out = self.objective.estimate(self.x, self.estimator, NUM_SAMPLES)
+        if out.aux_loss is None or not self.own_parameters:
+            (-out.loss.mean()).backward()
+            return
+        (-out.loss.mean()).backward(inputs=self.model_parameters, retain_graph=True)
+        out.aux_loss.mean().backward(inputs=self.own_parameters)
 
     def training_step(self) -> None:
         """One training step: a gradient estimate and an Adam update."""

@@ -31,6 +31,10 @@ FAMILIES = [
     ("categorical_vae", "st_gumbel"),
     ("categorical_vae", "straight_through"),
     ("categorical_vae", "exact"),
+    ("categorical_vae", "nvil"),
+    ("categorical_vae", "muprop"),
+    ("categorical_vae", "rebar"),
+    ("categorical_vae", "relax"),
 ]
 
 

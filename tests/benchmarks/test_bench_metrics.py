@@ -21,6 +21,7 @@ REPLICAS = 256
 ESTIMATORS = {
     "reinforce_loo": (("reinforce", {"baseline": "loo"}), 2),
     "gumbel_softmax": (("gumbel_softmax", {}), 1),
+    "rebar": (("rebar", {}), 1),  # two noise streams, a pathwise part inside the transform
 }
 
 
