@@ -107,6 +107,10 @@ class NVIL(Estimator):
     The baseline learns at 10x the model's learning rate by default, as in the REBAR code.
     Discrete latents only (the paper's belief networks; Gaussian latents have the pathwise
     gradient).
+
+    Cost: 1 evaluation of f per sample, but more than 1.3x REINFORCE's overhead per evaluation
+    (`python -m benchmarks.speed.per_evaluation`): the baseline network's forward pass, and the
+    backward pass of aux_loss into it, are not evaluations of f.
     """
 
     name = "nvil"
@@ -311,6 +315,9 @@ class REBAR(_ConditionalRelaxation):
     on the squared estimate ("dynamic REBAR"), at 10x the model's learning rate as the REBAR
     code's extra optimizer. 3 evaluations of f per sample (b, sigma(z), sigma(z~)), in one
     call; the paper's formula, without the NN baseline the official code also subtracts.
+    Overhead per evaluation above 1.3x REINFORCE's (`benchmarks.speed.per_evaluation`): the
+    conditional re-noising, the gradient of f at the two relaxed points taken with
+    autograd.grad, and in training the double backward of the variance objective.
     """
 
     name = "rebar"
@@ -343,7 +350,9 @@ class RELAX(_ConditionalRelaxation):
     paper's toy code). Initial log-temperature: 0.5 (lambda = e^0.5), the RELAX toy code's;
     google-research's disarm/binary RELAX starts at log 0.1 (pass temperature=0.1). Cost: 1
     evaluation of f per sample (3 with relaxed_f), 2 of c_psi, and a double backward when
-    training.
+    training: the overhead per evaluation of f is several times REINFORCE's
+    (`benchmarks.speed.per_evaluation`), as the network's two passes, its gradient in the
+    relaxed sample and the double backward are not evaluations of f.
     """
 
     name = "relax"
