@@ -105,6 +105,13 @@ def _finite_grad_norm(parameters: list[torch.nn.Parameter]) -> float:
     return float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
 
 
+def _optimizer(name: str, parameters: list[torch.nn.Parameter], lr: float
+               ) -> torch.optim.Optimizer | None:
+    """Adam or SGD over `parameters`, or None when there are none."""
+    optimizer_cls = torch.optim.Adam if name == "adam" else torch.optim.SGD
+    return optimizer_cls(parameters, lr=lr) if parameters else None
+
+
 class _Cell:
     def __init__(self, config: dict[str, Any], device: torch.device) -> None:
         self.config = config
@@ -173,9 +180,16 @@ class _Cell:
         cfg = self.config["training"]
         steps, S = cfg["steps"], self.config["num_samples"]
         checkpoints = {steps if c == -1 else c for c in self.config["metrics"]["checkpoints"]}
-        parameters = list(self.objective.parameters()) + list(self.trainer.parameters())
-        optimizer_cls = torch.optim.Adam if cfg["optimizer"] == "adam" else torch.optim.SGD
-        optimizer = optimizer_cls(parameters, lr=cfg["learning_rate"]) if parameters else None
+        parameters = list(self.objective.parameters())
+        optimizer = _optimizer(cfg["optimizer"], parameters, cfg["learning_rate"])
+        # The estimator's own parameters: their own optimizer, trained from aux_loss alone.
+        own_cfg = self.config.get("trainer_training", {})
+        with torch.no_grad():
+            self.trainer.prepare(self.objective.posterior(self.eval_batch))
+        own = list(self.trainer.parameters())
+        own_optimizer = _optimizer(
+            own_cfg.get("optimizer", "adam"), own,
+            own_cfg.get("learning_rate") or self.trainer.aux_learning_rate(cfg["learning_rate"]))
         batches = None if self.is_toy else self.batches()
         self.trainer.train()
         started = time.perf_counter()
@@ -188,17 +202,24 @@ class _Cell:
             x = None if batches is None else next(batches)
             out = self.objective.estimate(x, self.trainer, S)
             loss = -out.loss.mean()
-            if out.aux_loss is not None:
-                loss = loss + out.aux_loss.mean()
-            if not torch.isfinite(loss):
-                raise CellFailure(f"non-finite loss ({float(loss)}) at training step {step}")
+            aux = out.aux_loss.mean() if out.aux_loss is not None and own else None
+            for value in (loss, aux):
+                if value is not None and not torch.isfinite(value):
+                    raise CellFailure(f"non-finite loss ({float(value)}) at training step {step}")
             assert optimizer is not None
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = _finite_grad_norm(parameters)
+            for opt in (optimizer, own_optimizer):
+                if opt is not None:
+                    opt.zero_grad(set_to_none=True)
+            # Separate passes: the model loss trains only the model, aux_loss only the estimator.
+            loss.backward(inputs=parameters, retain_graph=aux is not None)
+            if aux is not None:
+                aux.backward(inputs=own)
+            norm = _finite_grad_norm(parameters + own)
             if not math.isfinite(norm):
                 raise CellFailure(f"non-finite gradient (norm {norm}) at training step {step}")
-            optimizer.step()
+            for opt in (optimizer, own_optimizer):
+                if opt is not None:
+                    opt.step()
             if step % cfg["log_every"] == 0 or step == steps - 1:
                 self.record(step, "train/objective", out.value.mean())
                 self.record(step, "train/seconds", time.perf_counter() - started)

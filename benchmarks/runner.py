@@ -83,6 +83,9 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
                         "trained_with": train.id, "trainer_name": train.name,
                         "trainer_options": train.options,
                         "trainer_temperature": trainer_temperature,
+                        # only when set, so the keys of cells without it do not change
+                        **({"trainer_training": train.own_training()}
+                           if train.own_training() else {}),
                         "seed": seed, "num_samples": num_samples,
                         "data": suite.data.model_dump(),
                         "training": suite.training.model_dump(),

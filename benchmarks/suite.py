@@ -78,6 +78,10 @@ class EstimatorSpec(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     label: str | None = None
     num_samples: list[int] | None = None  # overrides the suite's list for this estimator
+    # The estimator's own parameters (a baseline network, a control variate), trained from its
+    # aux_loss alone: optimizer and learning rate (None: the estimator's `aux_learning_rate`).
+    optimizer: Literal["adam", "sgd"] = "adam"
+    learning_rate: float | None = Field(None, gt=0)
 
     @field_validator("name")
     @classmethod
@@ -95,6 +99,11 @@ class EstimatorSpec(_Strict):
     def _buildable(self) -> EstimatorSpec:
         _build(self.name, self.options, estimators.get)
         return self
+
+    def own_training(self) -> dict[str, Any]:
+        """The settings of the estimator's own optimizer that differ from the defaults."""
+        return {k: getattr(self, k) for k in ("optimizer", "learning_rate")
+                if getattr(self, k) != type(self).model_fields[k].default}
 
     @property
     def id(self) -> str:

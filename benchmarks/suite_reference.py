@@ -93,6 +93,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "options": "keyword options of the estimator",
         "label": "the name results use (default: the name and its non-default options)",
         "num_samples": "numbers of samples for this estimator (overrides the suite's)",
+        "optimizer": "the optimizer of the estimator's own parameters (a baseline network, a "
+                     "control variate), trained from its aux_loss alone",
+        "learning_rate": "their learning rate (default: the estimator's, from its paper)",
     },
 }
 

@@ -10,14 +10,16 @@ grad E_q[f] (the sign is that of the expectation; a training loop that maximises
 q's parameters carry the graph back to whatever produced them. Families: `pathwise`,
 `reinforce` (baselines none | ema | loo), `gumbel_softmax`, `st_gumbel`, `straight_through`, and
 `exact` (enumeration, the ground truth), the antithetic `arm` and `disarm` (alias `u2g`),
-`vimco` (IWAE bound), the partly enumerating `indecater` and `unordered_set`; the
-straight-through family `reinmax` (alias `zgr`), `gumbel_rao`, `gapped_st`; the IWAE-bound
-estimators `iwae` (STL-IWAE with direct_term=False) and `dreg`; `measure_valued` for diagonal
-Gaussians. Each declares what it supports (`check`, `applies_to`) and refuses anything else with
+`vimco` (IWAE bound), the partly enumerating `indecater` and `unordered_set`; the learned
+baselines and control variates `nvil`, `muprop`, `rebar`, `relax`; the straight-through family
+`reinmax` (alias `zgr`), `gumbel_rao`, `gapped_st`; the IWAE-bound estimators `iwae` (STL-IWAE
+with direct_term=False) and `dreg`; `measure_valued` for diagonal Gaussians. Each declares what
+it supports (`check`, `applies_to`) and refuses anything else with
 `UnsupportedDistributionError`. New estimators are added with `estimators.register` or, from
 another package, the entry-point group `estibench.estimators`.
 
-How the stateful and multi-sample families fit the same contract (implemented later):
+How the stateful and multi-sample families fit the same contract (NVIL and RELAX are in
+`control_variates`, where the baseline network is built by `prepare(q)`):
 
 - NVIL (learned baseline): an `Estimator` whose baseline is a small `nn.Module` b_psi reading q's
   detached parameters (which already depend on x, so the baseline is input-dependent). It returns
@@ -40,6 +42,7 @@ from typing import Any
 from . import sampling
 from .antithetic import ARM, DisARM
 from .base import Estimator, EstimatorOutput, Integrand
+from .control_variates import NVIL, REBAR, RELAX, MuProp
 from .enumeration import IndeCateR, UnorderedSet
 from .errors import EstimatorError, UnsupportedDistributionError
 from .exact import Exact
@@ -54,7 +57,7 @@ from .straight_through import GappedST, GumbelRao, ReinMax
 
 registry: Registry[Estimator] = Registry("estimator", "estibench.estimators")
 for _cls in (Pathwise, Reinforce, GumbelSoftmax, STGumbel, StraightThrough, Exact,
-             ARM, DisARM, VIMCO, IndeCateR, UnorderedSet,
+             ARM, DisARM, VIMCO, IndeCateR, UnorderedSet, NVIL, MuProp, REBAR, RELAX,
              ReinMax, GumbelRao, GappedST, IWAE, DReG, MeasureValued):
     registry.register(_cls.name, _cls)
 registry.alias("u2g", "disarm")  # Yin et al. 2020: the same estimator (estimators-zoo.md 1.8)
@@ -92,6 +95,10 @@ __all__ = [
     "IWAE",
     "Integrand",
     "MeasureValued",
+    "MuProp",
+    "NVIL",
+    "REBAR",
+    "RELAX",
     "Pathwise",
     "ReinMax",
     "Reinforce",

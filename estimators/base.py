@@ -71,6 +71,10 @@ class Estimator(nn.Module):
       0..k-1 from the same generator and concatenated along the sample dimension, so stream 0
       is exactly the noise every other estimator gets (common random numbers hold) and coupled
       noise (u and 1 - u, or v given the sample) is derived from it inside the estimator.
+
+    Trainable parameters (a baseline network, a control variate, a temperature) are trained by
+    the caller from `aux_loss` alone, with their own optimizer at `aux_learning_rate`; parts
+    sized by q's shapes are built by `prepare(q)`.
     """
 
     name: ClassVar[str] = "estimator"
@@ -111,6 +115,7 @@ class Estimator(nn.Module):
             the global generator when None. Passing the same noise gives the same samples.
         """
         self.check(q)
+        self.prepare(q)
         if not isinstance(num_samples, int) or num_samples < 1:
             raise EstimatorError(
                 f"estimator '{self.name}': num_samples must be an integer >= 1, got {num_samples!r}"
@@ -131,6 +136,17 @@ class Estimator(nn.Module):
         elif sampling.supports_noise(q):
             noise = sampling.draw_noise(q, num_samples, streams=self.noise_streams)
         return self.counted_estimate(q, f, num_samples, noise)
+
+    def prepare(self, q: Distribution) -> None:
+        """Build what is sized by q's shapes (a baseline network reading q's parameters).
+        `forward` calls it; parameters cannot be created inside a torch.func transform, so a
+        caller whose first call is vectorized, or that builds an optimizer over `parameters()`,
+        calls it first. Default: nothing to build."""
+
+    def aux_learning_rate(self, model_learning_rate: float) -> float:
+        """The default learning rate of this estimator's own parameters (from its paper's
+        code), given the model's; the default: the model's."""
+        return model_learning_rate
 
     def counted_estimate(
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
@@ -202,6 +218,15 @@ class Estimator(nn.Module):
         return f"name={self.name!r}, direct_term={self.direct_term}"
 
 
+def inside_transform() -> bool:
+    """Whether a torch.func transform (grad, vmap) is active: tensors built there belong to it
+    (and random initialisation is refused there)."""
+    try:
+        return torch._C._functorch.peek_interpreter_stack() is not None
+    except AttributeError:  # a torch without the functorch interpreter stack: assume so
+        return True
+
+
 def check_temperature(estimator: str, temperature: float) -> float:
     """Temperatures must be positive finite numbers."""
     t = float(temperature)
@@ -225,5 +250,6 @@ __all__ = [
     "EstimatorOutput",
     "Integrand",
     "check_temperature",
+    "inside_transform",
     "output",
 ]

@@ -87,6 +87,10 @@ ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
     "iwae_stl": ("iwae", {"direct_term": False}),
     "dreg": ("dreg", {}),
     "measure_valued": ("measure_valued", {}),
+    "nvil": ("nvil", {}),
+    "muprop": ("muprop", {}),
+    "rebar": ("rebar", {}),
+    "relax": ("relax", {}),
 }
 
 PARAMS = [list(OBJECTIVES), list(ESTIMATORS)]
@@ -128,15 +132,25 @@ class Problem:
                 from error
         self.is_toy = not isinstance(self.objective, objectives.LatentVariableModel)
         self.x = None if self.is_toy else fixed_batch()
-        self.parameters = [*self.objective.parameters(), *self.estimator.parameters()]
+        with torch.no_grad():  # parts sized by q (a baseline network) before their optimizer
+            self.estimator.prepare(self.objective.posterior(self.x))
+        self.model_parameters = list(self.objective.parameters())
+        self.own_parameters = list(self.estimator.parameters())
+        self.parameters = [*self.model_parameters, *self.own_parameters]
         self._optimizer: torch.optim.Optimizer | None = None
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
-        """Adam over every parameter, built on first use: building a torch optimizer imports
-        torch._dynamo (seconds), which only the benchmarks that train or zero gradients need."""
+        """Adam, built on first use: building a torch optimizer imports torch._dynamo
+        (seconds), which only the benchmarks that train need. The estimator's own parameters
+        learn at their own rate, from aux_loss alone (as the runner trains them): a parameter
+        group of their own."""
         if self._optimizer is None:
-            self._optimizer = torch.optim.Adam(self.parameters, lr=LEARNING_RATE)
+            groups: list[dict] = [{"params": self.model_parameters}]
+            if self.own_parameters:
+                groups.append({"params": self.own_parameters,
+                               "lr": self.estimator.aux_learning_rate(LEARNING_RATE)})
+            self._optimizer = torch.optim.Adam(groups, lr=LEARNING_RATE)
         return self._optimizer
 
     def loss(self) -> torch.Tensor:
@@ -153,9 +167,15 @@ class Problem:
             p.grad = None
 
     def gradient_estimate(self) -> None:
-        """One gradient estimate: forward and backward into every parameter's .grad."""
+        """One gradient estimate: forward and backward into every parameter's .grad (the
+        model's from the objective, the estimator's own from its aux_loss)."""
         self.clear_gradients()
-        self.loss().backward()
+        out = self.objective.estimate(self.x, self.estimator, NUM_SAMPLES)
+        if out.aux_loss is None or not self.own_parameters:
+            (-out.loss.mean()).backward()
+            return
+        (-out.loss.mean()).backward(inputs=self.model_parameters, retain_graph=True)
+        out.aux_loss.mean().backward(inputs=self.own_parameters)
 
     def training_step(self) -> None:
         """One training step: a gradient estimate and an Adam update."""

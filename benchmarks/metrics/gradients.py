@@ -298,6 +298,8 @@ def gradient_stats(
         blocks = _drawn_blocks(objective, x, num_samples, seed, chunk_size, auto.maximum,
                                streams)
 
+    with torch.no_grad():  # parts sized by q (a baseline network) are built outside vmap
+        estimator.prepare(objective.posterior(x))
     with _measuring(objective, estimator):
         target = _Target.of(objective, x, wrt)
         loss = _loss_function(objective, estimator, x, num_samples, target)

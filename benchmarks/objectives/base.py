@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
 from estimators import Estimator, EstimatorError, EstimatorOutput, Exact
+from estimators.base import inside_transform
 from estimators.exact import enumerate_support
 
 from .kl import analytic_kl
@@ -32,15 +33,6 @@ class ObjectiveError(ValueError):
 
 class NoExactValue(ObjectiveError):
     """The objective has no exact value (or log-marginal) to compare against."""
-
-
-def _inside_transform() -> bool:
-    """Whether a torch.func transform (grad, vmap) is active: tensors built there belong to it
-    and must not outlive it in a cache."""
-    try:
-        return torch._C._functorch.peek_interpreter_stack() is not None
-    except AttributeError:  # a torch without the functorch interpreter stack: never cache
-        return True
 
 
 class Objective(nn.Module):
@@ -137,7 +129,7 @@ class Objective(nn.Module):
         if key in cache:
             return cache[key]
         built = build(reference.dtype, reference.device)
-        if not _inside_transform():
+        if not inside_transform():
             cache[key] = built
         return built
 

@@ -40,6 +40,13 @@ class CategoricalVAE(DiscreteLatentModel):
         self.decoder = mlp(width, hidden, self.input_dim, activation)
 
     @property
+    def differentiable_integrand(self) -> bool:  # type: ignore[override]
+        """With kl="sampled", f holds log q(z) and log p(z) at z: at a relaxed or mean-field
+        point a categorical log-density is that of its argmax, piecewise constant in z, so
+        estimators that differentiate f there (muprop, rebar, relax) do not apply."""
+        return self.kl == "analytic"
+
+    @property
     def num_configurations(self) -> int:
         return self.categories**self.variables
 

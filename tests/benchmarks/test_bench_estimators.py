@@ -46,6 +46,10 @@ FAMILIES = [
     ("gaussian_vae_iwae", "iwae_stl"),
     ("gaussian_vae_iwae", "dreg"),
     ("gaussian_vae", "measure_valued"),
+    ("categorical_vae", "nvil"),
+    ("categorical_vae", "muprop"),
+    ("categorical_vae", "rebar"),
+    ("categorical_vae", "relax"),
 ]
 
 

@@ -22,6 +22,7 @@ ESTIMATORS = {
     "reinforce_loo": (("reinforce", {"baseline": "loo"}), 2),
     "gumbel_softmax": (("gumbel_softmax", {}), 1),
     "gumbel_rao": (("gumbel_rao", {"mc": 10}), 1),  # 10 noise streams, K conditional draws
+    "rebar": (("rebar", {}), 1),  # two noise streams, a pathwise part inside the transform
 }
 
 
