@@ -85,9 +85,6 @@ def run(
         if suite is None and resume is None:
             suite = "standard"
         spec = None if suite is None else load_suite(suite)
-        if spec is not None and data_path is not None:
-            data = spec.data.model_copy(update={"path": data_path})
-            spec = spec.model_copy(update={"data": data})
         if executor == "inprocess" and (scheduler is not None or local_workers is not None):
             executor = "dask"  # naming a cluster means running on it
         if executor == "inprocess" and workers > 1:
@@ -118,7 +115,8 @@ def run(
 
         try:
             run_dir = run_suite(spec, out=out, resume=resume, device=device, seeds=seed_list,
-                                executor=runner, on_start=on_start, on_cell=on_cell)
+                                data_path=data_path, executor=runner, on_start=on_start,
+                                on_cell=on_cell)
         except BAD_INPUT as err:
             raise fail(str(err)) from None
         finally:

@@ -10,8 +10,6 @@ cells are retried). Pairs that do not apply are recorded as "not_applicable" wit
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +18,13 @@ from typing import Any
 import torch
 
 import estimators
-from benchmarks import objectives
+from benchmarks import objectives, rundir
 from benchmarks.cell import not_applicable, open_data, resolve_device
 from benchmarks.executors import Executor, InProcess
 from benchmarks.metrics import environment
-from benchmarks.store import CellResult, Store, cell_key
-from benchmarks.suite import Suite, SuiteError, load_suite
-
-SUITE_FILENAME = "suite.json"
+from benchmarks.preflight import check_against_data
+from benchmarks.store import STORE_FILENAME, CellResult, Store, cell_key, legacy_cell_key
+from benchmarks.suite import Suite, SuiteError, load_suite, parse_suite
 
 
 @dataclass(frozen=True)
@@ -55,8 +52,13 @@ def _applies(objective_spec: Any, estimator_spec: Any, num_samples: int) -> str 
     return None
 
 
-def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
-    """Every (objective, estimator, seed, num_samples) cell of the suite."""
+def expand(suite: Suite, seeds: list[int] | None = None, data_sha256: str | None = None
+           ) -> Plan:
+    """Every (objective, estimator, seed, num_samples) cell of the suite. With `data_sha256`
+    (the data's content hash) cells are identified by the data, not by where it was read."""
+    data = suite.data.model_dump()
+    if data_sha256 is not None:
+        data["sha256"] = data_sha256
     runnable, inapplicable = [], []
     trainer = suite.estimator(suite.train_with) if suite.protocol == "shared" else None
     for obj in suite.objectives:
@@ -78,7 +80,7 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
                         "trained_with": train.id, "trainer_name": train.name,
                         "trainer_options": train.options,
                         "seed": seed, "num_samples": num_samples,
-                        "data": suite.data.model_dump(),
+                        "data": data,
                         "training": suite.training.model_dump(),
                         "metrics": suite.metrics.model_dump(),
                     }
@@ -89,25 +91,17 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
     return Plan(runnable, inapplicable)
 
 
-def new_run_dir(suite: Suite, root: Path = Path("runs")) -> Path:
-    """runs/<suite>-<timestamp>/, unique."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = root / f"{suite.name}-{stamp}"
-    n = 1
-    while path.exists():
-        n += 1
-        path = root / f"{suite.name}-{stamp}-{n}"
-    return path
-
-
-def _suite_of_run(run_dir: Path) -> Suite:
-    from benchmarks.suite import parse_suite
-
-    path = run_dir / SUITE_FILENAME
-    if not path.is_file():
-        raise SuiteError(f"cannot resume {str(run_dir)!r}: it has no {SUITE_FILENAME} "
-                         "(is it a run directory made by estibench run?)")
-    return parse_suite(json.loads(path.read_text()), repr(str(path)))
+def with_overrides(suite: Suite, seeds: list[int] | None = None,
+                   data_path: str | None = None) -> Suite:
+    """The suite with the command line's seeds and data path, validated like the file."""
+    if seeds is None and data_path is None:
+        return suite
+    raw = suite.model_dump()
+    if seeds is not None:
+        raw["seeds"] = seeds
+    if data_path is not None:
+        raw["data"]["path"] = data_path
+    return parse_suite(raw, "(with --seeds / --data-path)")
 
 
 ProgressCallback = Callable[[CellResult, int, int], None]
@@ -120,6 +114,7 @@ def run(
     resume: str | Path | None = None,
     device: str = "auto",
     seeds: list[int] | None = None,
+    data_path: str | None = None,
     executor: Executor | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_cell: ProgressCallback | None = None,
@@ -127,33 +122,40 @@ def run(
     """Run a suite (name, path or `Suite`) and return the run directory.
 
     resume: an existing run directory; its completed cells are skipped. The suite defaults to
-    the one stored there. on_start(total, todo) and on_cell(result, done, todo) report progress.
+    the one stored there, and must be the same (`benchmarks.rundir`); the data may have moved
+    (`data_path`) if its content has not. seeds and data_path override the suite's and are
+    recorded with it. on_start(total, todo) and on_cell(result, done, todo) report progress.
     """
     if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "results.sqlite").is_file():
-            raise SuiteError(f"cannot resume {str(run_dir)!r}: no results.sqlite there")
-        spec = _suite_of_run(run_dir) if suite is None else load_suite(suite)
+        run_dir: Path | None = Path(resume)
+        if not (run_dir / STORE_FILENAME).is_file():
+            raise SuiteError(f"cannot resume {str(run_dir)!r}: no {STORE_FILENAME} there")
+        spec = rundir.stored_suite(run_dir) if suite is None else load_suite(suite)
     else:
         spec = load_suite("standard" if suite is None else suite)
-        run_dir = Path(out) if out is not None else new_run_dir(spec)
+        run_dir = Path(out) if out is not None else None
+    spec = with_overrides(spec, seeds, data_path)
     executor = executor or InProcess()
     # Fail fast on a bad device before any cell; whether CUDA exists is the workers' business
     # when cells run elsewhere (a CPU-only client driving GPU workers).
     resolve_device(device, check_available=getattr(executor, "local", True))
-    plan = expand(spec, seeds)
-    if plan.runnable:
-        open_data(spec.data.model_dump())  # a missing or malformed data file: fail before a cell
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / SUITE_FILENAME).exists():
-        (run_dir / SUITE_FILENAME).write_text(json.dumps(spec.model_dump(), indent=2))
-    with Store.open(run_dir) as store:
+    train, test = open_data(spec.data.model_dump())  # missing or malformed data: before a cell
+    check_against_data(spec, train)
+    digest = rundir.data_sha256(train, test)
+    plan = expand(spec, data_sha256=digest)
+    with rundir.claim(run_dir, spec, digest, resuming=resume is not None,
+                      data_of=lambda s: open_data(s.data.model_dump())) as run_dir, \
+            Store.open(run_dir) as store:
         done = store.completed_keys()
+
+        def completed(config: dict[str, Any]) -> bool:
+            return cell_key(config) in done or legacy_cell_key(config) in done
+
         run_id = store.start_run(spec.name, spec.model_dump(), environment())
         for config, reason in plan.inapplicable:
-            if cell_key(config) not in done:
+            if not completed(config):
                 store.write_cell(run_id, not_applicable(config, reason))
-        todo = [c for c in plan.runnable if cell_key(c) not in done]
+        todo = [c for c in plan.runnable if not completed(c)]
         if on_start is not None:
             on_start(plan.size, len(todo))
         results: Iterator[CellResult] = executor.run(todo, device)

@@ -50,6 +50,7 @@ __all__ = [
     "StoreError",
     "cell_key",
     "export",
+    "legacy_cell_key",
 ]
 
 STORE_FILENAME = "results.sqlite"
@@ -160,9 +161,24 @@ def cell_key(config: Mapping[str, Any]) -> str:
     Independent of key order at every nesting level. Note that ``1``, ``1.0`` and ``True`` are
     *different* configs here (they render differently), which is deliberate: a float learning
     rate and an integer one are not the same experiment.
+
+    Where the config records the data's content hash (``data.sha256``), the data's location
+    (``data.path``) is left out: the same data read from a new path is the same cell.
     """
+    data = config.get("data")
+    if isinstance(data, Mapping) and data.get("sha256"):
+        config = {**config, "data": {k: v for k, v in data.items() if k != "path"}}
     digest = hashlib.sha256(_dumps(config).encode("utf-8")).hexdigest()
     return digest[:_KEY_HEX_CHARS]
+
+
+def legacy_cell_key(config: Mapping[str, Any]) -> str:
+    """The key this config had before data content hashes were recorded (path included): what
+    cells of older run directories are stored under, so that resuming them skips those."""
+    data = config.get("data")
+    if isinstance(data, Mapping):
+        config = {**config, "data": {k: v for k, v in data.items() if k != "sha256"}}
+    return cell_key(config)
 
 
 def _to_real(value: Any) -> float | None:
