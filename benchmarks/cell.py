@@ -225,6 +225,13 @@ def run_cell(config: dict[str, Any], device: str = "cpu", threads: int = 1) -> C
                       metrics=rows)  # a failed cell keeps its partial curves
 
 
+def failed(config: dict[str, Any], reason: str) -> CellResult:
+    """The record of a cell that failed before it could run (its estimator is broken)."""
+    now = time.time()
+    return CellResult(key=cell_key(config), config=config, status="failed", reason=reason,
+                      started=now, finished=now, environment={}, metrics=[])
+
+
 def not_applicable(config: dict[str, Any], reason: str) -> CellResult:
     """The record of a pair that does not apply (never run)."""
     now = time.time()

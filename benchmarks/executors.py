@@ -78,6 +78,8 @@ def make_executor(
     scheduler at `scheduler`, or a LocalCluster of `local_workers` processes on 127.0.0.1)."""
     if kind not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
+    if workers < 1:
+        raise ValueError(f"--workers must be an integer >= 1, got {workers}")
     if kind == "pool":
         return ProcessPool(workers)
     if kind == "dask":

@@ -10,8 +10,10 @@ cells are retried). Pairs that do not apply are recorded as "not_applicable" wit
 
 from __future__ import annotations
 
+import itertools
+import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,13 @@ import torch
 
 import estimators
 from benchmarks import objectives, rundir
-from benchmarks.cell import not_applicable, open_data, resolve_device
+from benchmarks.cell import failed, not_applicable, open_data, resolve_device
 from benchmarks.executors import Executor, InProcess
 from benchmarks.metrics import environment
 from benchmarks.preflight import check_against_data
 from benchmarks.store import STORE_FILENAME, CellResult, Store, cell_key, legacy_cell_key
 from benchmarks.suite import Suite, SuiteError, load_suite, parse_suite
+from estimators.errors import ContractError
 
 
 @dataclass(frozen=True)
@@ -33,22 +36,32 @@ class Plan:
 
     runnable: list[dict[str, Any]]
     inapplicable: list[tuple[dict[str, Any], str]]
+    broken: list[tuple[dict[str, Any], str]] = field(default_factory=list)
 
     @property
     def size(self) -> int:
-        return len(self.runnable) + len(self.inapplicable)
+        return len(self.runnable) + len(self.inapplicable) + len(self.broken)
+
+
+class _Broken(Exception):
+    """The estimator itself fails (a plugin's bug): its cells fail, the others run."""
 
 
 def _applies(objective_spec: Any, estimator_spec: Any, num_samples: int) -> str | None:
-    """None if the estimator applies to the objective with S samples, else the reason."""
+    """None if the estimator applies to the objective with S samples, else the reason;
+    `_Broken` (with the exception's last line) if building or running it fails otherwise."""
     objective = objectives.get(objective_spec.name, **objective_spec.options)
-    estimator = estimators.get(estimator_spec.name, **estimator_spec.options)
     try:
+        estimator = estimators.get(estimator_spec.name, **estimator_spec.options)
         objective.check(estimator)
         with torch.no_grad():  # a dry run catches option-dependent refusals (loo with S=1)
             objective.estimate(objective.example_input(), estimator, num_samples)
+    except ContractError as err:
+        raise _Broken(str(err)) from None
     except estimators.EstimatorError as err:
         return str(err)
+    except Exception as err:
+        raise _Broken(traceback.format_exception_only(type(err), err)[-1].strip()) from None
     return None
 
 
@@ -59,15 +72,19 @@ def expand(suite: Suite, seeds: list[int] | None = None, data_sha256: str | None
     data = suite.data.model_dump()
     if data_sha256 is not None:
         data["sha256"] = data_sha256
-    runnable, inapplicable = [], []
+    runnable, inapplicable, broken = [], [], []
     trainer = suite.estimator(suite.train_with) if suite.protocol == "shared" else None
     for obj in suite.objectives:
         for est in suite.estimators:
             for num_samples in est.num_samples or suite.num_samples:
-                reason = _applies(obj, est, num_samples)
-                if reason is None and trainer is not None:
-                    why = _applies(obj, trainer, num_samples)
-                    reason = None if why is None else f"trainer {trainer.id}: {why}"
+                failure = None
+                try:
+                    reason = _applies(obj, est, num_samples)
+                    if reason is None and trainer is not None:
+                        why = _applies(obj, trainer, num_samples)
+                        reason = None if why is None else f"trainer {trainer.id}: {why}"
+                except _Broken as err:
+                    reason, failure = None, str(err)
                 train = trainer or est
                 for seed in seeds if seeds is not None else suite.seeds:
                     config = {
@@ -84,11 +101,13 @@ def expand(suite: Suite, seeds: list[int] | None = None, data_sha256: str | None
                         "training": suite.training.model_dump(),
                         "metrics": suite.metrics.model_dump(),
                     }
-                    if reason is None:
+                    if failure is not None:
+                        broken.append((config, failure))
+                    elif reason is None:
                         runnable.append(config)
                     else:
                         inapplicable.append((config, reason))
-    return Plan(runnable, inapplicable)
+    return Plan(runnable, inapplicable, broken)
 
 
 def with_overrides(suite: Suite, seeds: list[int] | None = None,
@@ -156,12 +175,13 @@ def run(
             if not completed(config):
                 store.write_cell(run_id, not_applicable(config, reason))
         todo = [c for c in plan.runnable if not completed(c)]
+        failing = [failed(c, reason) for c, reason in plan.broken if not completed(c)]
         if on_start is not None:
-            on_start(plan.size, len(todo))
-        results: Iterator[CellResult] = executor.run(todo, device)
+            on_start(plan.size, len(todo) + len(failing))
+        results: Iterator[CellResult] = itertools.chain(failing, executor.run(todo, device))
         for i, result in enumerate(results, 1):
             store.write_cell(run_id, result)
             if on_cell is not None:
-                on_cell(result, i, len(todo))
+                on_cell(result, i, len(todo) + len(failing))
         store.finish_run(run_id)
     return run_dir

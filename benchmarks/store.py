@@ -24,18 +24,19 @@ re-run by ``--resume``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -53,6 +54,7 @@ __all__ = [
     "legacy_cell_key",
 ]
 
+T = TypeVar("T")
 STORE_FILENAME = "results.sqlite"
 SCHEMA_VERSION = 1
 STATUSES: tuple[str, ...] = ("ok", "failed", "not_applicable")
@@ -224,6 +226,20 @@ class CellResult:
 # --------------------------------------------------------------------------------------------
 
 
+def _damaged_as_store_error(method: Callable[..., T]) -> Callable[..., T]:
+    """A read that finds a damaged file (flipped bytes, truncation) raises StoreError naming it."""
+
+    @functools.wraps(method)
+    def read(self: Store, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is damaged and cannot be read ({exc}); restore it "
+                             "from a copy or re-run the suite into a new directory") from exc
+
+    return read
+
+
 class Store:
     """Handle on one ``results.sqlite`` file. Use as a context manager.
 
@@ -235,6 +251,9 @@ class Store:
         self.path = Path(path)
         if not create and not self.path.exists():
             raise StoreError(f"no {self.path.name} in {self.path.parent}")
+        if not create and self.path.is_file() and self.path.stat().st_size == 0:
+            # Opening it would write a schema into what may be a file being copied or lost.
+            raise StoreError(f"{self.path} is empty (0 bytes): not a results store")
         try:
             # isolation_level=None: the sqlite3 module must not open implicit transactions;
             # every write below is bracketed by an explicit BEGIN IMMEDIATE / COMMIT.
@@ -295,6 +314,7 @@ class Store:
         if str(mode).lower() != "wal":
             raise StoreError(f"{self.path}: could not enable WAL journal mode (got {mode!r})")
 
+    @_damaged_as_store_error
     def _schema_version(self) -> str | None:
         """The stored schema version, or None if the file holds no ``meta`` table yet."""
         tables = {
@@ -430,6 +450,7 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------------------
 
+    @_damaged_as_store_error
     def completed_keys(self) -> set[str]:
         """Keys of cells that are final (ok / not_applicable); what ``--resume`` skips."""
         rows = self._db.execute(
@@ -437,6 +458,7 @@ class Store:
         ).fetchall()
         return {row[0] for row in rows}
 
+    @_damaged_as_store_error
     def cells(self) -> pd.DataFrame:
         """One row per cell; ``config`` and ``environment`` are decoded to dicts."""
         rows = self._db.execute(
@@ -451,6 +473,7 @@ class Store:
         df["environment"] = [json.loads(text) for text in df["environment"]]
         return df
 
+    @_damaged_as_store_error
     def metrics(self) -> pd.DataFrame:
         """Tidy metrics: ``cell_id, key, step, metric, value`` (NULL read back as NaN)."""
         rows = self._db.execute(
@@ -461,6 +484,7 @@ class Store:
         df = pd.DataFrame.from_records(rows, columns=_METRIC_COLUMNS)
         return df.astype({"cell_id": "int64", "step": "int64", "value": "float64"})
 
+    @_damaged_as_store_error
     def runs(self) -> pd.DataFrame:
         """The invocation history; ``finished`` is NaN for runs that never finished."""
         rows = self._db.execute(
@@ -548,11 +572,17 @@ def export(
     if not (run_dir / STORE_FILENAME).is_file():
         raise StoreError(f"no {STORE_FILENAME} in {run_dir}")
     target = Path(out) if out is not None else run_dir / f"results.{format}"
+    if target.is_dir():
+        raise StoreError(f"export --out {str(target)!r} is a directory; give a file name "
+                         f"such as {str(target / f'results.{format}')!r}")
     with Store.open(run_dir, create=False) as store:
         table = store.tidy()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if format == "csv":
-        table.to_csv(target, index=False)
-    else:
-        table.to_parquet(target, engine="pyarrow", index=False)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if format == "csv":
+            table.to_csv(target, index=False)
+        else:
+            table.to_parquet(target, engine="pyarrow", index=False)
+    except OSError as exc:
+        raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from exc
     return target
