@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -38,16 +39,16 @@ BAD_INPUT = (SuiteError, ObjectiveError, estimators.EstimatorError, datasets.Dat
 
 def fail(message: str) -> typer.Exit:
     """Print a bad-input message and exit 2 (no traceback)."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(2)
 
 
 def _table(frame, title: str) -> Table:
     table = Table(title=title)
     for column in frame.columns:
-        table.add_column(str(column))
+        table.add_column(escape(str(column)))
     for row in frame.itertuples(index=False):
-        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else escape(str(v)) for v in row])
     return table
 
 
@@ -94,7 +95,7 @@ def run(
     except BAD_INPUT as err:
         raise fail(str(err)) from None
     if getattr(runner, "dashboard_link", None):
-        console.print(f"Dask dashboard: {runner.dashboard_link}")
+        console.print(f"Dask dashboard: {escape(runner.dashboard_link)}")
 
     failed: list[tuple[str, str]] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -111,7 +112,7 @@ def run(
             label = f"{c['objective']} / {c['estimator']} / seed {c['seed']}"
             if result.status == "failed":
                 failed.append((label, result.reason or ""))
-            progress.update(task, advance=1, description=f"{label}: {result.status}")
+            progress.update(task, advance=1, description=escape(f"{label}: {result.status}"))
 
         try:
             run_dir = run_suite(spec, out=out, resume=resume, device=device, seeds=seed_list,
@@ -124,11 +125,11 @@ def run(
     _print_summary(run_dir)
     if report:
         _write_report(run_dir)
-    console.print(f"run directory: [bold]{run_dir}[/]")
+    console.print(f"run directory: [bold]{escape(str(run_dir))}[/]")
     if failed:
         errors.print(f"[bold red]{len(failed)} cell(s) failed:[/]")
         for label, reason in failed:
-            errors.print(f"  {label}: {reason}", highlight=False)
+            errors.print(f"  {escape(label)}: {escape(reason)}", highlight=False)
         raise typer.Exit(1)
 
 
@@ -145,8 +146,13 @@ def _write_report(run_dir: Path) -> None:
         from reports import write_report
     except ImportError:  # the reports package is optional for the harness
         return
-    paths = write_report(run_dir)
-    console.print(f"report: [bold]{paths['html']}[/]")
+    try:
+        paths = write_report(run_dir)
+    except OSError as err:  # a full disk or a read-only directory: the cells are safe
+        raise fail(f"the cells are stored in {run_dir}, but the report could not be written "
+                   f"({err.strerror or err}); write it later with `estibench report "
+                   f"{run_dir}`") from None
+    console.print(f"report: [bold]{escape(str(paths['html']))}[/]")
 
 
 @app.command("list")
@@ -160,7 +166,10 @@ def list_(
         raise fail(f"cannot list {what!r}{estimators.did_you_mean(what, list(choices))}; "
                    f"choose one of {', '.join(choices)}")
     for name in choices[what]():
-        console.print(name)
+        console.print(escape(name), highlight=False)
+    registry = {"estimators": estimators.registry, "objectives": objectives.registry}.get(what)
+    for name, reason in (registry.broken() if registry is not None else {}).items():
+        console.print(f"{escape(name)} [red](broken: {escape(reason)})[/]", highlight=False)
 
 
 @app.command()
@@ -172,7 +181,7 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> No
         cells = cell_table(run_dir)
     except BAD_INPUT as err:
         raise fail(str(err)) from None
-    console.print(f"[bold]{run_dir}[/]: {len(cells)} cells")
+    console.print(f"[bold]{escape(str(run_dir))}[/]: {len(cells)} cells")
     for status, count in cells["status"].value_counts().items():
         console.print(f"  {status}: {count}")
     for status in ("failed", "not_applicable"):
@@ -197,7 +206,7 @@ def export(
         path = export_table(run_dir, format, out)
     except BAD_INPUT as err:
         raise fail(str(err)) from None
-    console.print(str(path))
+    console.print(escape(str(path)), highlight=False)
 
 
 def _register_report_commands() -> None:

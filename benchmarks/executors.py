@@ -6,13 +6,22 @@ compute `CellResult`s. `InProcess` is the default; `ProcessPool` uses local work
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+import traceback
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any, Protocol
 
-from benchmarks.cell import run_cell
+from benchmarks.cell import failed, run_cell
 from benchmarks.store import CellResult
+
+# Worker deaths a cell may cause before it is failed (the Dask executor's default too).
+ALLOWED_FAILURES = 3
 
 
 class Executor(Protocol):
@@ -41,26 +50,80 @@ class InProcess:
 
 
 class ProcessPool:
-    """Cells on `workers` local processes (spawned: no state inherited from the client)."""
+    """Cells on `workers` local processes (spawned: no state inherited from the client).
+
+    Workers exit when the client dies (even by SIGKILL), so none is left running. A worker that
+    dies mid-cell (killed, out of memory) breaks the pool: the pool is rebuilt and the cells that
+    were running are run again, each at most `allowed_failures` times, after which it is failed
+    with the reason (as the Dask executor does). At most `workers` cells are in flight, so the
+    cells lost with a worker are exactly the ones that were running.
+    """
 
     local = True
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, allowed_failures: int = ALLOWED_FAILURES) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        self.workers = workers
+        self.allowed_failures = allowed_failures
+        self.pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"),
+                                   initializer=die_with_parent, initargs=(os.getpid(),))
 
     def run(self, configs: Iterable[dict[str, Any]], device: str) -> Iterator[CellResult]:
-        futures = [self.pool.submit(run_cell, config, device) for config in configs]
+        queue = deque(configs)
+        deaths: dict[int, int] = {}  # id(config) -> worker deaths while it ran
+        in_flight: dict[Future[CellResult], dict[str, Any]] = {}
         try:
-            for future in as_completed(futures):
-                yield future.result()
+            while queue or in_flight:
+                while queue and len(in_flight) < self.workers:
+                    config = queue.popleft()
+                    in_flight[self.pool.submit(run_cell, config, device)] = config
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                if not any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                    for future in done:
+                        del in_flight[future]
+                        yield future.result()
+                    continue
+                # A worker died: the pool is broken and every cell in flight lost with it.
+                self.pool.shutdown(wait=True, cancel_futures=True)
+                self.pool = self._start()
+                for future, config in list(in_flight.items()):
+                    del in_flight[future]
+                    error = future.exception()
+                    if error is None:
+                        yield future.result()
+                        continue
+                    deaths[id(config)] = n = deaths.get(id(config), 0) + 1
+                    if n > self.allowed_failures:
+                        yield failed(config, f"its worker process died {n} times while it "
+                                             f"ran ({_last_line(error)})")
+                    else:
+                        queue.appendleft(config)
         finally:
-            for future in futures:
+            for future in in_flight:
                 future.cancel()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def die_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Pool initializer: exit this worker as soon as `parent` is gone (its parent pid changes
+    when the parent dies, however it died). A daemon thread, so it never holds the worker up."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+def _last_line(error: BaseException) -> str:
+    return traceback.format_exception_only(type(error), error)[-1].strip()
 
 
 EXECUTORS = ("inprocess", "pool", "dask")
@@ -79,7 +142,7 @@ def make_executor(
     if kind not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
     if workers < 1:
-        raise ValueError(f"--workers must be an integer >= 1, got {workers}")
+        raise ValueError(f"--workers must be >= 1, got {workers}")
     if kind == "pool":
         return ProcessPool(workers)
     if kind == "dask":
