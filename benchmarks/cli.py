@@ -169,7 +169,8 @@ def list_(
         console.print(escape(name), highlight=False)
     registry = {"estimators": estimators.registry, "objectives": objectives.registry}.get(what)
     for name, reason in (registry.broken() if registry is not None else {}).items():
-        console.print(f"{escape(name)} [red](broken: {escape(reason)})[/]", highlight=False)
+        console.print(f"{escape(name)} [red](broken: {escape(reason)})[/]", highlight=False,
+                      soft_wrap=True)
 
 
 @app.command()

@@ -11,7 +11,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -53,19 +53,21 @@ class ProcessPool:
     """Cells on `workers` local processes (spawned: no state inherited from the client).
 
     Workers exit when the client dies (even by SIGKILL), so none is left running. A worker that
-    dies mid-cell (killed, out of memory) breaks the pool: the pool is rebuilt and the cells that
-    were running are run again, each at most `allowed_failures` times, after which it is failed
-    with the reason (as the Dask executor does). At most `workers` cells are in flight, so the
-    cells lost with a worker are exactly the ones that were running.
+    dies mid-cell (killed, out of memory) breaks the pool and loses the cells in flight: the
+    pool is rebuilt and those cells are run again one at a time, so that a death is blamed on
+    the cell that caused it; a cell whose worker dies more than `allowed_failures` times while
+    it runs alone is failed with the reason (as the Dask executor does).
     """
 
     local = True
 
-    def __init__(self, workers: int, allowed_failures: int = ALLOWED_FAILURES) -> None:
+    def __init__(self, workers: int, allowed_failures: int = ALLOWED_FAILURES, *,
+                 cell_function: Callable[[dict[str, Any], str], CellResult] = run_cell) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.workers = workers
         self.allowed_failures = allowed_failures
+        self.cell_function = cell_function  # top-level (picklable); tests substitute a faulty one
         self.pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -74,13 +76,17 @@ class ProcessPool:
 
     def run(self, configs: Iterable[dict[str, Any]], device: str) -> Iterator[CellResult]:
         queue = deque(configs)
-        deaths: dict[int, int] = {}  # id(config) -> worker deaths while it ran
+        suspects: deque[dict[str, Any]] = deque()  # lost with a worker: rerun one at a time
+        deaths: dict[int, int] = {}  # id(config) -> worker deaths while it ran alone
         in_flight: dict[Future[CellResult], dict[str, Any]] = {}
         try:
-            while queue or in_flight:
-                while queue and len(in_flight) < self.workers:
+            while queue or suspects or in_flight:
+                if suspects and not in_flight:  # alone, so a death is this cell's own
+                    config = suspects.popleft()
+                    in_flight[self.pool.submit(self.cell_function, config, device)] = config
+                while not suspects and queue and len(in_flight) < self.workers:
                     config = queue.popleft()
-                    in_flight[self.pool.submit(run_cell, config, device)] = config
+                    in_flight[self.pool.submit(self.cell_function, config, device)] = config
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 if not any(isinstance(f.exception(), BrokenProcessPool) for f in done):
                     for future in done:
@@ -88,6 +94,7 @@ class ProcessPool:
                         yield future.result()
                     continue
                 # A worker died: the pool is broken and every cell in flight lost with it.
+                alone = len(in_flight) == 1
                 self.pool.shutdown(wait=True, cancel_futures=True)
                 self.pool = self._start()
                 for future, config in list(in_flight.items()):
@@ -96,12 +103,12 @@ class ProcessPool:
                     if error is None:
                         yield future.result()
                         continue
-                    deaths[id(config)] = n = deaths.get(id(config), 0) + 1
+                    n = deaths[id(config)] = deaths.get(id(config), 0) + alone
                     if n > self.allowed_failures:
-                        yield failed(config, f"its worker process died {n} times while it "
-                                             f"ran ({_last_line(error)})")
+                        yield failed(config, f"its worker process died while it ran alone, "
+                                             f"{n} time(s) ({_last_line(error)})")
                     else:
-                        queue.appendleft(config)
+                        suspects.append(config)
         finally:
             for future in in_flight:
                 future.cancel()
