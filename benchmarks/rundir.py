@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from benchmarks.cell import open_data
 from benchmarks.suite import Suite, SuiteError, parse_suite
 
 SUITE_FILENAME = "suite.json"
@@ -46,10 +48,16 @@ def safe_name(name: str) -> str:
     return cleaned or "suite"
 
 
-def data_sha256(train: Any, test: Any) -> str:
-    """SHA-256 of the data itself (both splits' grey levels and shapes), wherever it was read."""
+def data_sha256(data: Mapping[str, Any]) -> str:
+    """SHA-256 of the data a suite's data section reads (both splits' grey levels and shapes),
+    wherever it was read from. Loads it (`DataError` if it cannot); cached per process."""
+    return _digest(json.dumps(dict(data), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4)
+def _digest(data_json: str) -> str:
     digest = hashlib.sha256()
-    for split in (train, test):
+    for split in open_data(json.loads(data_json)):
         x = split.intensities.contiguous()
         digest.update(repr(tuple(x.shape)).encode())
         digest.update(x.numpy().tobytes())
@@ -161,13 +169,12 @@ def _lock(run_dir: Path) -> IO[str]:
     return lock
 
 
-def _check_same(run_dir: Path, suite: Suite, data_digest: str, resuming: bool,
-                data_of: Any) -> bool:
+def _check_same(run_dir: Path, suite: Suite, data_digest: str, resuming: bool) -> bool:
     """Refuse a different suite; returns whether the recorded files must be (re)written."""
     stored = stored_suite(run_dir)
     digest = stored_data_sha256(run_dir)
     if digest is None:  # a run from before digests: digest the data its suite names
-        digest = data_sha256(*data_of(stored))
+        digest = data_sha256(stored.data.model_dump())
     diff = differences(identity(stored, digest), identity(suite, data_digest))
     if diff:
         what = ("cannot resume it with a different suite (resume needs the same suite)"
@@ -190,10 +197,10 @@ def _writing(where: Path) -> Iterator[None]:
 
 @contextmanager
 def claim(run_dir: Path | None, suite: Suite, data_digest: str, *, resuming: bool = False,
-          data_of: Any = None, root: Path = RUNS_ROOT) -> Iterator[Path]:
-    """The run directory for `suite`, locked for the duration: a new one under `root` when
-    `run_dir` is None, else `run_dir` (created if missing), which must hold the same suite or
-    nothing. `data_of(suite)` loads (train, test) for runs recorded without a data digest."""
+          root: Path = RUNS_ROOT) -> Iterator[Path]:
+    """The run directory for `suite` (whose data has `data_digest`), locked for the duration:
+    a new one under `root` when `run_dir` is None, else `run_dir` (created if missing), which
+    must hold the same suite or nothing."""
     with _writing(run_dir if run_dir is not None else root):
         if run_dir is None:
             run_dir = _make_new(root, suite.name)
@@ -203,7 +210,7 @@ def claim(run_dir: Path | None, suite: Suite, data_digest: str, *, resuming: boo
     try:
         with _writing(run_dir):
             if (run_dir / SUITE_FILENAME).exists():
-                write = _check_same(run_dir, suite, data_digest, resuming, data_of)
+                write = _check_same(run_dir, suite, data_digest, resuming)
             else:
                 others = [p.name for p in run_dir.iterdir() if p.name != LOCK_FILENAME]
                 if others:

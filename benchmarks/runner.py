@@ -65,13 +65,12 @@ def _applies(objective_spec: Any, estimator_spec: Any, num_samples: int) -> str 
     return None
 
 
-def expand(suite: Suite, seeds: list[int] | None = None, data_sha256: str | None = None
-           ) -> Plan:
-    """Every (objective, estimator, seed, num_samples) cell of the suite. With `data_sha256`
-    (the data's content hash) cells are identified by the data, not by where it was read."""
+def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
+    """Every (objective, estimator, seed, num_samples) cell of the suite. Cells record the
+    data's content hash, so they are identified by the data, not by where it was read (this
+    loads the data: `DataError` if it cannot)."""
     data = suite.data.model_dump()
-    if data_sha256 is not None:
-        data["sha256"] = data_sha256
+    data["sha256"] = rundir.data_sha256(data)
     runnable, inapplicable, broken = [], [], []
     trainer = suite.estimator(suite.train_with) if suite.protocol == "shared" else None
     for obj in suite.objectives:
@@ -158,12 +157,11 @@ def run(
     # Fail fast on a bad device before any cell; whether CUDA exists is the workers' business
     # when cells run elsewhere (a CPU-only client driving GPU workers).
     resolve_device(device, check_available=getattr(executor, "local", True))
-    train, test = open_data(spec.data.model_dump())  # missing or malformed data: before a cell
+    train, _ = open_data(spec.data.model_dump())  # missing or malformed data: before a cell
     check_against_data(spec, train)
-    digest = rundir.data_sha256(train, test)
-    plan = expand(spec, data_sha256=digest)
-    with rundir.claim(run_dir, spec, digest, resuming=resume is not None,
-                      data_of=lambda s: open_data(s.data.model_dump())) as run_dir, \
+    plan = expand(spec)
+    digest = rundir.data_sha256(spec.data.model_dump())
+    with rundir.claim(run_dir, spec, digest, resuming=resume is not None) as run_dir, \
             Store.open(run_dir) as store:
         done = store.completed_keys()
 
