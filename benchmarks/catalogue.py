@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import traceback
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -112,14 +113,23 @@ class EstimatorRow:
 
 
 def describe_estimators() -> list[EstimatorRow]:
+    """One row per registered estimator; a plugin that cannot be built or run, or whose entry
+    point does not load, is a row saying so (it never takes the listing down)."""
     rows = []
     for name in estimators.available():
-        factory = estimators.registry.factory(name)
-        estimator = estimators.get(name)
-        family = getattr(factory, "family", None) or factory.__module__.rsplit(".", 1)[-1]
-        unbiased = "exact" if family == "exact" else ("yes" if estimator.unbiased else "no")
-        rows.append(EstimatorRow(name, family, str(estimator.supports), unbiased,
-                                 _per_sample_text(name), options(factory)))
+        try:
+            factory = estimators.registry.factory(name)
+            estimator = estimators.get(name)
+            family = getattr(factory, "family", None) or factory.__module__.rsplit(".", 1)[-1]
+            unbiased = "exact" if family == "exact" else ("yes" if estimator.unbiased else "no")
+            rows.append(EstimatorRow(name, family, str(estimator.supports), unbiased,
+                                     _per_sample_text(name), options(factory)))
+        except Exception as err:  # a misbehaving plugin
+            last = traceback.format_exception_only(type(err), err)[-1].strip()
+            rows.append(EstimatorRow(name, "broken", last, "-", "-", []))
+    for name, reason in estimators.registry.broken().items():
+        rows.append(EstimatorRow(name, "broken", f"entry point does not load: {reason}", "-",
+                                 "-", []))
     return rows
 
 

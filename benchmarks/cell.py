@@ -45,7 +45,8 @@ def resolve_device(device: str, check_available: bool = True) -> torch.device:
 def open_data(spec: dict[str, Any]) -> tuple[datasets.Dataset, datasets.Dataset]:
     """The (train, test) datasets a suite's data section names; `DataError` if unavailable.
     Cached per process: the runner's up-front check and every in-process cell share one load."""
-    return _open_data(json.dumps(spec, sort_keys=True))
+    where = {k: v for k, v in spec.items() if k != "sha256"}  # a cell's config records the hash
+    return _open_data(json.dumps(where, sort_keys=True))
 
 
 @functools.lru_cache(maxsize=4)
@@ -289,6 +290,13 @@ def run_cell(config: dict[str, Any], device: str = "cpu", threads: int = 1) -> C
     return CellResult(key=cell_key(config), config=config, status=status, reason=reason,
                       started=started, finished=time.time(), environment=env,
                       metrics=rows)  # a failed cell keeps its partial curves
+
+
+def failed(config: dict[str, Any], reason: str) -> CellResult:
+    """The record of a cell that failed before it could run (its estimator is broken)."""
+    now = time.time()
+    return CellResult(key=cell_key(config), config=config, status="failed", reason=reason,
+                      started=now, finished=now, environment={}, metrics=[])
 
 
 def not_applicable(config: dict[str, Any], reason: str) -> CellResult:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from benchmarks.cli_catalogue import list_, suite_app
 
@@ -42,7 +43,7 @@ def bad_input() -> tuple[type[Exception], ...]:
 
 def fail(message: str) -> typer.Exit:
     """Print a bad-input message and exit 2 (no traceback)."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(2)
 
 
@@ -51,9 +52,9 @@ def _table(frame, title: str) -> Table:
 
     table = Table(title=title)
     for column in frame.columns:
-        table.add_column(str(column))
+        table.add_column(escape(str(column)))
     for row in frame.itertuples(index=False):
-        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else escape(str(v)) for v in row])
     return table
 
 
@@ -97,7 +98,6 @@ def run(
     from benchmarks.cli_plan import dry_run as print_plan
     from benchmarks.cli_progress import RunProgress
     from benchmarks.executors import make_executor
-    from benchmarks.runner import new_run_dir
     from benchmarks.runner import run as run_suite
     from benchmarks.suite import load_suite
 
@@ -112,15 +112,15 @@ def run(
             raise ValueError("--estimator, --objective and --steps change the suite; a resumed "
                              "run keeps the suite stored in its directory")
         spec = None if suite is None else load_suite(suite)
-        if spec is not None and data_path is not None:
-            data = spec.data.model_copy(update={"path": data_path})
-            spec = spec.model_copy(update={"data": data})
         if spec is not None and resume is None:  # overrides go into the stored suite
             spec = apply_overrides(spec, estimator, objective, seed_list, steps)
             seed_list = None
         if dry_run:
             if spec is None:
                 raise ValueError("--dry-run needs a suite")
+            if data_path is not None:
+                spec = spec.model_copy(update={
+                    "data": spec.data.model_copy(update={"path": data_path})})
             print_plan(spec, console if console.is_terminal else Console(width=140))
             return
         if executor == "inprocess" and (scheduler is not None or local_workers is not None):
@@ -132,8 +132,8 @@ def run(
     except bad_input() as err:
         raise fail(str(err)) from None
     if getattr(runner, "dashboard_link", None):
-        console.print(f"Dask dashboard: {runner.dashboard_link}")
-    run_dir = resume if resume is not None else (out or new_run_dir(spec))
+        console.print(f"Dask dashboard: {escape(runner.dashboard_link)}")
+    run_dir = resume if resume is not None else out  # known once the runner claims one
 
     failed: list[tuple[str, str]] = []
     with RunProgress(console) as progress:
@@ -145,27 +145,35 @@ def run(
                 failed.append((describe(result.config), result.reason or ""))
             progress.on_cell(result, done, todo)
 
+        def claimed(path: Path) -> None:
+            nonlocal run_dir
+            run_dir = path
+
         try:
-            run_dir = run_suite(spec, out=run_dir if resume is None else None, resume=resume,
-                                device=device, seeds=seed_list, executor=runner,
+            run_dir = run_suite(spec, out=out, resume=resume, device=device, seeds=seed_list,
+                                data_path=data_path, executor=runner, on_run_dir=claimed,
                                 on_todo=progress.on_todo, on_start=progress.on_start,
                                 on_cell=on_cell)
         except bad_input() as err:
             raise fail(str(err)) from None
         except KeyboardInterrupt:
-            errors.print(f"interrupted: completed cells are kept in {run_dir}; finish the run "
-                         f"with: estibench run --resume {run_dir}", highlight=False)
+            if run_dir is None:
+                errors.print("interrupted before any cell ran", highlight=False)
+            else:
+                errors.print(f"interrupted: completed cells are kept in {escape(str(run_dir))}; "
+                             f"finish the run with: estibench run --resume "
+                             f"{escape(str(run_dir))}", highlight=False)
             raise typer.Exit(INTERRUPTED) from None
         finally:
             runner.close()
     _print_summary(run_dir)
     if report:
         _write_report(run_dir, image_format, dpi)
-    console.print(f"run directory: [bold]{run_dir}[/]")
+    console.print(f"run directory: [bold]{escape(str(run_dir))}[/]")
     if failed:
         errors.print(f"[bold red]{len(failed)} cell(s) failed:[/]")
         for label, reason in failed:
-            errors.print(f"  {label}: {reason}", highlight=False)
+            errors.print(f"  {escape(label)}: {escape(reason)}", highlight=False)
         raise typer.Exit(1)
 
 
@@ -180,9 +188,14 @@ def _print_summary(run_dir: Path) -> None:
 def _write_report(run_dir: Path, image_format: str = "png", dpi: int | None = None) -> None:
     from benchmarks.cli_report import write_report
 
-    html = write_report(run_dir, image_format, dpi)
+    try:
+        html = write_report(run_dir, image_format, dpi)
+    except OSError as err:  # a full disk or a read-only directory: the cells are safe
+        raise fail(f"the cells are stored in {run_dir}, but the report could not be written "
+                   f"({err.strerror or err}); write it later with `estibench report "
+                   f"{run_dir}`") from None
     if html is not None:
-        console.print(f"report: [bold]{html}[/]")
+        console.print(f"report: [bold]{escape(str(html))}[/]")
 
 
 @app.command()
@@ -194,7 +207,7 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> No
         cells = cell_table(run_dir)
     except bad_input() as err:
         raise fail(str(err)) from None
-    console.print(f"[bold]{run_dir}[/]: {len(cells)} cells")
+    console.print(f"[bold]{escape(str(run_dir))}[/]: {len(cells)} cells")
     for status, count in cells["status"].value_counts().items():
         console.print(f"  {status}: {count}")
     for status in ("failed", "not_applicable"):
@@ -219,7 +232,7 @@ def export(
         path = export_table(run_dir, format, out)
     except bad_input() as err:
         raise fail(str(err)) from None
-    console.print(str(path))
+    console.print(escape(str(path)), highlight=False)
 
 
 def _register_report_commands() -> None:

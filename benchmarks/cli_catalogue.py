@@ -47,7 +47,8 @@ def _estimator_table() -> Table:
     for column in ("name", "family", "applies to", "unbiased", "f evals / sample", "options"):
         table.add_column(column, overflow="fold")
     for r in describe_estimators():
-        table.add_row(r.name, r.family, r.applies_to, r.unbiased, r.evaluations_per_sample,
+        table.add_row(*map(escape, (r.name, r.family, r.applies_to, r.unbiased,
+                                    r.evaluations_per_sample)),
                       escape("\n".join(o.text() for o in r.options)) or "-")
     return table
 
@@ -59,7 +60,7 @@ def _objective_table() -> Table:
     for column in ("name", "latent q(z|x)", "exact (default options)", "options"):
         table.add_column(column, overflow="fold")
     for r in describe_objectives():
-        table.add_row(r.name, r.latent, r.exact,
+        table.add_row(*map(escape, (r.name, r.latent, r.exact)),
                       escape("\n".join(o.text() for o in r.options)) or "-")
     return table
 

@@ -129,6 +129,9 @@ class DaskExecutor:
             raise ExecutorError(f"allowed_failures and retries must be >= 0, got "
                                 f"{allowed_failures} and {retries}")
         distributed = _distributed()
+        # A local cluster's workers share this machine: the client can check the device (a
+        # CUDA cell on a CPU-only machine would wait forever for a GPU worker).
+        self.local = local_workers is not None
         self.retries = retries
         self.dashboard = dashboard
         self.cell_function = cell_function

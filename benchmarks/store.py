@@ -24,18 +24,19 @@ re-run by ``--resume``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -50,8 +51,10 @@ __all__ = [
     "StoreError",
     "cell_key",
     "export",
+    "legacy_cell_key",
 ]
 
+T = TypeVar("T")
 STORE_FILENAME = "results.sqlite"
 SCHEMA_VERSION = 1
 STATUSES: tuple[str, ...] = ("ok", "failed", "not_applicable")
@@ -160,9 +163,24 @@ def cell_key(config: Mapping[str, Any]) -> str:
     Independent of key order at every nesting level. Note that ``1``, ``1.0`` and ``True`` are
     *different* configs here (they render differently), which is deliberate: a float learning
     rate and an integer one are not the same experiment.
+
+    Where the config records the data's content hash (``data.sha256``), the data's location
+    (``data.path``) is left out: the same data read from a new path is the same cell.
     """
+    data = config.get("data")
+    if isinstance(data, Mapping) and data.get("sha256"):
+        config = {**config, "data": {k: v for k, v in data.items() if k != "path"}}
     digest = hashlib.sha256(_dumps(config).encode("utf-8")).hexdigest()
     return digest[:_KEY_HEX_CHARS]
+
+
+def legacy_cell_key(config: Mapping[str, Any]) -> str:
+    """The key this config had before data content hashes were recorded (path included): what
+    cells of older run directories are stored under, so that resuming them skips those."""
+    data = config.get("data")
+    if isinstance(data, Mapping):
+        config = {**config, "data": {k: v for k, v in data.items() if k != "sha256"}}
+    return cell_key(config)
 
 
 def _to_real(value: Any) -> float | None:
@@ -208,6 +226,20 @@ class CellResult:
 # --------------------------------------------------------------------------------------------
 
 
+def _damaged_as_store_error(method: Callable[..., T]) -> Callable[..., T]:
+    """A read that finds a damaged file (flipped bytes, truncation) raises StoreError naming it."""
+
+    @functools.wraps(method)
+    def read(self: Store, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is damaged and cannot be read ({exc}); restore it "
+                             "from a copy or re-run the suite into a new directory") from exc
+
+    return read
+
+
 class Store:
     """Handle on one ``results.sqlite`` file. Use as a context manager.
 
@@ -219,6 +251,9 @@ class Store:
         self.path = Path(path)
         if not create and not self.path.exists():
             raise StoreError(f"no {self.path.name} in {self.path.parent}")
+        if not create and self.path.is_file() and self.path.stat().st_size == 0:
+            # Opening it would write a schema into what may be a file being copied or lost.
+            raise StoreError(f"{self.path} is empty (0 bytes): not a results store")
         try:
             # isolation_level=None: the sqlite3 module must not open implicit transactions;
             # every write below is bracketed by an explicit BEGIN IMMEDIATE / COMMIT.
@@ -279,6 +314,7 @@ class Store:
         if str(mode).lower() != "wal":
             raise StoreError(f"{self.path}: could not enable WAL journal mode (got {mode!r})")
 
+    @_damaged_as_store_error
     def _schema_version(self) -> str | None:
         """The stored schema version, or None if the file holds no ``meta`` table yet."""
         tables = {
@@ -414,6 +450,7 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------------------
 
+    @_damaged_as_store_error
     def completed_keys(self) -> set[str]:
         """Keys of cells that are final (ok / not_applicable); what ``--resume`` skips."""
         rows = self._db.execute(
@@ -421,6 +458,7 @@ class Store:
         ).fetchall()
         return {row[0] for row in rows}
 
+    @_damaged_as_store_error
     def cells(self) -> pd.DataFrame:
         """One row per cell; ``config`` and ``environment`` are decoded to dicts."""
         rows = self._db.execute(
@@ -435,6 +473,7 @@ class Store:
         df["environment"] = [json.loads(text) for text in df["environment"]]
         return df
 
+    @_damaged_as_store_error
     def metrics(self) -> pd.DataFrame:
         """Tidy metrics: ``cell_id, key, step, metric, value`` (NULL read back as NaN)."""
         rows = self._db.execute(
@@ -445,6 +484,7 @@ class Store:
         df = pd.DataFrame.from_records(rows, columns=_METRIC_COLUMNS)
         return df.astype({"cell_id": "int64", "step": "int64", "value": "float64"})
 
+    @_damaged_as_store_error
     def runs(self) -> pd.DataFrame:
         """The invocation history; ``finished`` is NaN for runs that never finished."""
         rows = self._db.execute(
@@ -532,11 +572,17 @@ def export(
     if not (run_dir / STORE_FILENAME).is_file():
         raise StoreError(f"no {STORE_FILENAME} in {run_dir}")
     target = Path(out) if out is not None else run_dir / f"results.{format}"
+    if target.is_dir():
+        raise StoreError(f"export --out {str(target)!r} is a directory; give a file name "
+                         f"such as {str(target / f'results.{format}')!r}")
     with Store.open(run_dir, create=False) as store:
         table = store.tidy()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if format == "csv":
-        table.to_csv(target, index=False)
-    else:
-        table.to_parquet(target, engine="pyarrow", index=False)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if format == "csv":
+            table.to_csv(target, index=False)
+        else:
+            table.to_parquet(target, engine="pyarrow", index=False)
+    except OSError as exc:
+        raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from exc
     return target

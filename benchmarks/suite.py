@@ -8,6 +8,7 @@ what is allowed; misspelt names get a "did you mean". Shipped suites live in
 from __future__ import annotations
 
 import inspect
+import traceback
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +27,39 @@ class SuiteError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf or NaN anywhere: a learning rate or temperature of inf is accepted, then measures
+    # nothing.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+MAX_SEED = 2**40  # cells derive further seeds from it (seed * 100_003 + step) within int64
+MAX_SIZE = 1_000_000  # a layer, latent or toy dimension; beyond it nothing fits in memory
+MAX_NUM_SAMPLES = 2**20
+MIN_TEMPERATURE = 1e-6  # below it logits / tau overflow in float32
+# Objective options that are sizes: positive integers (hidden: one or a list of them).
+SIZE_OPTIONS = ("input_dim", "latent_dim", "variables", "categories", "hidden", "dims")
+
+
+def _unique(field: str, values: list[Any]) -> None:
+    repeated = sorted({repr(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{field} must not repeat a value (it would run the same cells "
+                         f"twice), got {values}; repeated: {', '.join(repeated)}")
+
+
+def _check_sizes(options: dict[str, Any]) -> None:
+    for key in SIZE_OPTIONS:
+        if key not in options:
+            continue
+        value = options[key]
+        sizes = value if key == "hidden" and isinstance(value, list) else [value]
+        for size in sizes:
+            if isinstance(size, bool) or not isinstance(size, int) or not (
+                    1 <= size <= MAX_SIZE):
+                raise ValueError(f"options.{key} must be "
+                                 + ("an integer or a list of integers" if key == "hidden"
+                                    else "an integer")
+                                 + f" in [1, {MAX_SIZE}], got {value!r}")
 
 
 def _check_name(kind: str, name: str, names: list[str]) -> str:
@@ -63,7 +96,8 @@ class ObjectiveSpec(_Strict):
 
     @model_validator(mode="after")
     def _buildable(self) -> ObjectiveSpec:
-        _build(self.name, self.options, objectives.get)
+        _check_sizes(self.options)
+        _build(self.name, self.options, objectives.get, any_error=True)
         return self
 
     @property
@@ -91,8 +125,8 @@ class EstimatorSpec(_Strict):
     @field_validator("num_samples")
     @classmethod
     def _positive(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and (not v or min(v) < 1):
-            raise ValueError(f"num_samples must be a non-empty list of integers >= 1, got {v}")
+        if v is not None:
+            _check_num_samples(v)
         return v
 
     @model_validator(mode="after")
@@ -120,8 +154,8 @@ class TemperatureSchedule(_Strict):
     estimators that have a temperature and do not set one in their options: an option is what
     runs. Each cell records what ran in its config ("temperature")."""
 
-    initial: float = Field(1.0, gt=0)
-    minimum: float = Field(0.5, gt=0)
+    initial: float = Field(1.0, ge=MIN_TEMPERATURE)
+    minimum: float = Field(0.5, ge=MIN_TEMPERATURE)
     rate: float = Field(0.0, ge=0)
 
 
@@ -189,6 +223,16 @@ class Suite(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Suite:
+        _unique("seeds", self.seeds)
+        bad_seeds = [s for s in self.seeds if not 0 <= s < MAX_SEED]
+        if bad_seeds:
+            raise ValueError(f"seeds must be integers in [0, 2^40), got {bad_seeds}")
+        _check_num_samples(self.num_samples)
+        steps = self.training.steps
+        bad = [c for c in self.metrics.checkpoints if c != -1 and not 0 <= c <= steps]
+        if bad:
+            raise ValueError(f"metrics.checkpoints must be steps in [0, training.steps = "
+                             f"{steps}] or -1 (the final step), got {bad}")
         for field, specs in (("objectives", self.objectives), ("estimators", self.estimators)):
             ids = [spec.id for spec in specs]
             for i, label in enumerate(ids):
@@ -204,8 +248,6 @@ class Suite(_Strict):
                 raise ValueError("protocol 'shared' needs train_with = one of the estimator "
                                  f"labels: {', '.join(labels)}")
             _check_name("train_with estimator", self.train_with, labels)
-        if min(self.num_samples) < 1:
-            raise ValueError(f"num_samples must be integers >= 1, got {self.num_samples}")
         return self
 
     def estimator(self, label: str) -> EstimatorSpec:
@@ -226,12 +268,28 @@ def _label(name: str, options: dict[str, Any], factory: Any) -> str:
     return "-".join([name, *changed])
 
 
-def _build(name: str, options: dict[str, Any], factory: Any) -> None:
-    """Construct once so bad options fail at load time with the library's own message."""
+def _check_num_samples(values: list[int]) -> None:
+    if not values or not all(1 <= v <= MAX_NUM_SAMPLES for v in values):
+        raise ValueError(f"num_samples must be a non-empty list of integers in [1, 2^20], "
+                         f"got {values}")
+    _unique("num_samples", values)
+
+
+def _build(name: str, options: dict[str, Any], factory: Any, any_error: bool = False) -> None:
+    """Construct once so bad options fail at load time with the library's own message.
+
+    any_error: any exception is bad input (objectives: torch refusing a size). Otherwise only
+    ValueError and TypeError are; an estimator plugin that raises something else fails its
+    own cells instead (`benchmarks.runner.expand`)."""
     try:
         factory(name, **options)
     except (ValueError, TypeError) as err:
         raise ValueError(str(err)) from None
+    except Exception as err:
+        if not any_error:
+            return
+        last = traceback.format_exception_only(type(err), err)[-1].strip()
+        raise ValueError(f"{name!r} cannot be built with options {options}: {last}") from None
 
 
 def available_suites() -> list[str]:
@@ -243,6 +301,8 @@ def suite_path(name_or_path: str | Path) -> Path:
     """A shipped suite's file by name, or the given path."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
+        if path.is_dir():
+            raise SuiteError(f"suite {str(path)!r} is a directory; give a suite's .toml file")
         if not path.is_file():
             raise SuiteError(f"suite file {str(path)!r} does not exist")
         return path
@@ -283,7 +343,7 @@ def load_suite(name_or_path: str | Path | Suite) -> Suite:
         return name_or_path
     path = suite_path(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a BOM is not TOML
     except tomllib.TOMLDecodeError as err:
         raise SuiteError(f"suite {str(path)!r} is not valid TOML: {err}") from None
     except UnicodeDecodeError as err:

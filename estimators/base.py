@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from . import sampling
-from .errors import EstimatorError, UnsupportedDistributionError
+from .errors import ContractError, EstimatorError, UnsupportedDistributionError
 
 Integrand = Callable[[Tensor], Tensor]
 """f(z) -> Tensor: z has shape (S, *batch, *event), the result shape (S, *batch)."""
@@ -154,6 +154,15 @@ class Estimator(nn.Module):
         """`estimate`, with the evaluations of f it made recorded in the output."""
         self._evaluations = 0
         out = self.estimate(q, f, num_samples, noise)
+        # Checked here, once for every estimator: a plugin's (S, *B) loss would otherwise be
+        # summed as S times the batch and give S^2 times the variance.
+        if not isinstance(out, EstimatorOutput):
+            raise ContractError(f"estimator '{self.name}' returned {type(out).__name__}, "
+                                "not an EstimatorOutput")
+        if out.loss.shape != q.batch_shape:
+            raise ContractError(
+                f"estimator '{self.name}': loss has shape {tuple(out.loss.shape)}; expected "
+                f"q.batch_shape = {tuple(q.batch_shape)} (average over the samples)")
         if out.evaluations is None:
             out = dataclasses.replace(out, evaluations=self._evaluations)
         return out
@@ -227,13 +236,16 @@ def inside_transform() -> bool:
         return True
 
 
+MIN_TEMPERATURE = 1e-6  # below it logits / temperature overflow in float32
+
+
 def check_temperature(estimator: str, temperature: float) -> float:
-    """Temperatures must be positive finite numbers."""
+    """Temperatures must be finite numbers >= MIN_TEMPERATURE."""
     t = float(temperature)
-    if not (t > 0 and t < float("inf")):
+    if not (t >= MIN_TEMPERATURE and t < float("inf")):
         raise EstimatorError(
-            f"estimator '{estimator}': temperature must be a positive finite number, got "
-            f"{temperature!r}"
+            f"estimator '{estimator}': temperature must be a positive finite number >= "
+            f"{MIN_TEMPERATURE:g}, got {temperature!r}"
         )
     return t
 

@@ -7,6 +7,12 @@ class EstimatorError(ValueError):
     """Bad use of an estimator (unknown name, bad option, bad argument)."""
 
 
+class ContractError(EstimatorError):
+    """An estimator broke the contract (returned something other than an `EstimatorOutput`, or
+    a loss of the wrong shape): a bug in it, so the harness fails its cells; never recorded as
+    "not applicable"."""
+
+
 class UnsupportedDistributionError(EstimatorError):
     """The estimator does not apply to this distribution.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import traceback
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
@@ -40,6 +41,7 @@ class Registry(Generic[T]):
         self.error = error
         self._factories: dict[str, Callable[..., T]] = {}
         self._aliases: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._broken: dict[str, str] = {}  # plugins that failed to load: name -> reason
         self._plugins_loaded = False
 
     def register(
@@ -89,8 +91,18 @@ class Registry(Generic[T]):
             return
         self._plugins_loaded = True
         for ep in entry_points(group=self.group):
-            if ep.name not in self._factories:
+            if ep.name in self._factories:
+                continue
+            try:
                 self._factories[ep.name] = ep.load()
+            except Exception as err:  # one broken package must not break every command
+                last = traceback.format_exception_only(type(err), err)[-1].strip()
+                self._broken[ep.name] = f"entry point {ep.value!r} cannot be loaded: {last}"
+
+    def broken(self) -> dict[str, str]:
+        """Installed plugins that failed to load, with the reason (not in `available`)."""
+        self.load_plugins()
+        return dict(self._broken)
 
     def available(self) -> list[str]:
         """Sorted registered names, plugins included."""
@@ -102,6 +114,9 @@ class Registry(Generic[T]):
         with a suggestion."""
         self.load_plugins()
         name = self._aliases.get(name, (name, {}))[0]
+        if name in self._broken:
+            raise self.error(f"{self.kind} '{name}' is installed but broken: "
+                             f"{self._broken[name]}")
         if name not in self._factories:
             names = self.available()
             raise self.error(

@@ -16,8 +16,9 @@ A relaxed sample carries its log-space variable (s or y, `log_space`), from whic
 density is computed without underflow (`estimators.densities`).
 
 So the hard sample of REINFORCE and the forward value of straight-through Gumbel coincide for the
-same noise. Uniforms are clamped to [tiny, 1 - eps] of their dtype, so gumbel/logistic noise is
-finite in float32 and bfloat16 alike.
+same noise. Uniforms are drawn in float32 at least (float64 for float64) and clamped to
+[tiny, 1 - eps] of that precision; the maps run in it and cast their result to the parameters'
+dtype, so gumbel/logistic noise is finite and keeps its tail in bfloat16 and float16 too.
 """
 
 from __future__ import annotations
@@ -71,19 +72,24 @@ def noise_shape(q: Distribution, num_samples: int, streams: int = 1) -> torch.Si
     return shape
 
 
+def noise_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The precision base noise is drawn and mapped in for parameters of `dtype`: float32 for
+    the short dtypes (in bfloat16, 1% of uniforms would sit at 1 - eps and the Gumbel tail stop
+    at 4.8), float64 for float64."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def uniform(
     shape: torch.Size | tuple[int, ...],
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Uniforms in [tiny, 1 - eps] of `dtype`: the clamp happens after the cast, so rounding
-    to 1.0 in a short dtype cannot produce an infinite Gumbel or logistic variate."""
-    # Drawn in float32, or in float64 for float64 (a float32 draw is exactly 0 with chance
-    # 2^-24, which the clamp turns into a far-tail outlier at float64's tiny).
-    draw_dtype = torch.promote_types(dtype, torch.float32)
-    u = torch.rand(shape, dtype=draw_dtype, device=device, generator=generator).to(dtype)
-    info = torch.finfo(dtype)
+    """Uniforms in [tiny, 1 - eps] for parameters of `dtype`, held in `noise_dtype(dtype)`
+    (float32 at least), so no Gumbel or logistic variate is infinite or cut short."""
+    draw_dtype = noise_dtype(dtype)
+    u = torch.rand(shape, dtype=draw_dtype, device=device, generator=generator)
+    info = torch.finfo(draw_dtype)
     return u.clamp(info.tiny, 1.0 - info.eps)
 
 
@@ -105,21 +111,28 @@ def split_streams(noise: Tensor, streams: int) -> tuple[Tensor, ...]:
     return tuple(noise.chunk(streams, dim=0))
 
 
+def _wide(u: Tensor) -> Tensor:
+    return u.to(noise_dtype(u.dtype))
+
+
 def gumbel(u: Tensor) -> Tensor:
-    """Standard Gumbel variates from uniforms."""
-    return -torch.log(-torch.log(u))
+    """Standard Gumbel variates from uniforms, computed in float32 at least and returned in
+    u's dtype."""
+    return (-torch.log(-torch.log(_wide(u)))).to(u.dtype)
 
 
 def logistic(u: Tensor) -> Tensor:
-    """Standard logistic variates from uniforms."""
-    return torch.log(u) - torch.log1p(-u)
+    """Standard logistic variates from uniforms, computed in float32 at least and returned in
+    u's dtype."""
+    w = _wide(u)
+    return (torch.log(w) - torch.log1p(-w)).to(u.dtype)
 
 
 def _perturbed(base: Distribution, u: Tensor) -> Tensor:
-    """logits + Gumbel (categorical) or logits + logistic (Bernoulli) noise."""
-    if isinstance(base, Bernoulli):
-        return base.logits + logistic(u)
-    return base.logits + gumbel(u)
+    """logits + Gumbel (categorical) or logits + logistic (Bernoulli) noise; the noise is
+    mapped in its own precision and cast to the logits' dtype."""
+    noise = logistic(u) if isinstance(base, Bernoulli) else gumbel(u)
+    return base.logits + noise.to(base.logits.dtype)
 
 
 def hard_sample(q: Distribution, u: Tensor) -> Tensor:
@@ -150,7 +163,7 @@ def reparameterized_sample(q: Distribution, u: Tensor) -> Tensor:
     assert isinstance(base, Normal), "only Normal has an inverse-CDF reparameterization here"
     # ndtri has no bfloat16 kernel: short dtypes go through float32; float64 stays float64
     # (through float32, float64's tiny would underflow to 0 and give -inf).
-    eps = torch.special.ndtri(u.to(torch.promote_types(u.dtype, torch.float32))).to(u.dtype)
+    eps = torch.special.ndtri(_wide(u)).to(base.loc.dtype)
     return base.loc + base.scale * eps
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:  # the real import is deferred: it pulls in pandas
@@ -31,7 +32,7 @@ RunDir = Annotated[Path, typer.Argument(help="A run directory (it holds results.
 def _fail(message: str) -> typer.Exit:
     """Print a bad-input message to stderr; the caller raises the returned Exit(2)."""
     # soft_wrap: a message is one line however narrow the terminal (and greppable in logs)
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}",
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}",
                                                highlight=False)
     return typer.Exit(2)
 
@@ -60,7 +61,7 @@ def _comparison_table(result: Comparison) -> Table:
     caption = (f"change: B/A (ELBO: B - A); range: change ± {t.z:g} standard errors; limits: "
                f"time x{t.time:g}, variance x{t.variance:g}, ELBO -{t.bound:g} nats; "
                "*: no noise estimate (one seed, no IQR or CI), the limit alone decides")
-    table = Table(title=f"{result.run_b} against {result.run_a}", caption=caption,
+    table = Table(title=escape(f"{result.run_b} against {result.run_a}"), caption=caption,
                   box=box.SIMPLE_HEAD)
     table.add_column("objective / estimator / S", overflow="fold", min_width=20)
     for column in ("quantity", "A", "B", "change", "range", "verdict"):
@@ -69,7 +70,7 @@ def _comparison_table(result: Comparison) -> Table:
         name, scale = _SHOWN.get(row.quantity, (row.quantity, 1.0))
         ratio = row.quantity != "test ELBO"
         table.add_row(
-            f"{row.objective} / {row.estimator} / {row.num_samples}", name,
+            escape(f"{row.objective} / {row.estimator} / {row.num_samples}"), escape(name),
             f"{row.a * scale:.3g}", f"{row.b * scale:.3g}", _change(row.change, ratio),
             f"{_change(row.change_lo, ratio)}..{_change(row.change_hi, ratio)}",
             ("[bold red]REGRESSION[/]" if row.regression else "ok") + ("*" if row.note else ""),
@@ -96,7 +97,7 @@ def report(
         raise _fail(str(err)) from None
     console = Console(soft_wrap=True)
     for name, path in paths.items():
-        console.print(f"{name}: [bold]{path}[/]", highlight=False)
+        console.print(f"{name}: [bold]{escape(str(path))}[/]", highlight=False)
 
 
 def compare(
@@ -125,11 +126,11 @@ def compare(
     table = _comparison_table(result)
     console.print(table)
     for note in result.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {escape(note)}", highlight=False)
     if not result.ok:
         errors = Console(stderr=True, soft_wrap=True)
         errors.print(f"[bold red]{len(result.regressions)} regression(s):[/]")
         for line in result.regressions:
-            errors.print(f"  {line}", highlight=False)
+            errors.print(f"  {escape(line)}", highlight=False)
         raise typer.Exit(1)
     console.print("[green]no regression[/]")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -51,8 +52,10 @@ class NoData(Exception):
 
 @contextlib.contextmanager
 def style() -> Iterator[None]:
-    """The house style, scoped: global rcParams are left as they were."""
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+    """The house style, scoped: global rcParams are left as they were. Text is plain text:
+    labels are the user's, and a `$` in one would otherwise be parsed as mathtext."""
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85), \
+            mpl.rc_context({"text.parse_math": False}):
         yield
 
 

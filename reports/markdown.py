@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 
@@ -13,9 +14,14 @@ from reports.figures import RenderedFigure
 TEMPLATE = "report.md.j2"
 
 
+def md_text(value: object) -> str:
+    """Free text: HTML escaped, since Markdown renders inline HTML (a label `<img ...>`)."""
+    return html.escape(str(value), quote=False)
+
+
 def md_cell(value: object) -> str:
-    """A table cell: pipes escaped, no line breaks (either would break the row)."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    """A table cell: HTML escaped, pipes escaped, no line breaks (they would break the row)."""
+    return md_text(value).replace("|", "\\|").replace("\n", " ")
 
 
 def render_markdown(report: ReportData, target: Path) -> str:
@@ -27,6 +33,7 @@ def render_markdown(report: ReportData, target: Path) -> str:
         keep_trailing_newline=True,
     )
     env.filters["md_cell"] = md_cell
+    env.filters["md_text"] = md_text
 
     def figure_link(figure: RenderedFigure) -> str:
         return Path(os.path.relpath(figure.path, target.parent)).as_posix()

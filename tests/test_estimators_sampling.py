@@ -26,19 +26,20 @@ DTYPES = [torch.float32, torch.bfloat16]
 def test_ten_million_uniforms_give_finite_gumbel_and_logistic_noise(dtype) -> None:
     torch.manual_seed(60)
     u = sampling.uniform((10_000_000,), dtype)
-    assert u.dtype == dtype
+    assert u.dtype == torch.float32  # the noise of short dtypes is held in float32
     assert bool((u > 0).all()) and bool((u < 1).all())
     for name, noise in (("gumbel", sampling.gumbel(u)), ("logistic", sampling.logistic(u))):
-        assert noise.dtype == dtype
+        assert noise.dtype == u.dtype
         assert bool(torch.isfinite(noise).all()), f"{name} noise not finite in {dtype}"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_uniform_clamps_to_tiny_and_one_minus_eps(dtype, monkeypatch) -> None:
-    """torch.rand can return exactly 0, and a float32 uniform rounds to 1.0 in bfloat16: the
-    clamp maps both into [tiny, 1 - eps]. Forced here by replacing torch.rand."""
-    info = torch.finfo(dtype)
-    monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.tensor([0.0, 0.5, 0.9999999]))
+    """torch.rand can return exactly 0, and one uniform in 2^24 rounds to 1 - eps of float32:
+    the clamp to the noise's own precision maps 0 to its tiny and keeps 1 out. Forced here by
+    replacing torch.rand."""
+    info = torch.finfo(sampling.noise_dtype(dtype))
+    monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.tensor([0.0, 0.5, 1.0]))
     u = sampling.uniform((3,), dtype)
     assert float(u[0]) == info.tiny
     assert float(u[2]) == pytest.approx(1.0 - info.eps) and float(u[2]) < 1.0
@@ -105,9 +106,10 @@ def test_float64_noise_has_float64_resolution_and_finite_normal_samples() -> Non
 
 
 def test_draw_noise_follows_the_parameters_dtype() -> None:
-    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+    for dtype, held in ((torch.float32, torch.float32), (torch.float64, torch.float64),
+                        (torch.bfloat16, torch.float32), (torch.float16, torch.float32)):
         q = Bernoulli(logits=torch.zeros(2, dtype=dtype))
-        assert sampling.draw_noise(q, 3).dtype == dtype
+        assert sampling.draw_noise(q, 3).dtype == held
     q = Categorical(logits=torch.zeros(2, 5))
     assert sampling.draw_noise(q, 3).shape == (3, 2, 5)  # one uniform per category
 
@@ -199,3 +201,58 @@ def test_different_noise_gives_different_samples() -> None:
     a = estimators.get("reinforce")(q, lambda z: z.sum((-1, -2)), 20).samples
     b = estimators.get("reinforce")(q, lambda z: z.sum((-1, -2)), 20).samples
     assert not torch.equal(a, b)
+
+
+# Low precision: the noise is drawn and mapped in float32 and only the result is cast ----------
+
+SHORT = [torch.bfloat16, torch.float16]
+
+
+@pytest.mark.parametrize("dtype", SHORT)
+def test_gumbel_and_logistic_keep_their_tail_in_short_dtypes(dtype) -> None:
+    """P(G > 13) = 1 - exp(-e^-13) and P(L > 13) = 1 / (1 + e^13), about 2.3e-6 each: 10^7
+    draws exceed 13 with probability 1 - 1e-10. Drawn in the short dtype itself, the uniforms
+    stop at 1 - eps (1% of them in bfloat16) and the variates at 4.8."""
+    torch.manual_seed(62)
+    u = sampling.uniform((10_000_000,), dtype)
+    for name, noise in (("gumbel", sampling.gumbel(u)), ("logistic", sampling.logistic(u))):
+        assert bool(torch.isfinite(noise).all())
+        assert float(noise.max()) > 13, f"{name} tail cut at {float(noise.max())} in {dtype}"
+    assert float((u == u.max()).float().mean()) < 1e-5  # no pile at the clamp
+
+
+@pytest.mark.parametrize("dtype", SHORT)
+def test_rare_outcomes_keep_their_probability_in_short_dtypes(dtype) -> None:
+    """Logit gap 8: the rare outcome has probability 1 / (1 + e^8) = 3.4e-4 (softmax of the
+    logits, computed here in float64). A cut tail never draws it."""
+    torch.manual_seed(63)
+    n = 1_000_000
+    rare = 1.0 / (1.0 + torch.tensor(8.0, dtype=torch.float64).exp())
+    bound = 5 * float((rare * (1 - rare) / n).sqrt())
+    onehot = OneHotCategorical(logits=torch.tensor([[0.0, 8.0]], dtype=dtype).expand(n, 2),
+                               validate_args=False)
+    bernoulli = Bernoulli(logits=torch.full((n,), -8.0, dtype=dtype), validate_args=False)
+    for q, pick in ((onehot, lambda z: z[..., 0]), (bernoulli, lambda z: z)):
+        z = sampling.hard_sample(q, sampling.draw_noise(q, 1))
+        assert z.dtype == dtype
+        frequency = float(pick(z).double().mean())
+        assert abs(frequency - float(rare)) < bound, (type(q).__name__, dtype, frequency)
+
+
+@pytest.mark.parametrize("dtype", SHORT)
+@pytest.mark.parametrize("temperature", [1.0, 0.1])
+def test_hard_and_relaxed_samples_agree_up_to_ties_in_short_dtypes(dtype, temperature) -> None:
+    """For the same noise, the relaxed sample rounds to the Gumbel-max sample, except where
+    rounding to the short dtype ties the two largest coordinates (then the relaxed value at the
+    hard sample's category equals its maximum): never a different winner."""
+    torch.manual_seed(64)
+    logits = (torch.randn(200_000, 10) * 2).to(dtype)
+    q = OneHotCategorical(logits=logits, validate_args=False)
+    noise = sampling.draw_noise(q, 1)
+    hard = sampling.hard_sample(q, noise)
+    soft = sampling.relaxed_sample(q, noise, temperature)
+    assert soft.dtype == hard.dtype == dtype
+    disagree = (sampling.hard_of_relaxed(q, soft) != hard).any(-1)
+    at_hard = (soft * hard).sum(-1)
+    assert bool((at_hard[disagree] == soft.amax(-1)[disagree]).all())
+    assert float(disagree.float().mean()) < 2e-3

@@ -200,7 +200,7 @@ def read_npz_images(file: Path, split: str) -> np.ndarray:
                     f"expected {_NPZ_EXPECTED}"
                 )
             return np.asarray(archive[key])
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
         if isinstance(exc, DataError):  # DataError is a ValueError: let ours through untouched
             raise
         raise DataError(f"{file} could not be read ({exc}); expected {_NPZ_EXPECTED}") from exc
