@@ -24,6 +24,7 @@ from rich.table import Table
 import estimators
 from benchmarks import data as datasets
 from benchmarks import objectives
+from benchmarks.claims.console import claims, print_claims
 from benchmarks.objectives import ObjectiveError
 from benchmarks.store import StoreError
 from benchmarks.suite import SuiteError, available_suites, load_suite
@@ -72,6 +73,8 @@ def run(
     dashboard: Annotated[bool, typer.Option(help="Serve the Dask dashboard (local cluster)")]
     = False,
     report: Annotated[bool, typer.Option(help="Write the HTML/Markdown report at the end")] = True,
+    quick: Annotated[bool, typer.Option(help="Apply the suite's [quick] table (fewer steps, "
+                                        "replicas, seeds)")] = False,
 ) -> None:
     """Run a suite: every cell trained and measured, results in RUN_DIR/results.sqlite."""
     from benchmarks.executors import make_executor
@@ -84,7 +87,7 @@ def run(
     try:
         if suite is None and resume is None:
             suite = "standard"
-        spec = None if suite is None else load_suite(suite)
+        spec = None if suite is None else load_suite(suite, quick=quick)
         if spec is not None and data_path is not None:
             data = spec.data.model_copy(update={"path": data_path})
             spec = spec.model_copy(update={"data": data})
@@ -124,6 +127,7 @@ def run(
         finally:
             runner.close()
     _print_summary(run_dir)
+    print_claims(run_dir)  # findings, not failures: the exit status does not change
     if report:
         _write_report(run_dir)
     console.print(f"run directory: [bold]{run_dir}[/]")
@@ -214,6 +218,7 @@ def _register_report_commands() -> None:
 
 
 _register_report_commands()
+app.command()(claims)
 
 
 def main() -> None:

@@ -62,9 +62,9 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
     for obj in suite.objectives:
         for est in suite.estimators:
             for num_samples in est.num_samples or suite.num_samples:
-                reason = _applies(obj, est, num_samples)
+                reason = est.missing or _applies(obj, est, num_samples)
                 if reason is None and trainer is not None:
-                    why = _applies(obj, trainer, num_samples)
+                    why = trainer.missing or _applies(obj, trainer, num_samples)
                     reason = None if why is None else f"trainer {trainer.id}: {why}"
                 train = trainer or est
                 for seed in seeds if seeds is not None else suite.seeds:
