@@ -179,11 +179,12 @@ class QuickSpec(_Strict):
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _partial(self) -> QuickSpec:
-        TrainingSpec.model_validate(self.training)  # every key and value as strict as in full
-        MetricsSpec.model_validate(self.metrics)
-        return self
+    @field_validator("training", "metrics")
+    @classmethod
+    def _partial(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # every key and value as strict as in the full sections
+        {"training": TrainingSpec, "metrics": MetricsSpec}[info.field_name].model_validate(v)
+        return v
 
 
 def apply_quick(raw: dict[str, Any]) -> dict[str, Any]:

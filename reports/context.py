@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from reports.aggregate import final_values, load_suite_config, problems_of
+from reports.claims import ClaimTables, claim_tables
 from reports.figures import RenderedFigure, SkippedFigure
 from reports.glossary import NOTES
 from reports.tables import Table, frame_table, key_value_table, summary_tables
@@ -39,6 +40,7 @@ class ReportData:
     figures: list[RenderedFigure]
     skipped: list[SkippedFigure]
     notes: tuple[tuple[str, str], ...] = field(default=NOTES)
+    claims: ClaimTables = field(default_factory=ClaimTables)
 
 
 def _text(value: Any) -> str:
@@ -123,4 +125,5 @@ def collect(
         reference_note=reference_note(frame),
         figures=figures,
         skipped=skipped,
+        claims=claim_tables(run_dir),
     )

@@ -344,8 +344,9 @@ def _against_value(label: str, a: Sample, claim: Claim, level: float) -> Part:
         p = 0.0 if band[0] < e.mean < band[1] else 1.0
     numbers["method"] = f"{method}; band {_g(_back(band[0], e.scale))}.." \
                         f"{_g(_back(band[1], e.scale))} (±{100 * tol:g}%)"
-    return Part(label, verdict, difference=_back(e.mean, e.scale) - value, lo=_back(lo, e.scale),
-                hi=_back(hi, e.scale), p=p, **numbers | {"scale": "linear"})
+    return Part(label, verdict, difference=_back(e.mean, e.scale) - value,
+                lo=_back(lo, e.scale) - value, hi=_back(hi, e.scale) - value, p=p,
+                **numbers | {"scale": "linear"})  # reported in the metric's own units
 
 
 # ------------------------------------------------------------------------------ claims
