@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reports.aggregate import load, load_cells, load_runs, run_dirs, summary_table
+from reports.aggregate import (
+    load,
+    load_cells,
+    load_runs,
+    load_suite_config,
+    run_dirs,
+    summary_table,
+)
 from reports.errors import ReportError
 
 REPORT_DIRNAME = "report"
@@ -29,6 +36,7 @@ def write_report(
     from reports.html import render_html
     from reports.markdown import render_markdown
     from reports.palette import estimator_palette
+    from reports.paper_figures import draw_paper_figures
 
     if image_format not in IMAGE_FORMATS:
         raise ReportError(f"image format {image_format!r} is not supported; "
@@ -47,6 +55,10 @@ def write_report(
     # Built from every cell's label (failed ones too), so colours do not depend on outcomes.
     palette = estimator_palette(cells["estimator"].dropna())
     figures, skipped = draw_all(frame, figures_dir, image_format, palette)
+    if not frame.empty:  # the paper suites' own figures come first
+        paper, not_drawn = draw_paper_figures(frame, load_suite_config(run_dir), figures_dir,
+                                              image_format, palette)
+        figures, skipped = paper + figures, not_drawn + skipped
     summary = summary_table(frame)
     data = collect(run_dir, cells, frame, summary, load_runs(run_dir), figures, skipped)
 

@@ -101,21 +101,25 @@ def test_compare_over_seeds(tmp_path: Path, left, relation, right, verdict) -> N
     (part,) = result.parts
     assert part.left == pytest.approx(np.mean(left)) and part.right == pytest.approx(
         np.mean(right))
-    # the oracle: scipy's Welch test, one-sided in the claimed direction
+    # the oracle: scipy's paired t test (the same seeds on both sides), one-sided
     alternative = "greater" if relation == ">" else "less"
-    welch = stats.ttest_ind(left, right, equal_var=False, alternative=alternative)
-    assert part.p == pytest.approx(welch.pvalue, rel=1e-9)
-    assert part.lo < part.difference < part.hi
-    assert "Welch t over seeds (n = 3, 3)" in part.method
+    paired = stats.ttest_rel(left, right, alternative=alternative)
+    assert part.p == pytest.approx(paired.pvalue, rel=1e-9)
+    ci = stats.ttest_rel(left, right).confidence_interval(0.95)
+    assert (part.lo, part.hi) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    assert "paired t over seeds (n = 3)" in part.method
 
 
-def test_welch_interval_matches_scipy(tmp_path: Path) -> None:
+def test_welch_when_the_seeds_differ(tmp_path: Path) -> None:
     run = fabricate(tmp_path, [COMPARE], {("toy", "reinforce"): seeds(HIGH),
                                           ("toy", "reinforce-loo"): seeds(SIMILAR + [0.9])})
     (part,) = check_run(run)[0].parts
+    assert "Welch t over seeds (n = 3, 4)" in part.method
     welch = stats.ttest_ind(HIGH, SIMILAR + [0.9], equal_var=False)
     ci = welch.confidence_interval(0.95)
     assert (part.lo, part.hi) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    one_sided = stats.ttest_ind(HIGH, SIMILAR + [0.9], equal_var=False, alternative="greater")
+    assert part.p == pytest.approx(one_sided.pvalue, rel=1e-9)
 
 
 def test_not_run_when_absent_failed_or_not_registered(tmp_path: Path) -> None:

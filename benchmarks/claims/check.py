@@ -7,8 +7,10 @@ A claim splits into parts: one per objective (`objectives`), per checkpoint (ste
 for a trend, per consecutive pair of cells. Each part is an interval at level 1 - alpha / parts
 (Bonferroni, so a claim is called "not reproduced" by chance with probability at most alpha):
 
-- the seeds' spread (every cell with >= 2 ok seeds): the seed mean, its standard error and
-  Welch's t interval for a difference (a one-sample t interval against a value);
+- the seeds' spread (every cell with >= 2 ok seeds): a paired t interval of the differences
+  seed by seed when both cells ran the same seeds (they share initialisation and data order),
+  else Welch's t interval of the difference of seed means; a one-sample t interval against a
+  value;
 - otherwise the metric's own 95% interval (`<metric>_ci_lo/hi`, e.g. the total variance's), read
   as a normal interval on the log10 scale where it is positive: se = width / (2 x 1.96), and for
   several seeds the mean of their estimates. A log10 metric uses the log10 of the interval.
@@ -142,6 +144,7 @@ class Sample:
     """One cell's metric over its ok seeds, with each seed's 95% interval where stored."""
 
     name: str
+    seeds: tuple[int, ...]
     values: np.ndarray
     intervals: np.ndarray | None  # (n, 2) or None
     interval_is_log10: bool  # the interval is of 10**value
@@ -189,7 +192,8 @@ def _sample(data: RunData, ref: CellRef, objective: str, metric: str,
         raise NotRun(f"{name}: {metric} is not finite ({values[0]})")
     values_arr = np.asarray(values)[finite]
     box = np.asarray(intervals)[finite] if len(intervals) == len(values) else None
-    return Sample(name, values_arr, box, log10)
+    seeds = tuple(int(s) for s, keep in zip(ok["seed"], finite, strict=True) if keep)
+    return Sample(name, seeds, values_arr, box, log10)
 
 
 # ------------------------------------------------------------------------------ statistics
@@ -276,6 +280,8 @@ def _back(x: float, scale: str) -> float:
 
 def _method(route: str, samples: list[Sample], level: float) -> str:
     conf = f"{100 * (1 - level):.4g}% interval"
+    if route == "paired":
+        return f"{conf}, paired t over seeds (n = {len(samples[0].values)})"
     if route == "seeds":
         ns = ", ".join(str(len(s.values)) for s in samples)
         test = "Welch t" if len(samples) == 2 else "one-sample t"
@@ -307,9 +313,16 @@ def _compare(label: str, a: Sample, b: Sample, sign: int, noise: str, level: flo
     log_scale = route == "interval" and _positive_intervals([a, b])
     ea, eb = _estimate(a, route, log_scale), _estimate(b, route, log_scale)
     scale = ea.scale
+    numbers = {"left": _back(ea.mean, scale), "right": _back(eb.mean, scale), "scale": scale}
+    if route == "seeds" and a.seeds == b.seeds and len(set(a.seeds)) == len(a.seeds):
+        # The same seeds on both sides share their initialisation and data order: the
+        # differences seed by seed are independent, and free of that shared spread.
+        d = a.values - b.values
+        return _directional(label, float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))),
+                            len(d) - 1.0, sign, level, **numbers,
+                            method=_method("paired", [a, b], level))
     return _directional(label, ea.mean - eb.mean, math.hypot(ea.se, eb.se), _welch_dof(ea, eb),
-                        sign, level, left=_back(ea.mean, scale), right=_back(eb.mean, scale),
-                        scale=scale, method=_method(route, [a, b], level))
+                        sign, level, **numbers, method=_method(route, [a, b], level))
 
 
 def _against_value(label: str, a: Sample, claim: Claim, level: float) -> Part:
