@@ -92,6 +92,8 @@ def run(
         help="Training steps overriding the suite (recorded in the run)")] = None,
     image_format: Annotated[str, typer.Option(help="Report figures: png | svg | pdf")] = "png",
     dpi: Annotated[int | None, typer.Option(help="Report figure resolution (png)")] = None,
+    quick: Annotated[bool, typer.Option(help="Apply the suite's [quick] table (fewer steps, "
+                                        "replicas, seeds)")] = False,
 ) -> None:
     """Run a suite: every cell trained and measured, results in RUN_DIR/results.sqlite."""
     from benchmarks.cli_plan import apply_overrides
@@ -111,7 +113,7 @@ def run(
         if resume is not None and (estimator or objective or steps is not None):
             raise ValueError("--estimator, --objective and --steps change the suite; a resumed "
                              "run keeps the suite stored in its directory")
-        spec = None if suite is None else load_suite(suite)
+        spec = None if suite is None else load_suite(suite, quick=quick)
         if spec is not None and resume is None:  # overrides go into the stored suite
             spec = apply_overrides(spec, estimator, objective, seed_list, steps)
             seed_list = None
@@ -167,6 +169,9 @@ def run(
         finally:
             runner.close()
     _print_summary(run_dir)
+    from benchmarks.claims.console import print_claims
+
+    print_claims(run_dir)  # findings, not failures: the exit status does not change
     if report:
         _write_report(run_dir, image_format, dpi)
     console.print(f"run directory: [bold]{escape(str(run_dir))}[/]")
@@ -247,6 +252,14 @@ def _register_report_commands() -> None:
 
 
 _register_report_commands()
+
+
+@app.command()
+def claims(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> None:
+    """Check the claims of a run's suite: exit 1 when a claim is not reproduced (for CI)."""
+    from benchmarks.claims.console import claims as check
+
+    check(run_dir)
 
 
 def main() -> None:

@@ -65,6 +65,18 @@ def _applies(objective_spec: Any, estimator_spec: Any, num_samples: int) -> str 
     return None
 
 
+def _temperature(spec: Any, schedule: dict[str, float] | None) -> Any:
+    """The temperature the estimator of `spec` runs at (`temperature_of`); None for an optional
+    estimator that is not registered, or a plugin that cannot be built (its cells fail with
+    the reason, see `_Broken`)."""
+    if spec.missing is not None:
+        return None
+    try:
+        return temperature_of(spec.name, spec.options, schedule)
+    except Exception:
+        return None
+
+
 def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
     """Every (objective, estimator, seed, num_samples) cell of the suite. Cells record the
     data's content hash, so they are identified by the data, not by where it was read (this
@@ -79,15 +91,15 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
             for num_samples in est.num_samples or suite.num_samples:
                 failure = None
                 try:
-                    reason = _applies(obj, est, num_samples)
+                    reason = est.missing or _applies(obj, est, num_samples)
                     if reason is None and trainer is not None:
-                        why = _applies(obj, trainer, num_samples)
+                        why = trainer.missing or _applies(obj, trainer, num_samples)
                         reason = None if why is None else f"trainer {trainer.id}: {why}"
                 except _Broken as err:
                     reason, failure = None, str(err)
                 train = trainer or est
-                temperature = temperature_of(est.name, est.options, schedule)
-                trainer_temperature = temperature_of(train.name, train.options, schedule)
+                temperature = _temperature(est, schedule)
+                trainer_temperature = _temperature(train, schedule)
                 for seed in seeds if seeds is not None else suite.seeds:
                     config = {
                         "suite": suite.name, "protocol": suite.protocol,

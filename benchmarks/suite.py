@@ -13,11 +13,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 import estimators
 from benchmarks import data as datasets
 from benchmarks import objectives
+from benchmarks.claims import Claim, errors_against
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
@@ -108,6 +118,9 @@ class ObjectiveSpec(_Strict):
 
 
 class EstimatorSpec(_Strict):
+    # optional: an estimator that may not be registered (not implemented yet, plugin missing):
+    # then its cells are recorded as not applicable, with the reason, and its claims not run.
+    optional: bool = False
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
     label: str | None = None
@@ -119,8 +132,18 @@ class EstimatorSpec(_Strict):
 
     @field_validator("name")
     @classmethod
-    def _known(cls, v: str) -> str:
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        if info.data.get("optional") and v not in estimators.available():
+            return v
         return _check_name("estimator", v, estimators.available())
+
+    @property
+    def missing(self) -> str | None:
+        """Why an optional estimator cannot run (it is not registered), else None."""
+        if self.name in estimators.available():
+            return None
+        return (f"optional estimator {self.name!r} is not registered (not implemented in this "
+                "version, or its plugin is not installed)")
 
     @field_validator("num_samples")
     @classmethod
@@ -131,7 +154,8 @@ class EstimatorSpec(_Strict):
 
     @model_validator(mode="after")
     def _buildable(self) -> EstimatorSpec:
-        _build(self.name, self.options, estimators.get)
+        if self.missing is None:
+            _build(self.name, self.options, estimators.get)
         return self
 
     def own_training(self) -> dict[str, Any]:
@@ -142,9 +166,12 @@ class EstimatorSpec(_Strict):
     @property
     def id(self) -> str:
         """The label results use: `label`, else the canonical name (aliases resolved: u2g is
-        disarm) with its non-default options (reinforce-loo)."""
+        disarm) with its non-default options (reinforce-loo); an unregistered optional
+        estimator: its name and option values."""
         if self.label:
             return self.label
+        if self.missing is not None:
+            return "-".join([self.name, *(str(v) for _, v in sorted(self.options.items()))])
         name, options = estimators.registry.resolve(self.name, self.options)
         return _label(name, options, estimators.registry.factory)
 
@@ -208,9 +235,36 @@ class MetricsSpec(_Strict):
         return self
 
 
+class QuickSpec(_Strict):
+    """`[quick]`: what `estibench run NAME --quick` overrides (fewer steps, replicas, seeds)."""
+
+    seeds: list[int] | None = Field(None, min_length=1)
+    training: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("training", "metrics")
+    @classmethod
+    def _partial(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # every key and value as strict as in the full sections
+        {"training": TrainingSpec, "metrics": MetricsSpec}[info.field_name].model_validate(v)
+        return v
+
+
+def apply_quick(raw: dict[str, Any]) -> dict[str, Any]:
+    """The raw suite with its `[quick]` overrides applied and mode = "quick" (stored so)."""
+    quick = raw.get("quick") or {}
+    out = dict(raw, mode="quick")
+    if quick.get("seeds") is not None:
+        out["seeds"] = quick["seeds"]
+    for section in ("training", "metrics"):
+        out[section] = {**raw.get(section, {}), **quick.get(section, {})}
+    return out
+
+
 class Suite(_Strict):
     name: str
     description: str = ""
+    mode: Literal["full", "quick"] = "full"
     protocol: Literal["independent", "shared"] = "independent"
     train_with: str | None = None  # shared protocol: the estimator label that trains
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
@@ -220,6 +274,8 @@ class Suite(_Strict):
     metrics: MetricsSpec = MetricsSpec()
     objectives: list[ObjectiveSpec] = Field(min_length=1)
     estimators: list[EstimatorSpec] = Field(min_length=1)
+    claims: list[Claim] = Field(default_factory=list)
+    quick: QuickSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Suite:
@@ -248,6 +304,10 @@ class Suite(_Strict):
                 raise ValueError("protocol 'shared' needs train_with = one of the estimator "
                                  f"labels: {', '.join(labels)}")
             _check_name("train_with estimator", self.train_with, labels)
+        errors = [InitErrorDetails(type=PydanticCustomError("claim", message), loc=loc,
+                                   input=value) for loc, message, value in errors_against(self)]
+        if errors:  # raised as a ValidationError: each keeps its field path (claims.0.metric)
+            raise ValidationError.from_exception_data("Suite", errors)
         return self
 
     def estimator(self, label: str) -> EstimatorSpec:
@@ -329,17 +389,24 @@ def _format(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_suite(raw: dict[str, Any], source: str = "<dict>") -> Suite:
-    """Validate a suite given as a dict (the parsed TOML)."""
+def parse_suite(raw: dict[str, Any], source: str = "<dict>", quick: bool = False) -> Suite:
+    """Validate a suite given as a dict (the parsed TOML); `quick` applies its `[quick]`."""
+    if quick:
+        if not raw.get("quick"):
+            raise SuiteError(f"suite {source} has no [quick] table: it has no quick mode")
+        raw = apply_quick(raw)
     try:
         return Suite.model_validate(raw)
     except ValidationError as err:
         raise SuiteError(_format(err, source)) from None
 
 
-def load_suite(name_or_path: str | Path | Suite) -> Suite:
-    """Load and validate a suite by shipped name, by path, or pass a `Suite` through."""
+def load_suite(name_or_path: str | Path | Suite, quick: bool = False) -> Suite:
+    """Load and validate a suite by shipped name, by path, or pass a `Suite` through;
+    `quick` applies the suite's `[quick]` overrides."""
     if isinstance(name_or_path, Suite):
+        if quick:
+            return parse_suite(name_or_path.model_dump(), name_or_path.name, quick=True)
         return name_or_path
     path = suite_path(name_or_path)
     try:
@@ -349,4 +416,4 @@ def load_suite(name_or_path: str | Path | Suite) -> Suite:
     except UnicodeDecodeError as err:
         raise SuiteError(f"suite {str(path)!r} is not UTF-8 text: {err}") from None
     raw.setdefault("name", path.stem)
-    return parse_suite(raw, repr(str(path)))
+    return parse_suite(raw, repr(str(path)), quick=quick)

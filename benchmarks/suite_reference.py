@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from benchmarks import suite as s
+from benchmarks.claims.model import CellRef, Claim
 
 # (TOML table, model), in the order a suite file reads.
 SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
@@ -26,6 +27,9 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[metrics]", s.MetricsSpec),
     ("[[objectives]]", s.ObjectiveSpec),
     ("[[estimators]]", s.EstimatorSpec),
+    ("[[claims]]", Claim),
+    ("[claims.left], [claims.right], [[claims.cells]]", CellRef),
+    ("[quick]", s.QuickSpec),
 )
 
 DESCRIPTIONS: dict[str, dict[str, str]] = {
@@ -42,6 +46,37 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "metrics": "the [metrics] table",
         "objectives": "the [[objectives]] entries",
         "estimators": "the [[estimators]] entries",
+        "claims": "the [[claims]] entries: published statements checked on every run",
+        "quick": "the [quick] table: what `estibench run NAME --quick` overrides",
+        "mode": "full, or quick when the [quick] overrides were applied (set by --quick)",
+    },
+    "Claim": {
+        "statement": "the claim in words, as the report prints it",
+        "source": "where it is published (paper, table or figure)",
+        "metric": "the metric compared (a stored metric name, e.g. grad/encoder/snr_norm)",
+        "step": "final, every (each checkpoint) or one checkpoint",
+        "objectives": "repeat the claim for each of these objective labels (cells naming none)",
+        "left": "compare / value claims: the first cell",
+        "relation": "<, > or == (== needs tolerance)",
+        "right": "compare claims: the second cell",
+        "value": "value claims: the number the metric is compared with",
+        "tolerance": "== claims: the relative tolerance",
+        "cells": "trend claims: the cells in order",
+        "direction": "trend claims: increasing or decreasing along cells",
+        "noise": "auto (seeds when there are several, else the metric's interval), seeds, or "
+                 "interval",
+        "alpha": "the family-wise level over the claim's parts",
+    },
+    "CellRef": {
+        "objective": "objective label (default: each of the claim's objectives)",
+        "estimator": "estimator label",
+        "num_samples": "S, when the estimator runs with several",
+        "step": "this cell's step instead of the claim's",
+    },
+    "QuickSpec": {
+        "seeds": "the seeds of a quick run",
+        "training": "[training] keys overridden in a quick run",
+        "metrics": "[metrics] keys overridden in a quick run",
     },
     "DataSpec": {
         "name": "dataset (`estibench list datasets`)",
@@ -93,6 +128,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "options": "keyword options of the estimator",
         "label": "the name results use (default: the name and its non-default options)",
         "num_samples": "numbers of samples for this estimator (overrides the suite's)",
+        "optional": "true: a name that is not registered (not implemented yet, plugin missing) "
+                    "is recorded as not applicable and its claims as not run",
         "optimizer": "the optimizer of the estimator's own parameters (a baseline network, a "
                      "control variate), trained from its aux_loss alone",
         "learning_rate": "their learning rate (default: the estimator's, from its paper)",

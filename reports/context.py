@@ -13,6 +13,7 @@ import pandas as pd
 
 from reports.aggregate import final_values, load_suite_config, problems_of
 from reports.bias import bias_summary
+from reports.claims import ClaimTables, claim_tables
 from reports.conventions import conventions
 from reports.figures import RenderedFigure, SkippedFigure
 from reports.glossary import NOTES
@@ -53,6 +54,7 @@ class ReportData:
     figures: list[RenderedFigure]
     skipped: list[SkippedFigure]
     notes: tuple[tuple[str, str], ...] = field(default=NOTES)
+    claims: ClaimTables = field(default_factory=ClaimTables)
 
 
 def _text(value: Any) -> str:
@@ -161,4 +163,5 @@ def collect(
         busy_note=busy_note(frame),
         figures=figures,
         skipped=skipped,
+        claims=claim_tables(run_dir),
     )

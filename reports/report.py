@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reports.aggregate import load, load_cells, load_runs, run_dirs, summary_table
+from reports.aggregate import (
+    load,
+    load_cells,
+    load_runs,
+    load_suite_config,
+    run_dirs,
+    summary_table,
+)
 from reports.errors import ReportError
 
 REPORT_DIRNAME = "report"
@@ -32,6 +39,7 @@ def write_report(
     from reports.html import render_html
     from reports.markdown import render_markdown
     from reports.palette import estimator_palette
+    from reports.paper_figures import draw_paper_figures
 
     if image_format not in IMAGE_FORMATS:
         raise ReportError(f"image format {image_format!r} is not supported; "
@@ -54,6 +62,10 @@ def write_report(
                                     DPI if dpi is None else dpi)
     except ValueError as err:  # a bad dpi
         raise ReportError(str(err)) from None
+    if not frame.empty:  # the paper suites' own figures come first
+        paper, not_drawn = draw_paper_figures(frame, load_suite_config(run_dir), figures_dir,
+                                              image_format, palette)
+        figures, skipped = paper + figures, not_drawn + skipped
     summary = summary_table(frame)
     data = collect(run_dir, cells, frame, summary, load_runs(run_dir), figures, skipped)
 

@@ -2,8 +2,15 @@
 
 - bernoulli_toy: maximise -E_{b ~ Bern(sigmoid(phi))}[(b - t)^2], the REBAR/RELAX toy (t = 0.499,
   phi initialised at 0 as in the RELAX code). Exact value -(p (1 - t)^2 + (1 - p) t^2).
-- gaussian_toy: maximise -E_{x ~ N(mu, sigma^2)}[(x - k)^2] (Mohamed et al. 2020, section 3).
-  Exact value -((mu - k)^2 + sigma^2); parameters are (mu, log sigma).
+- gaussian_toy: maximise -E_{x ~ N(mu, sigma^2)}[c(x)] (Mohamed et al. 2020, section 3) with the
+  cost c chosen by `cost` and k = `target`, each with its expectation in closed form:
+  quadratic (x - k)^2: (mu - k)^2 + sigma^2;
+  exp exp(-k x^2): exp(-k mu^2 / (1 + 2 k sigma^2)) / sqrt(1 + 2 k sigma^2) (complete the square
+    in the Gaussian integral; finite for 1 + 2 k sigma^2 > 0);
+  cos cos(k x): cos(k mu) exp(-k^2 sigma^2 / 2) (the real part of E e^{ikx}, the characteristic
+    function). Parameters are (mu, log sigma); `parameters` = "mean" or "scale" makes only one
+    of them the distribution parameter (the other fixed), so the gradient statistics are those
+    of that coordinate alone (Mohamed et al.'s mean and scale panels).
 - dirichlet_toy: maximise -E_{z ~ Dirichlet(alpha)}[||z - c||^2], a latent with no uniform noise
   map: pathwise uses torch's implicit reparameterization (Figurnov et al. 2018) and reinforce
   q.sample(). Exact value from the Dirichlet moments, E z_i = alpha_i / alpha_0 and
@@ -76,29 +83,64 @@ class BernoulliToy(_Toy):
 
 
 class GaussianToy(_Toy):
-    """-E_{x ~ N(mu, sigma^2)}[(x - k)^2]; params (dims, 2) = (mu, log sigma)."""
+    """-E_{x ~ N(mu, sigma^2)}[cost(x)]; params (dims, 2) = (mu, log sigma), or (dims, 1) with
+    `parameters` = "mean" (mu) or "scale" (log sigma)."""
 
     name = "gaussian_toy"
+    COSTS = ("quadratic", "exp", "cos")
+    PARAMETERS = ("both", "mean", "scale")
 
     def __init__(
-        self, mean: float = 1.0, std: float = 1.0, target: float = 0.0, dims: int = 1
+        self, mean: float = 1.0, std: float = 1.0, target: float = 0.0, dims: int = 1,
+        cost: str = "quadratic", parameters: str = "both",
     ) -> None:
         super().__init__(dims)
         if not float(std) > 0:
             raise ObjectiveError(f"std must be > 0, got {std!r}")
+        if cost not in self.COSTS:
+            raise ObjectiveError(f"cost must be one of {', '.join(self.COSTS)}, got {cost!r}")
+        if parameters not in self.PARAMETERS:
+            raise ObjectiveError(f"parameters must be one of {', '.join(self.PARAMETERS)}, "
+                                 f"got {parameters!r}")
+        if cost == "exp" and not 1 + 2 * float(target) * float(std) ** 2 > 0:
+            raise ObjectiveError(f"cost 'exp' needs 1 + 2 target std^2 > 0 (a finite "
+                                 f"expectation), got target={target!r}, std={std!r}")
         self.target = float(target)
-        init = torch.tensor([float(mean), float(torch.tensor(float(std)).log())])
-        self.phi = nn.Parameter(init.repeat(self.dims, 1))
+        self.cost_name = cost
+        self.parameters_learned = parameters
+        init = torch.tensor([float(mean), float(torch.tensor(float(std)).log())]).repeat(dims, 1)
+        learned = {"both": [0, 1], "mean": [0], "scale": [1]}[parameters]
+        self.phi = nn.Parameter(init[:, learned].clone())
+        self.register_buffer("fixed", init)  # the coordinates that are not learned
+
+    def _mean_log_std(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        if self.parameters_learned == "both":
+            return params[..., 0], params[..., 1]
+        if self.parameters_learned == "mean":
+            return params[..., 0], self.fixed[..., 1].expand_as(params[..., 0])
+        return self.fixed[..., 0].expand_as(params[..., 0]), params[..., 0]
 
     def distribution(self, params: Tensor) -> Distribution:
-        return Normal(params[..., 0], params[..., 1].exp(), validate_args=False)
+        mu, log_std = self._mean_log_std(params)
+        return Normal(mu, log_std.exp(), validate_args=False)
 
     def cost(self, z: Tensor) -> Tensor:
-        return (z - self.target) ** 2
+        k = self.target
+        if self.cost_name == "exp":
+            return torch.exp(-k * z**2)
+        if self.cost_name == "cos":
+            return torch.cos(k * z)
+        return (z - k) ** 2
 
     def exact(self, x: Tensor | None = None, params: Tensor | None = None) -> Tensor:
-        p = self.phi if params is None else params
-        return -((p[..., 0] - self.target) ** 2 + (2 * p[..., 1]).exp())
+        mu, log_std = self._mean_log_std(self.phi if params is None else params)
+        var, k = (2 * log_std).exp(), self.target
+        if self.cost_name == "exp":
+            scale = 1 + 2 * k * var
+            return -torch.exp(-k * mu**2 / scale) / scale.sqrt()
+        if self.cost_name == "cos":
+            return -torch.cos(k * mu) * torch.exp(-(k**2) * var / 2)
+        return -((mu - k) ** 2 + var)
 
 
 class DirichletToy(_Toy):
