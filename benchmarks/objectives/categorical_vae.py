@@ -15,6 +15,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, OneHotCategorical
 
+from estimators import sampling
+
 from .base import DiscreteLatentModel
 from .likelihoods import bernoulli_log_likelihood
 from .networks import mlp
@@ -48,8 +50,7 @@ class CategoricalVAE(DiscreteLatentModel):
         return self.encoder(x).unflatten(-1, (self.variables, self.categories))
 
     def distribution(self, params: Tensor) -> Distribution:
-        return Independent(OneHotCategorical(logits=params, validate_args=False), 1,
-                           validate_args=False)
+        return Independent(sampling.one_hot_categorical(params), 1, validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:
         def uniform(dtype: torch.dtype, device: torch.device) -> Distribution:

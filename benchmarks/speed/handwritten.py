@@ -10,8 +10,10 @@ no checks). Target: estibench within 1.1x.
 
 Method: the two steps are called alternately, call by call, in one process (the order swapped
 every round, gradients cleared before each call), and the ratio is that of the medians of the
-per-call times; so a change of the machine's load hits both sides alike. The load average is
-printed before and after each batch size.
+per-call times; so a change of the machine's load hits both sides alike. Times are the CPU time
+of the calling thread (`time.thread_time`; with one intra-op thread torch computes forward and
+backward on it), which a busy machine's preemptions do not inflate; `--clock wall` takes
+`time.perf_counter` instead. The load average is printed before and after each batch size.
 """
 
 from __future__ import annotations
@@ -220,17 +222,17 @@ CASES = [
 ]
 
 
-def interleaved(objective, steps: dict[str, Step], calls: int, warmup: int = 10
-                ) -> dict[str, list[float]]:
+def interleaved(objective, steps: dict[str, Step], calls: int, warmup: int = 10,
+                clock: Callable[[], float] = time.thread_time) -> dict[str, list[float]]:
     """Seconds of each call of each step, called alternately (order reversed every round)."""
     names = list(steps)
     times: dict[str, list[float]] = {name: [] for name in names}
     for i in range(warmup + calls):
         for name in (names if i % 2 == 0 else names[::-1]):
             objective.zero_grad(set_to_none=True)
-            start = time.perf_counter()
+            start = clock()
             steps[name]()
-            elapsed = time.perf_counter() - start
+            elapsed = clock() - start
             if i >= warmup:
                 times[name].append(elapsed)
     objective.zero_grad(set_to_none=True)
@@ -249,10 +251,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300,
                         help="timed calls per side at batch 32 (scaled down for larger batches)")
     parser.add_argument("--only", default="", help="run the cases whose label contains this")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="per-call thread CPU time (default) or wall time")
     args = parser.parse_args()
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); medians of "
-          f"per-call times, the two sides interleaved call by call")
+          f"per-call {args.clock} times, the two sides interleaved call by call")
     for batch in (int(b) for b in args.batch.split(",")):
         calls = max(50, args.calls * 32 // batch) if batch > 32 else args.calls
         print(f"\nbatch {batch}, {calls} calls per side; load average before: {load()}")
@@ -262,7 +267,7 @@ def main() -> None:
             if args.only not in case.label:
                 continue
             objective, ours, plain = case.build(batch)
-            t = interleaved(objective, {"ours": ours, "plain": plain}, calls)
+            t = interleaved(objective, {"ours": ours, "plain": plain}, calls, clock=clock)
             lib, ref = statistics.median(t["ours"]), statistics.median(t["plain"])
             print(f"{case.label:52s} {lib * 1e3:12.3f} {ref * 1e3:9.3f} {lib / ref:6.2f}x",
                   flush=True)
