@@ -148,6 +148,11 @@ class _Cell:
         optimizer_cls = torch.optim.Adam if cfg["optimizer"] == "adam" else torch.optim.SGD
         optimizer = optimizer_cls(parameters, lr=cfg["learning_rate"]) if parameters else None
         batches = None if self.is_toy else self.batches()
+        # compile: the forward (objective and estimator) compiled once; a temperature schedule
+        # changes a guarded float, so it recompiles (and falls back to eager past dynamo's
+        # recompile limit).
+        estimate = (torch.compile(self.objective.estimate) if cfg.get("compile")
+                    else self.objective.estimate)
         self.trainer.train()
         started = time.perf_counter()
         for step in range(steps + 1):
@@ -157,7 +162,7 @@ class _Cell:
                 break
             _set_temperature(self.trainer, temperature_at(cfg["temperature"], step))
             x = None if batches is None else next(batches)
-            out = self.objective.estimate(x, self.trainer, S)
+            out = estimate(x, self.trainer, S)
             loss = -out.loss.mean()
             if out.aux_loss is not None:
                 loss = loss + out.aux_loss.mean()
