@@ -151,7 +151,7 @@ class _Cell:
         # compile: the forward (objective and estimator) compiled once; a temperature schedule
         # changes a guarded float, so it recompiles (and falls back to eager past dynamo's
         # recompile limit).
-        estimate = (torch.compile(self.objective.estimate) if cfg.get("compile")
+        estimate = (torch.compile(self.objective.estimate, dynamic=False) if cfg.get("compile")
                     else self.objective.estimate)
         self.trainer.train()
         started = time.perf_counter()

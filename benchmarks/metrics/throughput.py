@@ -164,7 +164,7 @@ def throughput(
         compile_seconds = 0.0
         if compile:
             backend = "inductor" if compile is True else compile
-            forward = torch.compile(surrogate, backend=backend)
+            forward = torch.compile(surrogate, backend=backend, dynamic=False)
             started = time.perf_counter()
             forward().backward()  # compiles (timed apart from the measurement)
             compile_seconds = time.perf_counter() - started
