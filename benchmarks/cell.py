@@ -192,6 +192,11 @@ class _Cell:
             own_cfg.get("optimizer", "adam"), own,
             own_cfg.get("learning_rate") or self.trainer.aux_learning_rate(cfg["learning_rate"]))
         batches = None if self.is_toy else self.batches()
+        # compile: the forward (objective and estimator) compiled once; a temperature schedule
+        # changes a guarded float, so it recompiles (and falls back to eager past dynamo's
+        # recompile limit).
+        estimate = (torch.compile(self.objective.estimate, dynamic=False) if cfg.get("compile")
+                    else self.objective.estimate)
         self.trainer.train()
         started = time.perf_counter()
         for step in range(steps + 1):
@@ -201,7 +206,7 @@ class _Cell:
                 break
             _follow_schedule(self.trainer, self.config.get("trainer_temperature"), step)
             x = None if batches is None else next(batches)
-            out = self.objective.estimate(x, self.trainer, S)
+            out = estimate(x, self.trainer, S)
             loss = -out.loss.mean()
             aux = out.aux_loss.mean() if out.aux_loss is not None and own else None
             for value in (loss, aux):

@@ -193,6 +193,7 @@ class TrainingSpec(_Strict):
     learning_rate: float = Field(1e-3, gt=0)
     log_every: int = Field(10, ge=1)
     temperature: TemperatureSchedule | None = None  # None: every estimator keeps its own
+    compile: bool = False  # the training step's forward through torch.compile (cell.train)
 
 
 class MetricsSpec(_Strict):

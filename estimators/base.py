@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -152,7 +151,8 @@ class Estimator(nn.Module):
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
     ) -> EstimatorOutput:
         """`estimate`, with the evaluations of f it made recorded in the output."""
-        self._evaluations = 0
+        # Set past nn.Module.__setattr__ (its checks cost more than a step's small ops).
+        object.__setattr__(self, "_evaluations", 0)
         out = self.estimate(q, f, num_samples, noise)
         # Checked here, once for every estimator: a plugin's (S, *B) loss would otherwise be
         # summed as S times the batch and give S^2 times the variance.
@@ -163,8 +163,8 @@ class Estimator(nn.Module):
             raise ContractError(
                 f"estimator '{self.name}': loss has shape {tuple(out.loss.shape)}; expected "
                 f"q.batch_shape = {tuple(q.batch_shape)} (average over the samples)")
-        if out.evaluations is None:
-            out = dataclasses.replace(out, evaluations=self._evaluations)
+        if out.evaluations is None:  # a fresh output: set in place, not copied
+            object.__setattr__(out, "evaluations", self._evaluations)
         return out
 
     def noise_shape(self, q: Distribution, num_samples: int) -> torch.Size:
@@ -190,6 +190,8 @@ class Estimator(nn.Module):
         `direct_term` is True; otherwise q's parameters are detached here. Objectives call this
         instead of `q.log_prob` so the choice lives with the estimator.
         """
+        if type(self).relax is Estimator.relax:  # f sees samples of q: from its parameters
+            return sampling.log_prob(q, z, detach=not self.direct_term)
         density = q if self.direct_term else sampling.detached(q)
         return self.relax(density).log_prob(z)
 
@@ -213,7 +215,7 @@ class Estimator(nn.Module):
                 f"estimator '{self.name}': f returned shape {tuple(fz.shape)}; expected "
                 f"(number of samples, *batch_shape) = {expected}"
             )
-        self._evaluations += z.shape[0]
+        object.__setattr__(self, "_evaluations", self._evaluations + z.shape[0])
         return fz
 
     def evaluate_sets(self, f: Integrand, sets: Sequence[Tensor], q: Distribution

@@ -23,6 +23,8 @@ dtype, so gumbel/logistic noise is finite and keeps its tail in bfloat16 and flo
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.distributions import (
@@ -33,6 +35,7 @@ from torch.distributions import (
     Normal,
     OneHotCategorical,
 )
+from torch.nn.functional import binary_cross_entropy_with_logits
 
 NOISE_FAMILIES = (Normal, Bernoulli, Categorical, OneHotCategorical)
 
@@ -217,15 +220,46 @@ def hard_log_prob(q: Distribution, z: Tensor) -> Tensor:
     return log_p.sum(tuple(range(-independent, 0))) if independent else log_p
 
 
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def log_prob(q: Distribution, z: Tensor, detach: bool = False) -> Tensor:
+    """`q.log_prob(z)` (with `detach`, `detached(q).log_prob(z)`), for Normal, Bernoulli,
+    Categorical and OneHotCategorical (through Independent) computed from q's parameters by
+    torch's own formulas: no distribution is built and nothing validated, which at small batch
+    costs more than the arithmetic. Other families, and a q that validates its arguments, take
+    the general path."""
+    base = base_of(q)
+    kind = type(base)
+    if kind not in NOISE_FAMILIES or q._validate_args or base._validate_args:
+        return (detached(q) if detach else q).log_prob(z)
+    if kind is Normal:
+        loc, scale = (base.loc.detach(), base.scale.detach()) if detach else (base.loc,
+                                                                               base.scale)
+        lp = -((z - loc) ** 2) / (2 * scale**2) - scale.log() - _HALF_LOG_2PI
+    else:
+        logits = base.logits.detach() if detach else base.logits
+        if kind is Bernoulli:
+            logits, value = torch.broadcast_tensors(logits, z)
+            lp = -binary_cross_entropy_with_logits(logits, value, reduction="none")
+        else:  # Categorical's logits are normalized; a one-hot z is read at its argmax
+            index = z.max(-1)[1] if kind is OneHotCategorical else z.long()
+            index, log_pmf = torch.broadcast_tensors(index.unsqueeze(-1), logits)
+            lp = log_pmf.gather(-1, index[..., :1]).squeeze(-1)
+    ndims = len(q.event_shape) - len(base.event_shape)  # the Independent dimensions
+    return lp.reshape(*lp.shape[:-ndims], -1).sum(-1) if ndims else lp
+
+
 def mean_of(q: Distribution) -> Tensor:
     """The mean (probabilities) of a Bernoulli or one-hot categorical `q`."""
     return base_of(q).probs
 
 
 def one_hot_categorical(logits: Tensor) -> OneHotCategorical:
-    """OneHotCategorical(logits, validate_args=False) whose inner Categorical does not validate
-    either: torch's constructor does not pass validate_args down, so every log_prob would still
-    check its argument."""
+    """`OneHotCategorical(logits=logits, validate_args=False)`, minus the argument check that
+    torch's constructor makes regardless: it builds its inner Categorical with the default
+    validate_args (a reduction and a host sync per call); here that one is not validated either.
+    """
     inner = Categorical(logits=logits, validate_args=False)
     q = OneHotCategorical.__new__(OneHotCategorical)
     q._categorical = inner

@@ -83,9 +83,9 @@ class Reinforce(Estimator):
         z = sampling.hard_sample(q, noise) if noise is not None else q.sample((num_samples,))
         fz = self.evaluate(f, z, num_samples, q)
         log_q = sampling.hard_log_prob(q, z)
-        b = self.baseline_values(fz)
-        score = (fz.detach() - b) * (log_q - log_q.detach())
-        out = EstimatorOutput((fz + score).mean(0), fz.detach().mean(0), z)
+        held = fz.detach()
+        score = (held - self.baseline_values(held)) * (log_q - log_q.detach())
+        out = EstimatorOutput((fz + score).mean(0), held.mean(0), z)
         if self.baseline == "ema" and self.training:
             with torch.no_grad():
                 self.ema_sum.mul_(self.decay).add_((1 - self.decay) * fz.mean())

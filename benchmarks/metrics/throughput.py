@@ -13,6 +13,12 @@ Definitions (one "gradient estimate" = one stochastic gradient of the batch obje
 - estimates_per_second = 1 / time_per_estimate; samples_per_second = S * B / time_per_estimate
   (latent samples drawn and differentiated per second); time_per_sample = its inverse.
 
+compile=True: the forward part of the estimate (objective, estimator, surrogate) goes through
+`torch.compile` (AOTAutograd compiles its backward too; `.backward()` and the optimizer step stay
+eager), compiled in the warm-up, whose first call's seconds are `compile_seconds`; a string
+names the `torch.compile` backend ("eager" only traces, for tests). Measured on 2 busy CPU cores
+it does not reliably help at these sizes (see the README's performance section).
+
 Timing: `torch.utils.benchmark.Timer.blocked_autorange` (it synchronises CUDA) after warm-up, on
 `torch.get_num_threads()` threads; medians and interquartile ranges over its blocks. The
 objective and estimator are deep copies moved to the device and dtype, so the optimizer steps
@@ -42,6 +48,7 @@ import platform
 import resource
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -91,6 +98,8 @@ class ThroughputResult:
     cpu_count: int
     runnable_threads: int  # other runnable threads after timing (-1: unknown)
     busy: bool  # load_1min > cpu_count: the times include contention
+    compiled: bool = False
+    compile_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """Every field, flat (numbers as floats/ints, descriptions as strings)."""
@@ -111,6 +120,7 @@ def throughput(
     seed: int = 0,
     warmup: int = 3,
     memory: bool = True,
+    compile: bool | str = False,
 ) -> ThroughputResult:
     """Time `estimator` on `objective`: per gradient estimate, per training step and the floor.
 
@@ -120,6 +130,8 @@ def throughput(
     min_run_time: seconds of timing per measured function (three are measured).
     optimizer: "adam" or "sgd", over the objective's and the estimator's parameters.
     memory: measure the peak memory (one extra training step); NaN when False.
+    compile: True (backend "inductor") or a backend name: the estimate's forward through
+        `torch.compile` (see the module docstring); False: eager.
     """
     if not isinstance(device, str) or _device_type(device) not in DEVICES:
         raise MetricsError(f"device must be one of 'cpu', 'cuda' (or 'cuda:N'), 'auto', got "
@@ -132,6 +144,9 @@ def throughput(
                            f"{min_run_time!r}")
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise MetricsError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    if not (isinstance(compile, bool) or (isinstance(compile, str) and compile)):
+        raise MetricsError(f"compile must be True, False or a torch.compile backend name, got "
+                           f"{compile!r}")
     target = _resolve_device(device)
 
     cuda_devices = [target.index or 0] if target.type == "cuda" else []
@@ -144,22 +159,28 @@ def throughput(
         opt = (torch.optim.Adam(parameters) if optimizer == "adam"
                else torch.optim.SGD(parameters, lr=1e-3))
 
+        def surrogate() -> Tensor:
+            out = model.estimate(batch, est, num_samples)
+            loss = -out.loss.sum()
+            return loss if out.aux_loss is None else loss + out.aux_loss.sum()
+
+        forward = surrogate
+        compile_seconds = 0.0
+        if compile:
+            backend = "inductor" if compile is True else compile
+            forward = torch.compile(surrogate, backend=backend, dynamic=False)
+            started = time.perf_counter()
+            forward().backward()  # compiles (timed apart from the measurement)
+            compile_seconds = time.perf_counter() - started
+
         def estimate() -> None:
             for p in parameters:
                 p.grad = None
-            out = model.estimate(batch, est, num_samples)
-            loss = -out.loss.sum()
-            if out.aux_loss is not None:
-                loss = loss + out.aux_loss.sum()
-            loss.backward()
+            forward().backward()
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            out = model.estimate(batch, est, num_samples)
-            loss = -out.loss.sum()
-            if out.aux_loss is not None:
-                loss = loss + out.aux_loss.sum()
-            loss.backward()
+            forward().backward()
             opt.step()
 
         bare = bare_step(model, batch, num_samples)
@@ -206,6 +227,8 @@ def throughput(
         cpu_count=after["cpu_count"],
         runnable_threads=after["runnable_threads"],
         busy=before["busy"] or after["busy"],
+        compiled=bool(compile),
+        compile_seconds=compile_seconds,
     )
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
-from estimators import Estimator, EstimatorError, EstimatorOutput, Exact
+from estimators import Estimator, EstimatorError, EstimatorOutput, Exact, sampling
 from estimators.base import inside_transform
 from estimators.exact import enumerate_support
 
@@ -194,7 +194,7 @@ class LatentVariableModel(Objective):
         def integrand(z: Tensor) -> Tensor:
             # Relaxed inside f: by the time the estimator calls f it has checked that q (and so
             # the prior) is a family it applies to; relaxing first would crash on the others.
-            log_prior = estimator.relax(prior).log_prob(z)
+            log_prior = sampling.log_prob(estimator.relax(prior), z)
             return self.log_likelihood(x, z) + log_prior - estimator.log_q(q, z)
 
         return estimator(q, integrand, num_samples, noise=noise)
@@ -215,7 +215,7 @@ class LatentVariableModel(Objective):
         prior = self.prior(x)
 
         def log_weights(z: Tensor) -> Tensor:
-            return self.log_likelihood(x, z) + prior.log_prob(z) - estimator.log_q(q, z)
+            return self.log_likelihood(x, z) + sampling.log_prob(prior, z) - estimator.log_q(q, z)
 
         return estimator(q, log_weights, num_samples, noise=noise)
 

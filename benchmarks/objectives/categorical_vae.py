@@ -59,8 +59,7 @@ class CategoricalVAE(DiscreteLatentModel):
         return self.encoder(x).unflatten(-1, (self.variables, self.categories))
 
     def distribution(self, params: Tensor) -> Distribution:
-        return Independent(sampling.one_hot_categorical(params), 1,
-                           validate_args=False)
+        return Independent(sampling.one_hot_categorical(params), 1, validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:
         def uniform(dtype: torch.dtype, device: torch.device) -> Distribution:

@@ -1,0 +1,147 @@
+"""Fast paths of the hot loop against the general path they replace: same values and same
+gradients, to float tolerance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.distributions import (
+    Bernoulli,
+    Categorical,
+    Independent,
+    Normal,
+    OneHotCategorical,
+    RelaxedOneHotCategorical,
+)
+
+import estimators
+from benchmarks import objectives
+from estimators import sampling
+
+
+def families(params: torch.Tensor):
+    """(name, q built from params (B, 3, 4)) for every family with a fast log-prob."""
+    normal = Normal(params, torch.nn.functional.softplus(params) + 0.1, validate_args=False)
+    return [
+        ("normal", normal),
+        ("independent normal", Independent(normal, 2, validate_args=False)),
+        ("bernoulli", Independent(Bernoulli(logits=params, validate_args=False), 1,
+                                  validate_args=False)),
+        ("categorical", Categorical(logits=params, validate_args=False)),
+        ("one-hot", OneHotCategorical(logits=params, validate_args=False)),
+        ("independent one-hot", Independent(OneHotCategorical(logits=params,
+                                                              validate_args=False), 1,
+                                            validate_args=False)),
+    ]
+
+
+def general(q, z, detach):
+    return (sampling.detached(q) if detach else q).log_prob(z)
+
+
+@pytest.mark.parametrize("detach", [False, True])
+@pytest.mark.parametrize("index", range(6))
+def test_log_prob_equals_torch_in_value_and_gradient(index: int, detach: bool) -> None:
+    torch.manual_seed(index)
+    params = torch.randn(5, 3, 4, requires_grad=True)
+    name, q = families(params)[index]
+    z = q.sample((7,))
+    if name in ("normal", "independent normal"):
+        z = z.requires_grad_(True)  # a pathwise sample carries a gradient into log q
+    expected = general(q, z, detach)
+    got = sampling.log_prob(q, z, detach=detach)
+    assert got.shape == expected.shape == (7, *q.batch_shape)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert got.requires_grad == expected.requires_grad
+    if not expected.requires_grad:  # detached, and a sample that carries no gradient
+        return
+    weights = torch.randn(expected.shape)
+    inputs = [params, z] if z.requires_grad else [params]
+    want = torch.autograd.grad((expected * weights).sum(), inputs, allow_unused=True,
+                               retain_graph=True)
+    have = torch.autograd.grad((got * weights).sum(), inputs, allow_unused=True)
+    for a, b in zip(have, want, strict=True):
+        assert (a is None) == (b is None)
+        if b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_log_prob_reads_relaxed_one_hot_at_its_argmax_like_torch() -> None:
+    params = torch.randn(5, 3, 4)
+    q = OneHotCategorical(logits=params, validate_args=False)
+    soft = torch.softmax(torch.randn(2, 5, 3, 4), -1).requires_grad_(True)
+    got = sampling.log_prob(q, soft)
+    torch.testing.assert_close(got, q.log_prob(soft))
+    assert not got.requires_grad  # torch's argmax carries no gradient to the sample
+
+
+def test_log_prob_general_path_for_validating_and_other_families() -> None:
+    q = OneHotCategorical(logits=torch.randn(3, 4), validate_args=True)
+    with pytest.raises(ValueError):
+        sampling.log_prob(q, torch.full((3, 4), 0.5))  # validated, as torch does
+    relaxed = RelaxedOneHotCategorical(torch.tensor(0.5), logits=torch.randn(3, 4))
+    z = relaxed.sample()
+    torch.testing.assert_close(sampling.log_prob(relaxed, z), relaxed.log_prob(z))
+
+
+@pytest.mark.parametrize("name, options, kl", [
+    ("categorical_vae", {"variables": 3, "categories": 3, "hidden": 16}, "sampled"),
+    ("bernoulli_vae", {"latent_dim": 5}, "sampled"),
+    ("gaussian_vae", {"latent_dim": 3, "hidden": 16}, "sampled"),
+])
+@pytest.mark.parametrize("direct_term", [False, True])
+def test_estimator_log_q_equals_the_general_path_inside_the_elbo(name, options, kl,
+                                                                  direct_term) -> None:
+    """The ELBO with the fast `log_q` has the gradient of the ELBO with the detached-
+    distribution log q it replaced (same noise)."""
+
+    torch.manual_seed(0)
+    objective = objectives.get(name, kl=kl, **options)
+    family = estimators.get("pathwise" if name == "gaussian_vae" else "reinforce").__class__
+    # The same estimator with `relax` overridden (as the identity): log q the general way.
+    general_family = type("General" + family.__name__, (family,), {"relax": lambda s, p: p})
+    fast, slow = family(direct_term=direct_term), general_family(direct_term=direct_term)
+    x = (torch.rand(6, objective.input_dim) < 0.5).float()
+    q = objective.posterior(x)
+    u = sampling.draw_noise(q, 3)
+    grads = []
+    for estimator in (fast, slow):
+        objective.zero_grad(set_to_none=True)
+        out = objective.estimate(x, estimator, 3, noise=u)
+        out.loss.sum().backward()
+        grads.append((out.loss.detach(), [p.grad.clone() for p in objective.parameters()
+                                          if p.grad is not None]))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-4)
+    for a, b in zip(grads[0][1], grads[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_evaluations_are_set_on_the_estimators_output() -> None:
+    torch.manual_seed(0)
+    objective = objectives.get("categorical_vae", variables=2, categories=3, hidden=8)
+    x = torch.ones(4, objective.input_dim)
+    out = objective.estimate(x, estimators.get("reinforce", baseline="loo"), 3)
+    assert out.evaluations == 3
+
+
+def test_one_hot_categorical_is_torchs_without_the_inner_check() -> None:
+    logits = torch.randn(5, 3, 4, requires_grad=True)
+    fast = sampling.one_hot_categorical(logits)
+    slow = OneHotCategorical(logits=logits, validate_args=False)
+    assert type(fast) is OneHotCategorical and not fast._validate_args
+    assert not fast._categorical._validate_args and slow._categorical._validate_args
+    assert (fast.batch_shape, fast.event_shape) == (slow.batch_shape, slow.event_shape)
+    z = slow.sample((6,))
+    for a, b in [(fast.logits, slow.logits), (fast.probs, slow.probs),
+                 (fast.log_prob(z), slow.log_prob(z)), (fast.entropy(), slow.entropy()),
+                 (fast.mean, slow.mean)]:
+        torch.testing.assert_close(a, b)
+        (ga,) = torch.autograd.grad(a.sum(), [logits], retain_graph=True)
+        (gb,) = torch.autograd.grad(b.sum(), [logits], retain_graph=True)
+        torch.testing.assert_close(ga, gb)
+    torch.manual_seed(3)
+    a = fast.sample((4,))
+    torch.manual_seed(3)
+    torch.testing.assert_close(a, slow.sample((4,)))
+    expanded = fast.expand(torch.Size([2, 5, 3]))
+    assert expanded.batch_shape == (2, 5, 3)
