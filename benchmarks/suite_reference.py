@@ -90,10 +90,13 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     "TrainingSpec": {
         "steps": "training steps per cell",
         "batch_size": "training batch size",
-        "optimizer": "optimizer over the model's and the estimator's parameters",
+        "optimizer": "optimizer of the model's parameters (an estimator's own have theirs: "
+                     "[[estimators]] optimizer)",
         "learning_rate": "optimizer step size",
         "log_every": "record the training objective every this many steps",
         "temperature": "the [training.temperature] table",
+        "compile": "compile the training step's forward with torch.compile (on CPU it helps at "
+                   "small batch only sometimes, and costs seconds to minutes per configuration)",
     },
     "TemperatureSchedule": {
         "initial": "temperature at step 0",

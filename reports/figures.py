@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import textwrap
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -21,9 +22,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, ScalarFormatter
 
 from benchmarks.metrics.unbiasedness import ALPHA
 from reports.aggregate import IWAE_PATTERN, completed, final_values, mean_se
@@ -176,13 +178,32 @@ def _scatter(ax: Axes, xs: np.ndarray, ys: np.ndarray, labels: pd.Series,
                     ax=ax, legend=False, s=40, edgecolor="white", linewidth=0.5)
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def decade(value: float, _position: int = 0) -> str:
+    """10^k as plain text (10⁻³): figures parse no mathtext (`style`), and matplotlib's own
+    log labels are mathtext."""
+    if not value > 0:
+        return ""
+    k = math.log10(value)
+    return f"10{str(round(k)).translate(_SUPERSCRIPT)}" if abs(k - round(k)) < 1e-9 else ""
+
+
+def plain_log_labels(axis: Axis) -> None:
+    """Label a log axis at (at most 5) decades in plain text: minor labels and crowded decades
+    overlap on narrow panels."""
+    axis.set_major_locator(LogLocator(base=10, numticks=5))
+    axis.set_major_formatter(FuncFormatter(decade))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _log_axes(ax: Axes) -> None:
-    """Log-log axes labelled at decades only: minor labels overlap on short ranges."""
+    """Log-log axes, labelled by `plain_log_labels`."""
     ax.set_xscale("log")
     ax.set_yscale("log")
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_locator(LogLocator(base=10))
-        axis.set_minor_formatter(NullFormatter())
+    plain_log_labels(ax.xaxis)
+    plain_log_labels(ax.yaxis)
 
 
 def _rotate(ax: Axes) -> None:

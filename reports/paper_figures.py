@@ -29,6 +29,7 @@ from reports.figures import (
     _legend,
     _ok,
     _save,
+    plain_log_labels,
     style,
 )
 from reports.palette import Palette
@@ -85,8 +86,10 @@ def mohamed2020(frame: pd.DataFrame, suite: Suite, palette: Palette) -> Figure:
                             markersize=3.5, linewidth=1.4, capsize=2)
                 drawn.add(str(estimator))
             ax.set_yscale("log")
+            plain_log_labels(ax.yaxis)
             if cost != "quadratic" and (part["k"] > 0).all():
                 ax.set_xscale("log")
+                plain_log_labels(ax.xaxis)
             ax.set_title(f"{names[cost]}: {'mean' if which == 'mean' else 'scale'}")
             ax.set_xlabel("k")
             ax.set_ylabel("variance of one estimate")
@@ -146,6 +149,8 @@ def snr_against_k(frame: pd.DataFrame, suite: Suite, palette: Palette) -> Figure
                         color="0.6", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        plain_log_labels(ax.xaxis)
+        plain_log_labels(ax.yaxis)
         ax.set_title(f"step {int(step)}")
         ax.set_xlabel("K (samples)")
         ax.set_ylabel("encoder gradient SNR")

@@ -121,7 +121,8 @@ def bias_display(bias: pd.DataFrame) -> Table:
     keys = [c for c in ("run", "objective", "estimator", "num_samples") if c in bias.columns]
     columns = [_KEY_LABELS[k] for k in keys] + [
         "parameters", "seeds", "M", "bias² (debiased) ± SE", "noise floor tr(Var)/M", "verdict"]
-    bias_format = column_format(bias["squared_bias"], bias["squared_bias_se"])
+    # each bias by its own standard error: unbiased cells (bias ~ 0 +/- tiny) and biased ones
+    # (0.09 +/- 0.005) in one column would otherwise all take the smallest error's decimals
     floor_format = column_format(bias["noise_floor"], [None] * len(bias))
     rows = []
     for _, row in bias.iterrows():
@@ -130,7 +131,8 @@ def bias_display(bias: pd.DataFrame) -> Table:
             number(low) if low == high else f"{number(low)}–{number(high)}")
         rows.append([str(row[k]) for k in keys] + [
             str(row["wrt"]), str(row["seeds"]), m,
-            bias_format.text(row["squared_bias"], row["squared_bias_se"]),
+            column_format([row["squared_bias"]], [row["squared_bias_se"]]).text(
+                row["squared_bias"], row["squared_bias_se"]),
             floor_format.text(row["noise_floor"]), str(row["verdict"]),
         ])
     return Table(columns, rows)

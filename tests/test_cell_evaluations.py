@@ -32,8 +32,10 @@ def test_cells_record_evaluations_and_variance_x_evaluations(tmp_path) -> None:
                               values="value")
     # S = 3: REINFORCE 3, three antithetic pairs 6, IndeCateR S x D x K = 3 x 1 x 2 (each
     # toy dimension is its own batch element), VIMCO K = 3.
-    expected = {("bernoulli_toy", "reinforce"): 3, ("bernoulli_toy", "disarm"): 6,
-                ("bernoulli_toy", "indecater"): 6, ("bernoulli_vae", "vimco"): 3}
+    label = {c["objective_name"]: c["objective"] for c in cells["config"]}  # bernoulli_toy-2
+    toy, vae = label["bernoulli_toy"], label["bernoulli_vae"]
+    expected = {(toy, "reinforce"): 3, (toy, "disarm"): 6, (toy, "indecater"): 6,
+                (vae, "vimco"): 3}
     for key, evaluations in expected.items():
         row = final.loc[key]
         assert row["estimator/evaluations"] == evaluations, key

@@ -73,11 +73,11 @@ def test_the_report_shows_bias_against_the_floor_and_no_raw_bias_columns(run: Pa
                                                                          tmp_path: Path) -> None:
     md = Path(reports.write_report(run, tmp_path / "out")["md"]).read_text()
     assert "Bias told from noise" in md and "noise floor tr(Var)/M" in md
-    assert "| bernoulli_vae | gumbel_softmax | distribution | 3 | 128 | 0.09 ± 0.0052 |" in md
+    assert "| bernoulli_vae | gumbel_softmax | distribution | 3 | 128 | 0.0900 ± 0.0052 |" in md
     assert "no bias detected at M = 128–4096" in md
     assert "relative bias (distribution)" not in md and "bias norm (distribution)" not in md
     assert "| M (distribution) |" in md and "128–4096" in md
-    assert "2 ± 0.023 †" in md  # reinforce-loo seed 0 ran to the cap: precision not met
+    assert "2.000 ± 0.023 †" in md  # reinforce-loo seed 0 ran to the cap: precision not met
     assert "Conventions that ran" in md and "analytic (closed form)" in md
 
 

@@ -220,3 +220,18 @@ def test_a_stale_figure_is_removed(tmp_path: Path) -> None:
     stale.write_bytes(PNG_MAGIC)
     reports.write_report(run)
     assert not stale.exists()
+
+
+def test_log_axes_are_labelled_in_plain_text() -> None:
+    """Figures parse no mathtext (a `$` in a label is the user's text), so log ticks cannot be
+    matplotlib's mathtext labels: they would print as `$\\mathdefault{10^{-3}}$`."""
+    from matplotlib.figure import Figure
+
+    from reports.figures import _log_axes, decade
+
+    ax = Figure().subplots()
+    _log_axes(ax)
+    ax.plot([1e-4, 1e2], [1.0, 1e3])
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert "10⁻²" in labels and "10²" in labels and not any("$" in t for t in labels)
+    assert decade(1e-3) == "10⁻³" and decade(1.0) == "10⁰" and decade(3e-3) == ""

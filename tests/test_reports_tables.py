@@ -50,7 +50,8 @@ def toy_and_vae(tmp_path_factory):
 def test_toys_and_vaes_have_their_own_tables_without_empty_columns(toy_and_vae):
     titles = [title for title, _ in toy_and_vae]
     assert "Bounds on held-out data (final checkpoint): VAEs" in titles
-    assert "Gradient quality (final checkpoint): toys" in titles
+    assert any(t.startswith("Gradient quality (final checkpoint") and t.endswith(": toys")
+               for t in titles)
     for title, table in toy_and_vae:
         objectives = {row[0] for row in table.rows}
         assert ("bernoulli_toy" in objectives) == title.endswith("toys"), title
