@@ -134,7 +134,11 @@ def faulty_cell(config: dict[str, Any], device: str, threads: int = 1) -> CellRe
     if fault == "raise":
         raise RuntimeError(f"injected fault in cell {config['seed']}")
     if fault == "die":
-        os._exit(1)  # as a segfault or the OOM killer would
+        # Give the worker time to report the tasks it finished before (a death right after a
+        # task errs can beat the worker's report of that error to the scheduler, and the
+        # scheduler then blames the death on it too), then die as a segfault would.
+        time.sleep(2.0)
+        os._exit(1)
     return run_cell(config, device, threads)
 
 
