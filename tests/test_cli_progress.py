@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import benchmarks
-from benchmarks.cost import Clock, cell_units
+from benchmarks.cost import STEP_UNITS, Clock, cell_units
 from benchmarks.runner import expand
 from benchmarks.suite import parse_suite
 from tests.test_cli import KILLABLE, cli
@@ -50,13 +50,14 @@ def test_cell_cost_follows_steps_samples_replicas_and_enumeration():
         {"name": "categorical_vae", "options": {"variables": 2, "categories": 3, "hidden": 8}}]}))
     by_estimator = {c["estimator"]: c for c in plan.runnable}
     rloo, exact = by_estimator["reinforce-loo"], by_estimator["exact"]
-    # steps x batch x S + checkpoints x wrt x replicas x eval batch x S + bounds
+    # steps x (batch x S + per-step dispatch) + checkpoints x wrt x replicas x eval batch x S
+    # + bounds
     bounds = 200 * (1 + 10 + 100 + 2)
-    assert cell_units(rloo) == 3 * 32 * 2 + 1 * 2 * 4 * 32 * 2 + bounds
+    assert cell_units(rloo) == 3 * (32 * 2 + STEP_UNITS) + 1 * 2 * 4 * 32 * 2 + bounds
     # exact evaluates f at all 3^2 = 9 configurations whatever S
-    assert cell_units(exact) == 3 * 32 * 9 + 1 * 2 * 4 * 32 * 9 + bounds
+    assert cell_units(exact) == 3 * (32 * 9 + STEP_UNITS) + 1 * 2 * 4 * 32 * 9 + bounds
     longer = dict(rloo, training={**rloo["training"], "steps": 30})
-    assert cell_units(longer) - cell_units(rloo) == 27 * 32 * 2
+    assert cell_units(longer) - cell_units(rloo) == 27 * (32 * 2 + STEP_UNITS)
 
 
 def test_eta_is_by_cost_done_not_cells_done():
