@@ -363,3 +363,18 @@ def test_cli_claims_on_a_real_run(tmp_path: Path) -> None:
     (run_dir / SUITE_FILENAME).write_text(json.dumps(stored))
     assert cli("claims", str(run_dir)).returncode == 0
     assert cli("claims", str(tmp_path / "nowhere")).returncode == 2
+
+
+def test_an_exactly_zero_variance_orders_without_noise(tmp_path: Path) -> None:
+    """log10 of a zero variance is -inf in every seed (DisARM at phi = 0): below any finite
+    variance for certain, so the claim holds (or fails) outright instead of "not run"."""
+    zero = seeds([-math.inf] * 3)
+    run = fabricate(tmp_path, [COMPARE, dict(COMPARE, relation="<")],
+                    {("toy", "reinforce"): seeds(HIGH), ("toy", "reinforce-loo"): zero})
+    above, below = check_run(run)
+    assert (above.verdict, below.verdict) == (REPRODUCED, NOT_REPRODUCED)
+    assert "exactly zero" in above.parts[0].reason
+    (tmp_path / "both").mkdir()
+    both = fabricate(tmp_path / "both", [COMPARE], {("toy", "reinforce"): zero,
+                                                     ("toy", "reinforce-loo"): zero})
+    assert check_run(both)[0].verdict == INCONCLUSIVE

@@ -187,6 +187,11 @@ def _sample(data: RunData, ref: CellRef, objective: str, metric: str,
         if lo_name in here.index and hi_name in here.index:
             intervals.append((float(here[lo_name]), float(here[hi_name])))
     finite = np.isfinite(values)
+    if log10 and all(v == -math.inf for v in values):
+        # log10 of an exactly zero variance (a deterministic estimate, DisARM at phi = 0):
+        # a value without noise, below every finite one (see `_exactly_zero`)
+        seeds = tuple(int(s) for s in ok["seed"])
+        return Sample(name, seeds, np.full(len(values), -np.inf), None, log10)
     if not finite.any():
         raise NotRun(f"{name}: {metric} is not finite ({values[0]})")
     values_arr = np.asarray(values)[finite]
@@ -303,7 +308,26 @@ def _directional(label: str, diff: float, se: float, dof: float, sign: int, leve
                 **numbers)
 
 
+def _exactly_zero(label: str, a: Sample, b: Sample, sign: int) -> Part | None:
+    """A side whose log10 metric is -inf in every seed (an exactly zero variance) is below the
+    other without noise: the claim holds or fails outright; None when neither side is."""
+    zero_a, zero_b = bool(np.isneginf(a.values).all()), bool(np.isneginf(b.values).all())
+    if not (zero_a or zero_b):
+        return None
+    left, right = float(a.values.mean()), float(b.values.mean())
+    if zero_a and zero_b:
+        return Part(label, INCONCLUSIVE, left=left, right=right,
+                    reason="both are exactly zero (log10 = -inf): no order")
+    holds = zero_b if sign > 0 else zero_a
+    return Part(label, REPRODUCED if holds else NOT_REPRODUCED, left=left, right=right,
+                reason="one side is exactly zero in every seed (log10 = -inf): the order "
+                       "needs no noise estimate")
+
+
 def _compare(label: str, a: Sample, b: Sample, sign: int, noise: str, level: float) -> Part:
+    exact = _exactly_zero(label, a, b, sign)
+    if exact is not None:
+        return exact
     try:
         route = _route([a, b], noise)
     except _Inconclusive as why:
