@@ -11,6 +11,10 @@ configs and metrics, never assumed.
   and parameter group of the group's cells).
 - temperature: the cell config's "temperature" (a number, or a schedule as a dict) where the
   runner records it; "not recorded" for estimators with a temperature in runs that predate it.
+- bound: what the objective is, the ELBO or the IWAE-S bound (the cell config's "bound").
+- samples: "q", or what else f saw: an estimator whose `samples_from_q` is False (st_gumbel with
+  a forward temperature other than 1) samples a tempered distribution, and its value and
+  gradient are of the expectation under that distribution.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from benchmarks import objectives
 from benchmarks.objectives import LatentVariableModel
 from reports.bias import replicas_text
 
-COLUMNS = ("objective", "estimator", "S", "M", "KL", "direct term", "temperature")
+COLUMNS = ("objective", "estimator", "S", "M", "bound", "KL", "direct term", "temperature",
+           "samples")
 
 
 @functools.lru_cache(maxsize=256)
@@ -92,6 +97,22 @@ def temperature_text(config: dict[str, Any]) -> str:
     return f"{float(value):g}"
 
 
+def bound_text(config: dict[str, Any]) -> str:
+    model = _is_model(str(config.get("objective_name")), _json(config.get("objective_options")))
+    if model is False:
+        return "– (toy)"
+    return "IWAE-S" if config.get("bound") == "iwae" else "ELBO"
+
+
+def samples_text(config: dict[str, Any]) -> str:
+    est = _estimator(str(config.get("estimator_name")), _json(config.get("estimator_options")))
+    if est is None or getattr(est, "samples_from_q", True):
+        return "q"
+    tau = getattr(est, "forward_temperature", None)
+    return (f"not q: softmax(logits / {tau:g}) (forward temperature)" if tau is not None
+            else "not q")
+
+
 def conventions(cells: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (objective, estimator, S) of the ok cells, with COLUMNS; a group whose cells
     differ in a convention lists every value."""
@@ -106,9 +127,11 @@ def conventions(cells: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
         m = replicas_text(float(ms.min()), float(ms.max())) if len(ms) else "–"
         rows.append({
             "objective": objective, "estimator": estimator, "S": samples, "M": m,
+            "bound": _distinct(bound_text(c) for c in configs),
             "KL": _distinct(kl_text(c) for c in configs),
             "direct term": _distinct(direct_term_text(c) for c in configs),
             "temperature": _distinct(temperature_text(c) for c in configs),
+            "samples": _distinct(samples_text(c) for c in configs),
         })
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
@@ -121,4 +144,5 @@ def _distinct(values: Any) -> str:
     return "; ".join(seen)
 
 
-__all__ = ["conventions", "direct_term_text", "kl_text", "temperature_text"]
+__all__ = ["bound_text", "conventions", "direct_term_text", "kl_text", "samples_text",
+           "temperature_text"]

@@ -13,7 +13,14 @@ from matplotlib.collections import PathCollection
 
 import reports
 from reports.bias import bias_summary, verdict
-from reports.conventions import conventions, direct_term_text, kl_text, temperature_text
+from reports.conventions import (
+    bound_text,
+    conventions,
+    direct_term_text,
+    kl_text,
+    samples_text,
+    temperature_text,
+)
 from reports.figures import bias_variance
 from reports.palette import estimator_palette
 from tests.test_reports_fabricate import (
@@ -123,6 +130,12 @@ def test_conventions_read_from_the_configs() -> None:
         "schedule max(0.5, 1 exp(-0.001 step))"
     assert temperature_text(sampled) == "not recorded"  # a run from before it was recorded
     assert temperature_text(analytic) == "–"
+    assert bound_text(analytic) == "ELBO" and bound_text(toy) == "– (toy)"
+    assert bound_text(dict(analytic, bound="iwae")) == "IWAE-S"
+    assert samples_text(sampled) == "q"
+    tempered = dict(sampled, estimator_name="st_gumbel",
+                    estimator_options={"forward_temperature": 0.5})
+    assert samples_text(tempered) == "not q: softmax(logits / 0.5) (forward temperature)"
 
 
 def test_conventions_table_of_a_run(run: Path, frame: pd.DataFrame) -> None:
