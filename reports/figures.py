@@ -370,8 +370,10 @@ def encoder_snr_vs_samples(frame: pd.DataFrame, palette: Palette) -> Figure:
     metric = "grad/encoder/snr_norm"
     finals = _finals(frame, metric)
     finals = finals[finals[metric] > 0]
-    counts = finals.groupby("objective")["num_samples"].nunique()
-    objectives = sorted(counts[counts >= 2].index)
+    # a curve needs one estimator at several K: the others (one S each) are left out
+    sizes = finals.groupby(["objective", "estimator"])["num_samples"].transform("nunique")
+    finals = finals[sizes >= 2]
+    objectives = sorted(finals["objective"].unique())
     if not objectives:
         raise NoData("no objective has the encoder SNR at several numbers of samples; this "
                      "figure needs estimators run at several num_samples (the standard suite's "
@@ -560,7 +562,8 @@ def tightness(frame: pd.DataFrame, palette: Palette) -> Figure:
         estimators = sorted(long["estimator"].unique())
         ax = next(panels)
         sns.pointplot(data=long, x="bound", y="value", hue="estimator", order=order,
-                      hue_order=estimators, palette=palette, errorbar="se", dodge=0.4,
+                      hue_order=estimators, palette=palette, errorbar="se",
+                      dodge=0.4 if len(estimators) > 1 else False,  # seaborn divides by n - 1
                       markers=[look(e).marker for e in estimators],
                       linestyles=[look(e).linestyle for e in estimators],
                       markersize=4, linewidth=1.2, legend=False, ax=ax)
