@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from benchmarks.claims.check import (
 from benchmarks.rundir import SUITE_FILENAME
 from benchmarks.store import CellResult, Store, cell_key
 from benchmarks.suite import SuiteError, load_suite, parse_suite
+from tests.cli_support import cli
 
 VAR = "grad/distribution/total_variance"
 LOG = "grad/distribution/log10_total_variance"
@@ -292,6 +291,7 @@ def test_shipped_suites_with_claims_load_in_both_modes() -> None:
 
 # ------------------------------------------------------------------------------ CLI
 
+WIDE = {"COLUMNS": "250"}  # the claims table on one line a row
 CLI_SUITE = """
 seeds = [0, 1]
 num_samples = [2]
@@ -338,20 +338,15 @@ right = { objective = "toy", estimator = "reinforce-loo" }
 """
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], capture_output=True,
-                          text=True, env={**__import__("os").environ, "COLUMNS": "250"})
-
-
 def test_cli_claims_on_a_real_run(tmp_path: Path) -> None:
     path = tmp_path / "claims.toml"
     path.write_text(CLI_SUITE)
     run_dir = tmp_path / "run"
-    ran = cli("run", str(path), "--out", str(run_dir), "--no-report")
+    ran = cli("run", str(path), "--out", str(run_dir), "--no-report", env=WIDE)
     assert ran.returncode == 0, ran.stderr  # a claim is a finding, not a failure
     assert "claims" in ran.stdout and "not reproduced" in ran.stdout
 
-    checked = cli("claims", str(run_dir))
+    checked = cli("claims", str(run_dir), env=WIDE)
     assert checked.returncode == 1, checked.stdout + checked.stderr
     rows = [line for line in checked.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [r.split()[0] for r in rows] == ["0", "1", "2"]

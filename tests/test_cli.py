@@ -6,7 +6,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,9 +17,8 @@ from benchmarks.cli import app
 from benchmarks.runner import expand
 from benchmarks.store import Store
 from benchmarks.suite import load_suite
+from tests.cli_support import CLI, cli
 from tests.plugin_support import NAN_ESTIMATOR, write_plugin
-
-CLI = [sys.executable, "-m", "benchmarks.cli"]
 
 KILLABLE = """
 seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
@@ -58,11 +56,6 @@ name = "nan_estimator"
 name = "reinforce"
 options = { baseline = "loo" }
 """
-
-
-def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "MPLBACKEND": "Agg", **(env or {})})
 
 
 def test_smoke_suite_end_to_end(tmp_path):

@@ -6,7 +6,6 @@ Through the real CLI as a subprocess.
 from __future__ import annotations
 
 import inspect
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,14 +17,9 @@ from benchmarks import objectives
 from benchmarks.catalogue import ENUMERATES, evaluations, options
 from benchmarks.suite import load_suite
 from benchmarks.suite_reference import DESCRIPTIONS, SECTIONS, reference_markdown
+from tests.cli_support import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "benchmarks.cli"]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "MPLBACKEND": "Agg"})
 
 
 def test_list_estimators_prints_family_support_bias_evaluations_and_options():

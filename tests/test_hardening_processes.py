@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,9 +17,8 @@ from benchmarks.rundir import RunDirError
 from benchmarks.runner import expand, run
 from benchmarks.store import CellResult, Store
 from benchmarks.suite import load_suite, parse_suite
+from tests.cli_support import CLI, cli
 from tests.plugin_support import write_plugin
-
-CLI = [sys.executable, "-m", "benchmarks.cli"]
 
 MISBEHAVING = '''
 import torch
@@ -83,11 +81,6 @@ throughput = false
 name = "bernoulli_toy"
 """ + "".join(f'[[estimators]]\nname = "{name}"\n' for name in
               ("raising_ctor", "raising_estimate", "wrong_type", "wrong_shape", "reinforce"))
-
-
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "MPLBACKEND": "Agg", **(env or {})})
 
 
 def test_misbehaving_plugins_fail_their_own_cells_and_list_shows_broken_ones(tmp_path):
