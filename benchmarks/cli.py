@@ -61,7 +61,7 @@ def _table(frame, title: str) -> Table:
 @app.command()
 def run(
     suite: Annotated[str | None, typer.Argument(
-        help="Shipped suite name or path to a .toml [default: standard]")] = None,
+        help="Shipped suite name or path to a .toml \\[default: standard]")] = None,
     out: Annotated[Path | None, typer.Option(
         help="Run directory (default runs/<suite>-<time>)")] = None,
     resume: Annotated[Path | None, typer.Option(help="Resume this run directory")] = None,
@@ -92,7 +92,7 @@ def run(
         help="Training steps overriding the suite (recorded in the run)")] = None,
     image_format: Annotated[str, typer.Option(help="Report figures: png | svg | pdf")] = "png",
     dpi: Annotated[int | None, typer.Option(help="Report figure resolution (png)")] = None,
-    quick: Annotated[bool, typer.Option(help="Apply the suite's [quick] table (fewer steps, "
+    quick: Annotated[bool, typer.Option(help="Apply the suite's \\[quick] table (fewer steps, "
                                         "replicas, seeds)")] = False,
 ) -> None:
     """Run a suite: every cell trained and measured, results in RUN_DIR/results.sqlite."""

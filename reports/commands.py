@@ -81,10 +81,10 @@ def _comparison_table(result: Comparison) -> Table:
 def report(
     run_dir: RunDir,
     out: Annotated[Path | None, typer.Option(
-        help="Output directory [default: RUN_DIR/report]")] = None,
+        help="Output directory \\[default: RUN_DIR/report]")] = None,
     format: Annotated[str, typer.Option(
         "--image-format", "--format", help="Figure file format: png | svg | pdf")] = "png",
-    dpi: Annotated[int | None, typer.Option(help="Figure resolution [default: 110]")] = None,
+    dpi: Annotated[int | None, typer.Option(help="Figure resolution \\[default: 110]")] = None,
 ) -> None:
     """Write the HTML and Markdown report of a run, its figures and summary.csv."""
     from benchmarks.store import StoreError

@@ -125,3 +125,25 @@ def test_help_and_list_suites_import_no_heavy_library():
         result = subprocess.run([sys.executable, "-c", _LOADED.format(args=args)],
                                 capture_output=True, text=True, timeout=120)
         assert "HEAVY []" in result.stdout, (args, result.stdout[-500:], result.stderr)
+
+
+def test_help_texts_survive_rich_markup():
+    """Typer renders help with rich markup: an unescaped `[word` is read as a style tag and
+    vanishes from `--help` (it hid `[quick]` and `[default: standard]`)."""
+    import re
+
+    import typer
+
+    from benchmarks.cli import app
+
+    def walk(command, path: str):
+        for param in command.params:
+            yield f"{path} {param.name}", getattr(param, "help", None) or ""
+        yield path, command.help or ""
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    texts = list(walk(typer.main.get_command(app), "estibench"))
+    assert len(texts) > 20
+    eaten = [(where, text) for where, text in texts if re.search(r"(?<!\\)\[[a-zA-Z]", text)]
+    assert not eaten, eaten
