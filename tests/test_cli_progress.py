@@ -72,6 +72,21 @@ def test_eta_is_by_cost_done_not_cells_done():
     assert abs(clock.eta() - expected) / expected < 0.01  # cells done would say 10 s
 
 
+def test_dry_run_estimate_is_training_time_when_training_is_all_there_is(monkeypatch):
+    """The dry run times training steps and scales them by `cell_units`: a cell of N steps and
+    no measurement is N step times (it was 1 + STEP_UNITS times that for a toy, whose step is
+    one unit of f plus STEP_UNITS of dispatch: 2575 min predicted for a 10-minute suite)."""
+    import benchmarks.cost as cost
+
+    def steps_of_10ms(objective, estimator, x, s, steps, elapsed):
+        elapsed.extend([0.5] + [0.01] * steps)  # a slow warm-up step, ignored
+
+    monkeypatch.setattr(cost, "_timed_steps", steps_of_10ms)
+    cell = dict(expand(parse_suite({**TINY, "training": {"steps": 400}})).runnable[0])
+    cell["metrics"] = {**cell["metrics"], "checkpoints": []}
+    assert abs(cost.estimate_seconds([cell]) - 400 * 0.01) < 1e-9
+
+
 def test_run_returns_counts_and_failures_and_is_path_like(tmp_path):
     reported: list[Path] = []
     result = benchmarks.run(parse_suite(TINY), out=tmp_path / "run", device="cpu",
