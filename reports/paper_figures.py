@@ -188,6 +188,31 @@ def jang2017(frame: pd.DataFrame, suite: Suite, palette: Palette) -> Figure:
     return fig
 
 
+def sbn(frame: pd.DataFrame, suite: Suite, palette: Palette) -> Figure:
+    """Per SBN: log10 encoder-gradient variance (top) and the training ELBO estimate (bottom)
+    against the step, mean ± SE over seeds (DisARM figure 2, ARM figure 3)."""
+    variance = _metric(frame, "grad/encoder/log10_total_variance")
+    train = _metric(frame, "train/objective")
+    labels = list(dict.fromkeys(o.get("label") or o["name"] for o in suite["objectives"]))
+    labels = [label for label in labels if label in set(variance["objective"])]
+    fig, axes = _grid(2, len(labels))
+    drawn = set()
+    for column, label in enumerate(labels):
+        for row, (rows, name) in enumerate(((variance, "log10 encoder-gradient variance"),
+                                            (train, "training ELBO estimate"))):
+            ax = axes[row, column]
+            for estimator, group in rows[rows["objective"] == label].groupby("estimator"):
+                stats = mean_se(group["value"], group["step"])
+                _band(ax, stats.index.to_series(), stats["mean"], stats["se"].fillna(0.0),
+                      palette[str(estimator)], str(estimator))
+                drawn.add(str(estimator))
+            ax.set_title(label)
+            ax.set_xlabel("step")
+            ax.set_ylabel(name)
+    _legend(fig, palette, sorted(drawn))
+    return fig
+
+
 @dataclass(frozen=True)
 class PaperFigure:
     name: str
@@ -215,6 +240,11 @@ PAPER_FIGURES: dict[str, tuple[PaperFigure, ...]] = {
         "paper_jang2017", "Training curves and final test ELBO (Jang et al. 2017)",
         "Training ELBO estimate against the step and the final held-out ELBO per estimator, "
         "mean ± SE over seeds (mnist5k, not the paper's full MNIST).", jang2017),),
+    "sbn": (PaperFigure(
+        "paper_sbn", "Gradient variance over training (DisARM figure 2, ARM figure 3)",
+        "log10 total variance of the encoder gradient and the training ELBO estimate against "
+        "the step, per SBN, mean ± SE over seeds; every estimator at 2 evaluations per layer "
+        "(mnist5k, not the papers' full MNIST).", sbn),),
 }
 
 

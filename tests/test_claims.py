@@ -283,7 +283,7 @@ def test_quick_mode_overrides_and_is_recorded() -> None:
 
 
 def test_shipped_suites_with_claims_load_in_both_modes() -> None:
-    for name in ("mohamed2020", "relax-toy", "dreg-iwae", "jang2017"):
+    for name in ("mohamed2020", "relax-toy", "dreg-iwae", "jang2017", "sbn"):
         for quick in (False, True):
             suite = load_suite(name, quick=quick)
             assert suite.claims and suite.mode == ("quick" if quick else "full")

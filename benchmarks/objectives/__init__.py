@@ -24,11 +24,12 @@ from .categorical_vae import CategoricalVAE
 from .conditional_vae import ConditionalVAE
 from .gaussian_vae import GaussianVAE
 from .linear_gaussian import LinearGaussian
+from .sbn import SigmoidBeliefNet
 from .toys import BernoulliToy, DirichletToy, GaussianToy
 
 registry: Registry[Objective] = Registry("objective", "estibench.objectives", ObjectiveError)
 for _cls in (BernoulliToy, GaussianToy, LinearGaussian, GaussianVAE, CategoricalVAE,
-             BernoulliVAE, ConditionalVAE, DirichletToy):
+             BernoulliVAE, ConditionalVAE, DirichletToy, SigmoidBeliefNet):
     registry.register(_cls.name, _cls)
 
 
@@ -56,6 +57,7 @@ __all__ = [
     "NoExactValue",
     "Objective",
     "ObjectiveError",
+    "SigmoidBeliefNet",
     "available",
     "get",
     "registry",
