@@ -180,6 +180,7 @@ def test_models_run_in_float64(name: str) -> None:
     objective = objectives.get(name, **SMALL[name]).double()
     x = data_for(name).double()
     estimator = build_estimator("pathwise" if name in GAUSSIAN else "reinforce")
+    objective.check(estimator)  # the applicability check builds its example in float64 too
     assert objective.estimate(x, estimator, 2).loss.dtype == torch.float64
     assert objective.iwae(x, 3).dtype == torch.float64
     if objective.has_exact:

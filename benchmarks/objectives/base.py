@@ -69,8 +69,12 @@ class Objective(nn.Module):
     def check(self, estimator: Estimator) -> None:
         """Raise `EstimatorError` (`UnsupportedDistributionError` for the latent's family) if
         `estimator` does not apply to this objective, with the reason."""
+        x = self.example_input()
+        reference = next(self.parameters(), None)
+        if x is not None and reference is not None:
+            x = x.to(reference)  # a model moved to float64 or a GPU is asked in its own terms
         with torch.no_grad():
-            estimator.check(self.posterior(self.example_input()))
+            estimator.check(self.posterior(x))
         self.check_bound(estimator)
 
     def check_bound(self, estimator: Estimator) -> None:
