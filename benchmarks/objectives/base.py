@@ -189,7 +189,7 @@ class LatentVariableModel(Objective):
         prior = self.prior(x)
         if kl == "analytic":
             out = estimator(q, lambda z: self.log_likelihood(x, z), num_samples, noise=noise)
-            return out.plus(-analytic_kl(q, prior))
+            return out.minus(analytic_kl(q, prior))
 
         def integrand(z: Tensor) -> Tensor:
             # Relaxed inside f: by the time the estimator calls f it has checked that q (and so
@@ -249,8 +249,8 @@ class LatentVariableModel(Objective):
 def standard_normal(dim: int, dtype: torch.dtype, device: torch.device) -> Distribution:
     """N(0, I_dim) as an Independent Normal (the fixed prior of the Gaussian models)."""
     zeros = torch.zeros(dim, dtype=dtype, device=device)
-    return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1,
-                       validate_args=False)
+    return sampling.marked_standard_normal(Independent(
+        Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False))
 
 
 class DiscreteLatentModel(LatentVariableModel):
