@@ -243,3 +243,16 @@ def test_minus_is_plus_of_the_negated_term() -> None:
     torch.testing.assert_close(a.value, b.value)
     torch.testing.assert_close(a.loss, b.loss)
     assert torch.equal(out.value, fz.detach().mean(0)) and not out.value.requires_grad
+
+
+def test_mean_of_and_one_hot_equal_torchs() -> None:
+    """mean_of reads exp(logits) for the categorical (torch: a softmax); one_hot is a scatter."""
+    logits = torch.randn(5, 3, 4, requires_grad=True)
+    q = Independent(sampling.one_hot_categorical(logits), 1, validate_args=False)
+    torch.testing.assert_close(sampling.mean_of(q), q.mean)
+    torch.testing.assert_close(grad_of(sampling.mean_of(q), logits), grad_of(q.mean, logits))
+    index = torch.randint(4, (7, 5, 3))
+    expected = torch.nn.functional.one_hot(index, 4).float()
+    assert torch.equal(sampling.one_hot(index, 4, torch.float32), expected)
+    assert torch.equal(torch.func.vmap(lambda i: sampling.one_hot(i, 4, torch.float32))(index),
+                       expected)
