@@ -119,11 +119,13 @@ class Objective(nn.Module):
         """Whether `exact` is available (for discrete latents: small enough to enumerate)."""
         return False
 
-    def constant(self, name: str, build: Callable[[torch.dtype, torch.device], Distribution]
-                 ) -> Distribution:
+    def constant(self, name: str, build: Callable[[torch.dtype, torch.device], Distribution],
+                 like: Tensor | None = None) -> Distribution:
         """A distribution without parameters (a fixed prior), built once per dtype and device:
-        rebuilding it on every step costs more than the arithmetic on small models."""
-        reference = next(self.parameters())
+        rebuilding it on every step costs more than the arithmetic on small models. The dtype
+        and device are those of `like` (an input the encoder reads, so they are the
+        parameters'), else of the first parameter (a walk over the modules: ~10 us a call)."""
+        reference = next(self.parameters()) if like is None else like
         key = (name, reference.dtype, reference.device)
         cache = self.__dict__.setdefault("_constants", {})
         if key in cache:
