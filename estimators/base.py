@@ -47,6 +47,11 @@ class EstimatorOutput:
         return EstimatorOutput(self.loss + term, self.value + term.detach(), self.samples,
                                self.aux_loss, self.evaluations)
 
+    def minus(self, term: Tensor) -> EstimatorOutput:
+        """Subtract an exactly computed term (a KL): `plus(-term)` without the negation."""
+        return EstimatorOutput(self.loss - term, self.value - term.detach(), self.samples,
+                               self.aux_loss, self.evaluations)
+
 
 class Estimator(nn.Module):
     """Base class of every estimator.
@@ -254,9 +259,13 @@ def check_temperature(estimator: str, temperature: float) -> float:
 
 def output(fz: Tensor, samples: Tensor, loss: Tensor | None = None) -> EstimatorOutput:
     """The output for per-sample values `fz` (S, *B): mean over samples, value detached."""
-    value = fz.detach().mean(0)
+    if loss is None:
+        loss = fz.mean(0)
+        value = loss.detach()  # the same numbers as fz.detach().mean(0), one mean fewer
+    else:
+        value = fz.detach().mean(0)
     # Samples are returned detached for every family: they are a record, not a graph node.
-    return EstimatorOutput(fz.mean(0) if loss is None else loss, value, samples.detach())
+    return EstimatorOutput(loss, value, samples.detach() if samples.requires_grad else samples)
 
 
 __all__ = [

@@ -84,7 +84,10 @@ class Reinforce(Estimator):
         fz = self.evaluate(f, z, num_samples, q)
         log_q = sampling.hard_log_prob(q, z)
         held = fz.detach()
-        score = (held - self.baseline_values(held)) * (log_q - log_q.detach())
+        # b = 0 needs no arithmetic, unless a subclass supplies its own baseline_values
+        plain = self.baseline == "none" and type(self).baseline_values is Reinforce.baseline_values
+        signal = held if plain else held - self.baseline_values(held)
+        score = signal * (log_q - log_q.detach())
         out = EstimatorOutput((fz + score).mean(0), held.mean(0), z)
         if self.baseline == "ema" and self.training:
             with torch.no_grad():

@@ -145,3 +145,114 @@ def test_one_hot_categorical_is_torchs_without_the_inner_check() -> None:
     torch.testing.assert_close(a, slow.sample((4,)))
     expanded = fast.expand(torch.Size([2, 5, 3]))
     assert expanded.batch_shape == (2, 5, 3)
+
+
+def test_one_hot_categorical_sets_what_torchs_constructor_sets() -> None:
+    """The inner Categorical is built without its constructor: every attribute torch's sets is
+    there, equal (the normalization is log_softmax instead of logits - logsumexp)."""
+    logits = torch.randn(5, 3, 4)
+    fast, slow = sampling.one_hot_categorical(logits), OneHotCategorical(
+        logits=logits, validate_args=False)
+    # torch's inner one keeps the default validate_args (the check this one skips)
+    assert set(vars(fast._categorical)) == set(vars(slow._categorical)) | {"_validate_args"}
+    assert not fast._categorical._validate_args
+    for name, value in vars(slow._categorical).items():
+        got = vars(fast._categorical)[name]
+        if isinstance(value, torch.Tensor):
+            torch.testing.assert_close(got, value)
+        else:
+            assert got == value, name
+    assert set(vars(fast)) == set(vars(slow))
+
+
+def grad_of(value: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
+    weights = torch.linspace(-1, 2, value.numel()).reshape(value.shape)
+    return torch.autograd.grad((value * weights).sum(), [leaf], retain_graph=True)[0]
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_marked_one_hot_sample_log_prob_equals_torchs(detach: bool) -> None:
+    """A hard sample from `hard_sample` is read as z . logits: the same value as torch's
+    argmax-and-gather and the same gradient; any operation on it drops the mark."""
+    torch.manual_seed(0)
+    logits = torch.randn(5, 3, 4, requires_grad=True)
+    q = Independent(sampling.one_hot_categorical(logits), 1, validate_args=False)
+    z = sampling.hard_sample(q, sampling.draw_noise(q, 7))
+    unmarked = z.clone()
+    assert getattr(z, "_estibench_one_hot", False) and not hasattr(unmarked, "_estibench_one_hot")
+    fast, slow = sampling.log_prob(q, z, detach), sampling.log_prob(q, unmarked, detach)
+    torch.testing.assert_close(fast, slow)
+    torch.testing.assert_close(fast, q.log_prob(unmarked))
+    if detach:
+        assert not fast.requires_grad and not slow.requires_grad
+    else:
+        torch.testing.assert_close(grad_of(fast, logits), grad_of(slow, logits))
+    # the prior's (N, K) logits broadcast against the (S, B, N, K) sample
+    prior = Independent(sampling.one_hot_categorical(torch.zeros(3, 4)), 1, validate_args=False)
+    torch.testing.assert_close(sampling.log_prob(prior, z), prior.log_prob(unmarked))
+
+
+def test_marked_standard_normal_log_prob_equals_torchs_and_is_checked() -> None:
+    zeros = torch.zeros(3)
+    p = Independent(Normal(zeros, torch.ones(3), validate_args=False), 1, validate_args=False)
+    z = torch.randn(7, 5, 3, requires_grad=True)
+    expected = p.log_prob(z)
+    assert not sampling.is_standard_normal(p)
+    marked = sampling.marked_standard_normal(p)
+    got = sampling.log_prob(marked, z)
+    assert sampling.is_standard_normal(marked)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(grad_of(got, z), grad_of(expected, z))
+    with pytest.raises(ValueError, match="not a Normal with loc 0 and scale 1"):
+        sampling.marked_standard_normal(Normal(zeros, 2 * torch.ones(3)))
+    with pytest.raises(ValueError, match="not a Normal"):
+        sampling.marked_standard_normal(Bernoulli(logits=zeros))
+
+
+def test_analytic_kl_fast_paths_equal_torchs_kl_in_value_and_gradient() -> None:
+    from torch.distributions import kl_divergence
+
+    from benchmarks.objectives.base import standard_normal
+    from benchmarks.objectives.kl import analytic_kl
+
+    torch.manual_seed(0)
+    params = torch.randn(5, 2, 3, requires_grad=True)
+    q = Independent(Normal(params[:, 0], torch.nn.functional.softplus(params[:, 1]) + 1e-4,
+                           validate_args=False), 1, validate_args=False)
+    prior = standard_normal(3, torch.float32, torch.device("cpu"))
+    unmarked = Independent(Normal(torch.zeros(3), torch.ones(3)), 1)
+    logits = torch.randn(5, 3, 4, requires_grad=True)
+    cases = [(q, prior, unmarked)]
+    for build in (sampling.one_hot_categorical,
+                  lambda t: Categorical(logits=t, validate_args=False)):
+        cases.append((Independent(build(logits), 1, validate_args=False),
+                      Independent(build(torch.randn(3, 4)), 1, validate_args=False), None))
+    for qd, pd, torch_p in cases:
+        got, expected = analytic_kl(qd, pd), kl_divergence(qd, torch_p or pd)
+        assert got.shape == expected.shape == (5,)
+        torch.testing.assert_close(got, expected)
+        leaf = params if qd is q else logits
+        torch.testing.assert_close(grad_of(got, leaf), grad_of(expected, leaf))
+
+
+def test_minus_is_plus_of_the_negated_term() -> None:
+    fz = torch.randn(3, 4, requires_grad=True)
+    out = estimators.base.output(fz, torch.zeros(3, 4))
+    term = torch.randn(4, requires_grad=True)
+    a, b = out.minus(term), out.plus(-term)
+    torch.testing.assert_close(a.value, b.value)
+    torch.testing.assert_close(a.loss, b.loss)
+    assert torch.equal(out.value, fz.detach().mean(0)) and not out.value.requires_grad
+
+
+def test_mean_of_and_one_hot_equal_torchs() -> None:
+    """mean_of reads exp(logits) for the categorical (torch: a softmax); one_hot is a scatter."""
+    logits = torch.randn(5, 3, 4, requires_grad=True)
+    q = Independent(sampling.one_hot_categorical(logits), 1, validate_args=False)
+    torch.testing.assert_close(sampling.mean_of(q), q.mean)
+    torch.testing.assert_close(grad_of(sampling.mean_of(q), logits), grad_of(q.mean, logits))
+    index = torch.randint(4, (7, 5, 3))
+    expected = torch.nn.functional.one_hot(index, 4).float()
+    assert torch.equal(sampling.one_hot(index, 4, torch.float32), expected)
+    assert torch.equal(torch.func.vmap(lambda i: sampling.one_hot(i, 4, torch.float32))(index),
+                       expected)

@@ -30,3 +30,18 @@ def test_a_transform_does_not_leave_wrapped_tensors_in_the_cache():
                            replicas=4, num_samples=2, wrt="decoder", exact=False)
     clone = copy.deepcopy(objective)  # fails on a cached TensorWrapper
     assert torch.equal(clone.prior().base_dist.logits, objective.prior().base_dist.logits)
+
+
+def test_prior_of_a_batch_is_keyed_by_the_batch_dtype_like_the_parameters():
+    """prior(x) reads the dtype and device from x (which the encoder reads) instead of walking
+    the parameters: the same cached object as prior(), and float64 after .double()."""
+    for name in ("categorical_vae", "gaussian_vae"):
+        torch.manual_seed(0)
+        objective = objectives.get(name, input_dim=6, hidden=4)
+        x = (torch.rand(4, 6) < 0.5).float()
+        assert objective.prior(x) is objective.prior()
+        objective.double()
+        prior = objective.prior(x.double())
+        assert prior is objective.prior() and prior.mean.dtype == torch.float64
+        objective.estimate(x.double(), estimators.get("reinforce" if name == "categorical_vae"
+                                                      else "pathwise")).loss.sum().backward()

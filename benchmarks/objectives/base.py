@@ -123,11 +123,13 @@ class Objective(nn.Module):
         """Whether `exact` is available (for discrete latents: small enough to enumerate)."""
         return False
 
-    def constant(self, name: str, build: Callable[[torch.dtype, torch.device], Distribution]
-                 ) -> Distribution:
+    def constant(self, name: str, build: Callable[[torch.dtype, torch.device], Distribution],
+                 like: Tensor | None = None) -> Distribution:
         """A distribution without parameters (a fixed prior), built once per dtype and device:
-        rebuilding it on every step costs more than the arithmetic on small models."""
-        reference = next(self.parameters())
+        rebuilding it on every step costs more than the arithmetic on small models. The dtype
+        and device are those of `like` (an input the encoder reads, so they are the
+        parameters'), else of the first parameter (a walk over the modules: ~10 us a call)."""
+        reference = next(self.parameters()) if like is None else like
         key = (name, reference.dtype, reference.device)
         cache = self.__dict__.setdefault("_constants", {})
         if key in cache:
@@ -193,7 +195,7 @@ class LatentVariableModel(Objective):
         prior = self.prior(x)
         if kl == "analytic":
             out = estimator(q, lambda z: self.log_likelihood(x, z), num_samples, noise=noise)
-            return out.plus(-analytic_kl(q, prior))
+            return out.minus(analytic_kl(q, prior))
 
         def integrand(z: Tensor) -> Tensor:
             # Relaxed inside f: by the time the estimator calls f it has checked that q (and so
@@ -253,8 +255,8 @@ class LatentVariableModel(Objective):
 def standard_normal(dim: int, dtype: torch.dtype, device: torch.device) -> Distribution:
     """N(0, I_dim) as an Independent Normal (the fixed prior of the Gaussian models)."""
     zeros = torch.zeros(dim, dtype=dtype, device=device)
-    return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1,
-                       validate_args=False)
+    return sampling.marked_standard_normal(Independent(
+        Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False))
 
 
 class DiscreteLatentModel(LatentVariableModel):

@@ -68,7 +68,8 @@ class CategoricalVAE(DiscreteLatentModel):
             return Independent(sampling.one_hot_categorical(logits), 1,
                                validate_args=False)
 
-        return self.constant("prior", uniform)
+        # x, when given, is what the encoder reads: it has the parameters' dtype and device
+        return self.constant("prior", uniform, x)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         return bernoulli_log_likelihood(self.decoder(z.flatten(-2)), x)

@@ -43,7 +43,8 @@ class GaussianVAE(LatentVariableModel):
                            validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:
-        return self.constant("prior", functools.partial(standard_normal, self.latent_dim))
+        # x, when given, is what the encoder reads: it has the parameters' dtype and device
+        return self.constant("prior", functools.partial(standard_normal, self.latent_dim), x)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         return bernoulli_log_likelihood(self.decoder(z), x)

@@ -13,24 +13,44 @@ from torch.distributions import (
     Categorical,
     Distribution,
     Independent,
+    Normal,
     OneHotCategorical,
     kl_divergence,
 )
+
+from estimators import sampling
 
 
 def analytic_kl(q: Distribution, p: Distribution) -> Tensor:
     """KL(q || p) summed over the event, shape = the broadcast batch shape."""
     if isinstance(q, Independent) and isinstance(p, Independent):
-        kl = analytic_kl(q.base_dist, p.base_dist)
-        return kl.sum(tuple(range(-q.reinterpreted_batch_ndims, 0)))
+        ndims = q.reinterpreted_batch_ndims
+        base_q, base_p = q.base_dist, p.base_dist
+        if type(base_q) is Normal and sampling.is_standard_normal(p):
+            # KL(N(m, s^2) || N(0, 1)) = (s^2 + m^2 - 1) / 2 - log s.
+            loc, scale = base_q.loc, base_q.scale
+            return (0.5 * (scale**2 + loc**2 - 1) - scale.log()).sum(tuple(range(-ndims, 0)))
+        if _categorical_pair(base_q, base_p):  # one sum over the categories and the dims
+            return _categorical_terms(base_q, base_p).sum(tuple(range(-ndims - 1, 0)))
+        return analytic_kl(base_q, base_p).sum(tuple(range(-ndims, 0)))
     if isinstance(q, Bernoulli) and isinstance(p, Bernoulli):
         # sum over b in {0, 1} of q(b) (log q(b) - log p(b)), with log-sigmoids of the logits.
         pq, lq1, lq0 = q.probs, F.logsigmoid(q.logits), F.logsigmoid(-q.logits)
         lp1, lp0 = F.logsigmoid(p.logits), F.logsigmoid(-p.logits)
         return pq * (lq1 - lp1) + (1 - pq) * (lq0 - lp0)
-    if isinstance(q, OneHotCategorical) and isinstance(p, OneHotCategorical):
-        q, p = q._categorical, p._categorical
-    if isinstance(q, Categorical) and isinstance(p, Categorical):
-        # torch's Categorical stores normalized logits (log-probabilities).
-        return (q.logits.exp() * (q.logits - p.logits)).sum(-1)
+    if _categorical_pair(q, p):
+        return _categorical_terms(q, p).sum(-1)
     return kl_divergence(q, p)
+
+
+def _categorical_pair(q: Distribution, p: Distribution) -> bool:
+    return any(isinstance(q, kind) and isinstance(p, kind)
+               for kind in (Categorical, OneHotCategorical))
+
+
+def _categorical_terms(q: Distribution, p: Distribution) -> Tensor:
+    """q_k (log q_k - log p_k) per category, for a `_categorical_pair`."""
+    if isinstance(q, OneHotCategorical):
+        q, p = q._categorical, p._categorical
+    # torch's Categorical stores normalized logits (log-probabilities).
+    return q.logits.exp() * (q.logits - p.logits)

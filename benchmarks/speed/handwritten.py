@@ -41,6 +41,17 @@ def uniforms(*shape: int) -> torch.Tensor:
     return torch.rand(shape).clamp(TINY, ONE_MINUS_EPS)
 
 
+def log_normalize(logits: torch.Tensor) -> torch.Tensor:
+    """log_softmax over the last dimension, written as logits - logsumexp: for a few categories
+    2-4x faster than `torch.log_softmax` on CPU (forward and backward), as estibench does it."""
+    return logits - logits.logsumexp(-1, keepdim=True)
+
+
+def one_hot(index: torch.Tensor, K: int) -> torch.Tensor:
+    """F.one_hot(index, K).float() as a scatter into zeros (faster), as estibench does it."""
+    return torch.zeros(*index.shape, K).scatter_(-1, index.unsqueeze(-1), 1.0)
+
+
 def bce(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits),
                                                reduction="none").sum(-1)
@@ -54,18 +65,18 @@ def categorical_step(vae, x, estimator: str, S: int, kl: str, tau: float = 1.0) 
 
     def step() -> None:
         logits = vae.encoder(x).unflatten(-1, (N, K))
-        logp = torch.log_softmax(logits, -1)
+        logp = log_normalize(logits)
         perturbed = logp - torch.log(-torch.log(uniforms(S, *logits.shape)))
         if estimator == "reinforce":
-            z = F.one_hot(perturbed.argmax(-1), K).float()
+            z = one_hot(perturbed.argmax(-1), K)
         elif estimator == "gumbel_softmax":
-            z = torch.softmax(perturbed / tau, -1)
+            z = log_normalize(perturbed / tau).exp()
         elif estimator == "st_gumbel":
-            soft = torch.softmax(perturbed / tau, -1)
-            z = F.one_hot(soft.argmax(-1), K).float() + (soft - soft.detach())
+            soft = log_normalize(perturbed / tau).exp()
+            z = one_hot(soft.argmax(-1), K) + (soft - soft.detach())
         else:  # straight_through
             probs = logp.exp()
-            z = F.one_hot(perturbed.argmax(-1), K).float() + (probs - probs.detach())
+            z = one_hot(perturbed.argmax(-1), K) + (probs - probs.detach())
         f = bce(vae.decoder(z.flatten(-2)), x)
         if kl == "sampled":
             log_q = (z * logp).sum((-1, -2))
