@@ -59,7 +59,7 @@ class StreamingMoments:
         for part in (y[:full], y[full:]):
             if part.shape[0]:
                 rows = min(self.block, part.shape[0])
-                self._increments(part.view(-1, rows, part.shape[1]))
+                self._increments(part.reshape(-1, rows, part.shape[1]))
         self.sum_sq += y.mul_(y).sum(0)
 
     def _increments(self, y: Tensor) -> None:
