@@ -67,6 +67,11 @@ def test_evaluations_are_counted_by_a_dry_run():
         toy, estimators.get("exact"), 6) == 2
     vae = objectives.get("categorical_vae", variables=2, categories=3, hidden=8)
     assert evaluations(vae, estimators.get("exact"), 1) == 9
+    # MuProp evaluates f at its S samples and once at the mean-field point: S + 1, which is
+    # neither S per sample nor a count fixed by the support
+    muprop = estimators.get("muprop")
+    assert [evaluations(toy, muprop, s) for s in (3, 6)] == [4, 7]
+    assert dry_run_text("muprop") == "1 + 1 per estimate"
 
 
 def test_listed_evaluations_are_what_the_dry_run_counts():
