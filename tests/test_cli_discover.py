@@ -14,7 +14,15 @@ import tomllib
 
 import estimators
 from benchmarks import objectives
-from benchmarks.catalogue import ENUMERATES, evaluations, options
+from benchmarks.catalogue import (
+    BUILTIN_EVALUATIONS,
+    ENUMERATES,
+    builtin,
+    describe_estimators,
+    dry_run_text,
+    evaluations,
+    options,
+)
 from benchmarks.suite import load_suite
 from benchmarks.suite_reference import DESCRIPTIONS, SECTIONS, reference_markdown
 from tests.cli_support import cli
@@ -59,6 +67,20 @@ def test_evaluations_are_counted_by_a_dry_run():
         toy, estimators.get("exact"), 6) == 2
     vae = objectives.get("categorical_vae", variables=2, categories=3, hidden=8)
     assert evaluations(vae, estimators.get("exact"), 1) == 9
+    # MuProp evaluates f at its S samples and once at the mean-field point: S + 1, which is
+    # neither S per sample nor a count fixed by the support
+    muprop = estimators.get("muprop")
+    assert [evaluations(toy, muprop, s) for s in (3, 6)] == [4, 7]
+    assert dry_run_text("muprop") == "1 + 1 per estimate"
+
+
+def test_listed_evaluations_are_what_the_dry_run_counts():
+    """The listing reads the built-ins' counts from a table instead of running them: every
+    row shown must equal the dry run, and every built-in must have its entry."""
+    assert set(BUILTIN_EVALUATIONS) == {n for n in estimators.available() if builtin(n)}
+    for row in describe_estimators():
+        if row.family != "broken":
+            assert row.evaluations_per_sample == dry_run_text(row.name), row.name
 
 
 def test_suite_schema_is_the_committed_reference_page():

@@ -547,14 +547,16 @@ def _estimates(
     blocks = iter(blocks)
     if method == "vectorized":
         first_block = next(blocks)
+        # One generator for the probe and the rest, so every chunk fills one buffer.
+        chunks = _vectorized_chunks(loss, target, itertools.chain([first_block], blocks))
         try:
-            first = next(_vectorized_chunks(loss, target, [first_block]))
+            first = next(chunks)
         except RuntimeError as err:
             if "random operation" not in str(err):
                 raise
             blocks = itertools.chain([first_block], blocks)
         else:
-            return itertools.chain([first], _vectorized_chunks(loss, target, blocks)), method
+            return itertools.chain([first], chunks), method
     return _seeded(_loop_chunks(loss, target, blocks), device, seed), "loop"
 
 

@@ -27,12 +27,13 @@ class StreamingMoments:
     variance tr(Sigma) for every m >= 2, and the M - 1 increments sum to the total M2, so the
     total variance T is exactly their mean; their sample variance estimates Var(T) as
     s^2(e) / (M - 1) from M - 1 terms, the fourth moments of heavy-tailed gradients included.
-    Within a block of rows they come from the block's Gram matrix (one matrix product, no
-    per-row pass), and since e_m depends only on the replicas before m, the results do not
-    depend on how the stream is chunked. Memory: O(P) plus a few scalars.
+    Within a block of rows they come from the block's Gram matrix (one batched matrix product
+    for all the blocks of a chunk, no per-row pass), and since e_m depends only on the
+    replicas before m, the results do not depend on how the stream is chunked.
+    Memory: O(P) plus a few scalars.
     """
 
-    block = 64  # rows per Gram matrix: its cost is block x P per row
+    block = 16  # rows per Gram matrix: its cost is block x P per row
 
     def __init__(self) -> None:
         self.count = 0
@@ -54,33 +55,40 @@ class StreamingMoments:
             self.sum_sq = torch.zeros_like(self.shift)
         assert self.sum is not None and self.sum_sq is not None
         y.sub_(self.shift)
-        for start in range(0, y.shape[0], self.block):
-            block = y[start : start + self.block]
-            self._increments(block)
-            self.sum += block.sum(0)
-            self.count += block.shape[0]
+        full = y.shape[0] // self.block * self.block
+        for part in (y[:full], y[full:]):
+            if part.shape[0]:
+                rows = min(self.block, part.shape[0])
+                self._increments(part.reshape(-1, rows, part.shape[1]))
         self.sum_sq += y.mul_(y).sum(0)
 
     def _increments(self, y: Tensor) -> None:
-        """Accumulate e_m for the rows y (n, P) (shifted), given the sums of earlier rows."""
+        """Accumulate e_m for the blocks of rows y (blocks, n, P) (shifted, in stream order),
+        given the sums of earlier rows, and add them to the sums: all blocks in one batch of
+        Gram matrices (blocks x n x n), the sum before each block from the blocks' sums."""
         assert self.sum is not None
-        n = y.shape[0]
-        gram = y @ y.T  # (n, n)
-        v = y @ self.sum  # y_i . S1_prev
-        # b_i = S1_prev + sum_{j<i} y_j, the sum of everything before row i; e_m needs
+        blocks, n = y.shape[0], y.shape[1]
+        block_sums = y.sum(1)  # (blocks, P)
+        before = torch.cumsum(block_sums, 0).sub_(block_sums).add_(self.sum)  # S1 before each
+        gram = torch.bmm(y, y.transpose(1, 2))  # (blocks, n, n)
+        v = torch.bmm(y, before.unsqueeze(2)).squeeze(2)  # y_i . S1_before, (blocks, n)
+        # b_i = S1_before + sum_{j<i} y_j, the sum of everything before row i; e_m needs
         # y_i . b_i and ||b_i||^2, both from the Gram matrix and v.
-        y_dot_b = v + torch.tril(gram, -1).sum(1)
-        inner = torch.cumsum(torch.cumsum(gram, 0), 1).diagonal()  # sum_{j,k<=i} K_jk
-        inner = torch.cat([inner.new_zeros(1), inner[:-1]])  # sum_{j,k<i}
-        v_before = torch.cumsum(v, 0) - v
-        b_sq = float(self.sum @ self.sum) + 2 * v_before + inner
-        m = torch.arange(self.count + 1, self.count + n + 1, dtype=torch.float64,
-                         device=y.device)
+        y_dot_b = v + torch.tril(gram, -1).sum(2)
+        inner = torch.cumsum(torch.cumsum(gram, 1), 2).diagonal(dim1=1, dim2=2)
+        inner = torch.cat([inner.new_zeros(blocks, 1), inner[:, :-1]], 1)  # sum_{j,k<i}
+        v_before = torch.cumsum(v, 1) - v
+        b_sq = (before * before).sum(1, keepdim=True) + 2 * v_before + inner
+        m = torch.arange(self.count + 1, self.count + blocks * n + 1, dtype=torch.float64,
+                         device=y.device).view(blocks, n)
+        self.sum += block_sums.sum(0)
+        self.count += blocks * n
         keep = m >= 2
         if not bool(keep.any()):
             return
         m, prev = m[keep], m[keep] - 1
-        e = prev / m * (gram.diagonal()[keep] - 2 * y_dot_b[keep] / prev + b_sq[keep] / prev**2)
+        diagonal = gram.diagonal(dim1=1, dim2=2)[keep]
+        e = prev / m * (diagonal - 2 * y_dot_b[keep] / prev + b_sq[keep] / prev**2)
         self.increments += int(e.numel())
         self.increment_sum += float(e.sum())
         self.increment_sum_sq += float((e**2).sum())
