@@ -138,7 +138,11 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", "run", str(suite), "--out",
                              str(out), "--device", "cpu", "--no-report"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "MPLBACKEND": "Agg"})
+                            env={**os.environ, "MPLBACKEND": "Agg"},
+                            # SIGINT's default disposition whatever this process inherited: a
+                            # job put in the background without job control ignores SIGINT,
+                            # and a child inheriting that would never see the Ctrl-C.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while _completed(out) < 1 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

