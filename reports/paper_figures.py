@@ -97,19 +97,14 @@ def mohamed2020(frame: pd.DataFrame, suite: Suite, palette: Palette) -> Figure:
     return fig
 
 
-def relax_toy(frame: pd.DataFrame, suite: Suite, palette: Palette) -> Figure:
-    """Per target t: the exact objective (top) and log10 gradient variance (bottom) against
-    the step, mean ± SE over seeds (RELAX figure 1, ARM figure 1)."""
-    objective = _metric(frame, "test/exact_objective")
-    variance = _metric(frame, "grad/distribution/log10_total_variance")
-    options = _options(suite)
-    labels = sorted(objective["objective"].unique(),
-                    key=lambda o: float(options.get(o, {}).get("target", 0.499)))
-    fig, axes = _grid(2, len(labels))
+def _curves(labels: list[str], rows_by_panel: tuple[tuple[pd.DataFrame, str], ...],
+            palette: Palette) -> Figure:
+    """One column per objective label, one row per (metric rows, y label): each estimator's
+    mean ± SE over seeds against the step."""
+    fig, axes = _grid(len(rows_by_panel), len(labels))
     drawn = set()
     for column, label in enumerate(labels):
-        for row, (rows, name) in enumerate(((objective, "exact objective -E[(b - t)²]"),
-                                            (variance, "log10 gradient variance"))):
+        for row, (rows, name) in enumerate(rows_by_panel):
             ax = axes[row, column]
             for estimator, group in rows[rows["objective"] == label].groupby("estimator"):
                 stats = mean_se(group["value"], group["step"])
@@ -121,6 +116,18 @@ def relax_toy(frame: pd.DataFrame, suite: Suite, palette: Palette) -> Figure:
             ax.set_ylabel(name)
     _legend(fig, palette, sorted(drawn))
     return fig
+
+
+def relax_toy(frame: pd.DataFrame, suite: Suite, palette: Palette) -> Figure:
+    """Per target t: the exact objective (top) and log10 gradient variance (bottom) against
+    the step, mean ± SE over seeds (RELAX figure 1, ARM figure 1)."""
+    objective = _metric(frame, "test/exact_objective")
+    variance = _metric(frame, "grad/distribution/log10_total_variance")
+    options = _options(suite)
+    labels = sorted(objective["objective"].unique(),
+                    key=lambda o: float(options.get(o, {}).get("target", 0.499)))
+    return _curves(labels, ((objective, "exact objective -E[(b - t)²]"),
+                            (variance, "log10 gradient variance")), palette)
 
 
 def snr_against_k(frame: pd.DataFrame, suite: Suite, palette: Palette) -> Figure:
@@ -195,22 +202,8 @@ def sbn(frame: pd.DataFrame, suite: Suite, palette: Palette) -> Figure:
     train = _metric(frame, "train/objective")
     labels = list(dict.fromkeys(o.get("label") or o["name"] for o in suite["objectives"]))
     labels = [label for label in labels if label in set(variance["objective"])]
-    fig, axes = _grid(2, len(labels))
-    drawn = set()
-    for column, label in enumerate(labels):
-        for row, (rows, name) in enumerate(((variance, "log10 encoder-gradient variance"),
-                                            (train, "training ELBO estimate"))):
-            ax = axes[row, column]
-            for estimator, group in rows[rows["objective"] == label].groupby("estimator"):
-                stats = mean_se(group["value"], group["step"])
-                _band(ax, stats.index.to_series(), stats["mean"], stats["se"].fillna(0.0),
-                      palette[str(estimator)], str(estimator))
-                drawn.add(str(estimator))
-            ax.set_title(label)
-            ax.set_xlabel("step")
-            ax.set_ylabel(name)
-    _legend(fig, palette, sorted(drawn))
-    return fig
+    return _curves(labels, ((variance, "log10 encoder-gradient variance"),
+                            (train, "training ELBO estimate")), palette)
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ closed form; the lower layers' terms are always sampled (their prior depends on 
 product of the levels' counts (RLOO with S = 2: 2 x 2 = 4; ARM and DisARM, one pair per level:
 2 x 2 = 4; REINFORCE with S = 1: 1).
 
-Estimator state. Each level gets a fresh copy of the estimator at every call, so nothing is
-shared between levels; a copy cannot carry state across calls or be trained by the caller's
-optimizer, so on several layers estimators with state (EMA baselines, learned baselines and
-control variates: NVIL, REBAR, RELAX) are refused, and so are estimators that differentiate f
-in z (f of an outer level is itself a Monte Carlo estimate). The inner levels draw their own
-noise: gradient statistics on several layers run in the seeded loop, not vectorized.
+Estimator state. Each level gets its own (shallow) copy of the estimator at every call; a copy
+cannot carry state across calls or be trained by the caller's optimizer, so on several layers
+estimators with state (EMA baselines, learned baselines and control variates: NVIL, REBAR,
+RELAX) are refused, and so are estimators that differentiate f in z (f of an outer level is
+itself a Monte Carlo estimate). The inner levels draw their own noise: gradient statistics on
+several layers run in the seeded loop, not vectorized.
 """
 
 from __future__ import annotations
@@ -151,7 +151,9 @@ class SigmoidBeliefNet(DiscreteLatentModel):
         kl = kl or self.kl
         if kl not in KL_CHOICES:
             raise ObjectiveError(f"kl must be one of {', '.join(KL_CHOICES)}, got {kl!r}")
-        chain = [estimator, *(copy.deepcopy(estimator) for _ in range(self.layers - 1))]
+        # Stateless estimators only (check_nested): a shallow copy per level is enough to give
+        # each its own evaluation counter, without copying modules on every step.
+        chain = [estimator, *(copy.copy(estimator) for _ in range(self.layers - 1))]
         logits = self.posterior_params(x) if params is None else params
         return self._level(0, x, logits, chain, num_samples, kl, noise)
 
