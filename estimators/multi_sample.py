@@ -55,11 +55,10 @@ class VIMCO(Estimator):
         bound = torch.logsumexp(log_w, 0) - math.log(num_samples)
         held = log_w.detach()
         # others[j, i] = l_i, with l_j replaced by the mean of the others (i != j).
-        others = held.expand(num_samples, *held.shape).clone()
         diagonal = torch.eye(num_samples, dtype=torch.bool, device=held.device)
         diagonal = diagonal.reshape(num_samples, num_samples, *[1] * (held.dim() - 1))
         loo_mean = (held.sum(0, keepdim=True) - held) / (num_samples - 1)
-        others = torch.where(diagonal, loo_mean.unsqueeze(1), others)
+        others = torch.where(diagonal, loo_mean.unsqueeze(1), held)  # held broadcast over j
         baselines = torch.logsumexp(others, 1) - math.log(num_samples)  # L_{-j}, (K, *B)
         log_q = sampling.hard_log_prob(q, z)
         signal = bound.detach() - baselines
