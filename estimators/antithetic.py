@@ -49,8 +49,10 @@ class _AntitheticPair(Estimator):
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
     ) -> EstimatorOutput:
         u = sampling.draw_noise(q, num_samples) if noise is None else noise
-        b1, b2 = sampling.hard_sample(q, u), sampling.hard_sample(q, 1 - u)
-        f1, f2 = self.evaluate_sets(f, [b1, b2], q)
+        # Both halves of the pair from one threshold, stacked as f takes them (one call).
+        pair = sampling.hard_sample(q, torch.cat([u, 1 - u]))
+        f1, f2 = self.evaluate_many(f, pair, q).split(num_samples)
+        b1, b2 = pair.split(num_samples)
         logits = sampling.base_of(q).logits
         # f values are (S, *B); the logits carry the variables of an Independent after B.
         variables = logits.dim() - len(q.batch_shape)
@@ -59,7 +61,7 @@ class _AntitheticPair(Estimator):
         grad = (diff * weight).mean(0)
         score = sum_variables(grad * (logits - logits.detach()), variables)
         value = 0.5 * (f1 + f2).mean(0)
-        return EstimatorOutput(value + score, value.detach(), torch.cat([b1, b2]))
+        return EstimatorOutput(value + score, value.detach(), pair)
 
 
 class ARM(_AntitheticPair):
