@@ -116,14 +116,36 @@ def gaussian_step(vae, x, S: int, kl: str) -> Step:
     return step
 
 
+def dreg_step(vae, x, K: int) -> Step:
+    """DReG on the Gaussian VAE's IWAE-K bound: the log-weights at the detached samples, their
+    z-gradient with cotangent w~^2 carried to the encoder through z, w~ log w to the decoder."""
+    D = vae.latent_dim
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+
+    def step() -> None:
+        params = vae.encoder(x).unflatten(-1, (2, D))
+        loc, scale = params[..., 0, :], F.softplus(params[..., 1, :]) + 1e-4
+        z = loc + scale * torch.special.ndtri(uniforms(K, *loc.shape))
+        held = z.detach().requires_grad_(True)
+        log_q = (-0.5 * ((held - loc.detach()) / scale.detach()) ** 2 - scale.detach().log()
+                 - half_log_2pi).sum(-1)
+        log_w = bce(vae.decoder(held), x) + (-0.5 * held**2 - half_log_2pi).sum(-1) - log_q
+        weights = torch.softmax(log_w.detach(), 0)
+        (through_z,) = torch.autograd.grad(log_w, held, weights**2, retain_graph=True)
+        surrogate = (weights * log_w).sum(0) + (through_z * z).sum((0, -1))
+        (-surrogate.sum()).backward()
+
+    return step
+
+
 def bernoulli_kl(logits: torch.Tensor, prior_logits: torch.Tensor) -> torch.Tensor:
     p = torch.sigmoid(logits)
     return (p * (F.logsigmoid(logits) - F.logsigmoid(prior_logits))
             + (1 - p) * (F.logsigmoid(-logits) - F.logsigmoid(-prior_logits))).sum(-1)
 
 
-def disarm_step(vae, x, S: int) -> Step:
-    """DisARM on the Bernoulli VAE (analytic KL to its learned prior)."""
+def antithetic_step(vae, x, S: int, estimator: str) -> Step:
+    """ARM or DisARM on the Bernoulli VAE (analytic KL to its learned prior)."""
 
     def step() -> None:
         logits = vae.encoder(x)
@@ -131,7 +153,10 @@ def disarm_step(vae, x, S: int) -> Step:
         b1 = (u > torch.sigmoid(-logits)).float()
         b2 = (u < torch.sigmoid(logits)).float()
         f1, f2 = bce(vae.decoder(torch.cat([b1, b2])), x).split(S)
-        weight = 0.5 * (b1 - b2) * torch.sigmoid(logits.detach().abs())
+        if estimator == "arm":
+            weight = u - 0.5
+        else:
+            weight = 0.5 * (b1 - b2) * torch.sigmoid(logits.detach().abs())
         g = ((f1 - f2).detach().unsqueeze(-1) * weight).mean(0)
         score = (g * (logits - logits.detach())).sum(-1)
         loss = 0.5 * (f1 + f2).mean(0) + score - bernoulli_kl(logits, vae.prior_logits)
@@ -192,10 +217,12 @@ class Case:
         S = self.samples
         if self.objective == "categorical_vae":
             plain = categorical_step(objective, x, self.estimator, S, self.kl)
+        elif self.estimator == "dreg":
+            plain = dreg_step(objective, x, S)
         elif self.objective == "gaussian_vae":
             plain = gaussian_step(objective, x, S, self.kl)
-        elif self.estimator == "disarm":
-            plain = disarm_step(objective, x, S)
+        elif self.estimator in ("arm", "disarm"):
+            plain = antithetic_step(objective, x, S, self.estimator)
         else:
             plain = vimco_step(objective, x, S)
         return objective, library_step(objective, estimator, x, S), plain
@@ -226,6 +253,10 @@ CASES = [
          objective_options={"latent_dim": 16}),
     Case("gaussian 16 / pathwise, kl=sampled", "gaussian_vae", "pathwise", 1, kl="sampled",
          objective_options={"latent_dim": 16}),
+    Case("gaussian 16 / dreg, K=4 (iwae)", "gaussian_vae", "dreg", 4,
+         objective_options={"latent_dim": 16, "bound": "iwae"}),
+    Case("bernoulli 16 / arm, 1 pair", "bernoulli_vae", "arm", 1,
+         objective_options=BERNOULLI),
     Case("bernoulli 16 / disarm, 1 pair", "bernoulli_vae", "disarm", 1,
          objective_options=BERNOULLI),
     Case("bernoulli 16 / vimco, K=4 (iwae)", "bernoulli_vae", "vimco", 4,
