@@ -50,6 +50,13 @@ def main() -> None:
     x = (torch.rand(32, 64, generator=torch.Generator().manual_seed(1)) < 0.5).float()
     names = ["reinforce", *[n for n in args.estimators if n != "reinforce"]]
     built = {n: estimators.get(n) for n in names}
+    for name in list(names):  # an estimator that does not apply is named and left out
+        try:
+            objective.check(built[name])
+        except estimators.EstimatorError as error:
+            print(f"{name}: not applicable to {args.objective} ({error}); left out")
+            names.remove(name)
+            del built[name]
     evaluations = {n: objective.estimate(x, e, args.samples).evaluations for n, e in built.items()}
     times: dict[str, list[float]] = {n: [] for n in names}
     floors: dict[str, list[float]] = {n: [] for n in names}
