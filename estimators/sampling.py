@@ -16,9 +16,10 @@ A relaxed sample carries its log-space variable (s or y, `log_space`), from whic
 density is computed without underflow (`estimators.densities`).
 
 So the hard sample of REINFORCE and the forward value of straight-through Gumbel coincide for the
-same noise (for Bernoulli, except where u is within float rounding of the threshold). Uniforms are drawn in float32 at least (float64 for float64) and clamped to
-[tiny, 1 - eps] of that precision; the maps run in it and cast their result to the parameters'
-dtype, so gumbel/logistic noise is finite and keeps its tail in bfloat16 and float16 too.
+same noise (for Bernoulli, except where u is within float rounding of the threshold). Uniforms
+are drawn in float32 at least (float64 for float64) and clamped to [tiny, 1 - eps] of that
+precision; the maps run in it and cast their result to the parameters' dtype, so
+gumbel/logistic noise is finite and keeps its tail in bfloat16 and float16 too.
 """
 
 from __future__ import annotations
