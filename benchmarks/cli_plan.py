@@ -98,9 +98,8 @@ def dry_run(suite: Suite, console: Console) -> None:
         seconds = estimate_seconds(plan.runnable)
         shown = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
         console.print(f"estimated time: about {shown} on this machine, on one "
-                      "thread per cell (from a few timed training steps per pair, at this "
-                      "machine's present load; the gradient statistics are costed at the same "
-                      "speed per evaluation of f, so a suite made mostly of them, such as a "
-                      "toy with thousands of replicas and no training, can take several times "
-                      "longer)", highlight=False)
+                      "thread per cell (from a few timed training steps and a timed probe "
+                      "of the gradient statistics per pair, at this machine's present load; "
+                      "with replicas = \"auto\" at its minimum M, which heavy-tailed "
+                      "estimators exceed)", highlight=False)
     console.print("dry run: nothing was run or stored", highlight=False)

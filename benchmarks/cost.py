@@ -12,6 +12,8 @@ toys (no data), plus STEP_UNITS per training step for what a step costs whatever
 throughput takes a fixed time instead (three timed functions of
 `throughput_min_run_time` seconds each, plus warm-up), so a cell's estimate is
 `units x seconds-per-unit + fixed seconds`; `Clock` learns seconds-per-unit from the cells done.
+The dry run's estimate (`estimate_seconds`) times the gradient statistics on their own instead
+(`statistics_seconds`): their speed per evaluation of f is not a training step's.
 """
 
 from __future__ import annotations
@@ -69,14 +71,25 @@ def _replicas(metrics: dict[str, Any]) -> int:
 
 def cell_units(config: dict[str, Any]) -> float:
     """Evaluations of f on one example that the cell performs (see the module docstring)."""
+    return _training_and_bounds_units(config) + _statistics_units(config)
+
+
+def _training_and_bounds_units(config: dict[str, Any]) -> float:
     per_sample, toy = _pair(_pair_key(config))
     t, m, s = config["training"], config["metrics"], config["num_samples"]
-    batch, eval_batch = (1, 1) if toy else (t["batch_size"], m["eval_batch_size"])
+    batch = 1 if toy else t["batch_size"]
     units = t["steps"] * (batch * s * per_sample + STEP_UNITS)
-    units += _checkpoints(config) * len(m["wrt"]) * _replicas(m) * eval_batch * s * per_sample
     if m["bounds"] and not toy:
         units += _checkpoints(config) * m["bounds_examples"] * (sum(m["iwae_ks"]) + s)
     return float(units)
+
+
+def _statistics_units(config: dict[str, Any]) -> float:
+    per_sample, toy = _pair(_pair_key(config))
+    m, s = config["metrics"], config["num_samples"]
+    eval_batch = 1 if toy else m["eval_batch_size"]
+    return float(_checkpoints(config) * len(m["wrt"]) * _replicas(m) * eval_batch * s
+                 * per_sample)
 
 
 def fixed_seconds(config: dict[str, Any]) -> float:
@@ -175,13 +188,68 @@ def _timed_steps(objective: Any, estimator: Any, x: Any, s: int, steps: int,
         elapsed.append(time.perf_counter() - begin)
 
 
+PROBE_REPLICAS = (64, 192)  # one and three of the engine's chunks: a line through two sizes
+
+
+def statistics_seconds(config: dict[str, Any]) -> tuple[float, float]:
+    """(seconds per checkpoint, seconds per replica) of a cell's gradient statistics, summed
+    over its `wrt`: `gradient_stats` timed at PROBE_REPLICAS replicas (after a warm-up call) on
+    random binary data of the evaluation batch's size. The statistics run vectorized (or in a
+    loop) at a speed per evaluation of f unlike a training step's (a toy's replica costs a
+    small fraction of its step's fixed dispatch), so they are timed, not scaled from training.
+    Used by `estibench run --dry-run`."""
+    from benchmarks import metrics
+
+    _, toy = _pair(_pair_key(config))
+    objective = objectives.get(config["objective_name"], **config["objective_options"])
+    estimator = estimators.get(config["estimator_name"], **config["estimator_options"])
+    m, s = config["metrics"], config["num_samples"]
+    example = objective.example_input()
+    x = None if toy else torch.bernoulli(torch.full((m["eval_batch_size"], example.shape[-1]),
+                                                    0.5))
+    groups = objective.parameter_groups()
+    wrts = [w for w in m["wrt"] if w == "distribution" or groups.get(w)]  # as `run_cell`
+    small, large = PROBE_REPLICAS
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        objective.estimate(x, estimator, s)  # builds what the estimator sizes from q (prepare)
+        fixed = per_replica = 0.0
+        for wrt in wrts:
+            times = []
+            for replicas in (8, small, large):  # the first is a warm-up
+                begin = time.perf_counter()
+                metrics.gradient_stats(objective, estimator, x, replicas=replicas,
+                                       num_samples=s, wrt=wrt, seed=0)
+                times.append(time.perf_counter() - begin)
+            slope = max(times[2] - times[1], 0.0) / (large - small)
+            per_replica += slope
+            fixed += max(times[1] - small * slope, 0.0)
+    finally:
+        torch.set_num_threads(threads)
+    return fixed, per_replica
+
+
 def estimate_seconds(todo: list[dict[str, Any]]) -> float:
-    """A rough run time: each cell's units at its pair's measured speed, plus fixed time."""
+    """A rough run time: each cell's training and bounds at its pair's measured speed per unit,
+    its gradient statistics as timed by `statistics_seconds`, plus fixed time."""
     rates: dict[str, float] = {}
+    probes: dict[str, tuple[float, float]] = {}
     total = 0.0
     for config in todo:
         key = _pair_key(config)
         if key not in rates:
             rates[key] = seconds_per_unit(config)
-        total += cell_units(config) * rates[key] + fixed_seconds(config)
+        total += _training_and_bounds_units(config) * rates[key] + fixed_seconds(config)
+        if _statistics_units(config):
+            m = config["metrics"]
+            probe = json.dumps([key, m["eval_batch_size"], m["wrt"]])
+            if probe not in probes:
+                try:
+                    probes[probe] = statistics_seconds(config)
+                except Exception:  # a plugin the probe cannot run: cost it as f evaluations
+                    probes[probe] = (0.0, _statistics_units(config) * rates[key]
+                                     / (_checkpoints(config) * _replicas(m)))
+            fixed, per_replica = probes[probe]
+            total += _checkpoints(config) * (fixed + _replicas(m) * per_replica)
     return total

@@ -87,6 +87,41 @@ def test_dry_run_estimate_is_training_time_when_training_is_all_there_is(monkeyp
     assert abs(cost.estimate_seconds([cell]) - 400 * 0.01) < 1e-9
 
 
+def test_dry_run_times_the_gradient_statistics_on_their_own(monkeypatch):
+    """A toy cell that is all gradient statistics (no training) costs checkpoints x (the
+    probe's fixed seconds + M x its seconds per replica): not its f evaluations at a training
+    step's speed per unit, which had predicted 12 s for mohamed2020's 187 s."""
+    import benchmarks.cost as cost
+
+    monkeypatch.setattr(cost, "_timed_steps",
+                        lambda o, e, x, s, steps, elapsed: elapsed.extend([0.01] * (steps + 1)))
+    monkeypatch.setattr(cost, "statistics_seconds", lambda config: (0.5, 0.002))
+    cell = dict(expand(parse_suite({**TINY, "training": {"steps": 0}})).runnable[0])
+    cell["metrics"] = {**cell["metrics"], "checkpoints": [0, -1], "replicas": 1000}
+    assert cost._checkpoints(cell) == 1  # step 0 and the final step coincide
+    assert abs(cost.estimate_seconds([cell]) - (0.5 + 1000 * 0.002)) < 1e-9
+
+
+def test_the_statistics_probe_runs_the_real_engine_and_falls_back_on_failure(monkeypatch):
+    import benchmarks.cost as cost
+
+    for objective in ({"name": "bernoulli_toy"}, {"name": "categorical_vae", "options": {
+            "variables": 2, "categories": 3, "hidden": 8}}):
+        cell = expand(parse_suite({**TINY, "objectives": [objective]})).runnable[0]
+        fixed, per_replica = cost.statistics_seconds(cell)
+        assert fixed >= 0 and per_replica > 0, (objective, fixed, per_replica)
+
+    def broken(config):
+        raise RuntimeError("a plugin the probe cannot run")
+
+    monkeypatch.setattr(cost, "statistics_seconds", broken)
+    monkeypatch.setattr(cost, "_timed_steps",
+                        lambda o, e, x, s, steps, elapsed: elapsed.extend([0.01] * (steps + 1)))
+    cell = expand(parse_suite(TINY)).runnable[0]
+    rate = cost.seconds_per_unit(cell)
+    assert abs(cost.estimate_seconds([cell]) - cost.cell_units(cell) * rate) < 1e-9
+
+
 def test_run_returns_counts_and_failures_and_is_path_like(tmp_path):
     reported: list[Path] = []
     result = benchmarks.run(parse_suite(TINY), out=tmp_path / "run", device="cpu",
