@@ -66,6 +66,14 @@ def apply_overrides(
         notes.append(f"--steps {steps}")
     if not notes:
         return suite
+    left_out = suite.left_out.model_dump()
+    kept = {"estimators": {EstimatorSpec(**spec).id for spec in raw["estimators"]},
+            "objectives": {ObjectiveSpec(**spec).id for spec in raw["objectives"]}}
+    for kind, specs in (("estimators", suite.estimators), ("objectives", suite.objectives)):
+        left_out[kind] += [s.id for s in specs if s.id not in kept[kind]]
+    if steps is not None and left_out["steps"] is None:
+        left_out["steps"] = suite.training.steps
+    raw["left_out"] = left_out
     raw["description"] = (suite.description + " " if suite.description else "") + (
         f"(overridden: {' '.join(notes)})")
     return parse_suite(raw, "with command-line overrides")

@@ -251,6 +251,17 @@ class QuickSpec(_Strict):
         return v
 
 
+class LeftOut(_Strict):
+    """What command-line overrides took out of the suite (`estibench run --estimator ...`):
+    claims may still name these labels, and their parts come out "not run" (no cell in the
+    run) instead of the suite failing validation; `steps` is the suite's own number of training
+    steps when `--steps` replaced it (a claim's pinned step need not be a checkpoint then)."""
+
+    estimators: list[str] = Field(default_factory=list)
+    objectives: list[str] = Field(default_factory=list)
+    steps: int | None = None
+
+
 def apply_quick(raw: dict[str, Any]) -> dict[str, Any]:
     """The raw suite with its `[quick]` overrides applied and mode = "quick" (stored so)."""
     quick = raw.get("quick") or {}
@@ -277,6 +288,7 @@ class Suite(_Strict):
     estimators: list[EstimatorSpec] = Field(min_length=1)
     claims: list[Claim] = Field(default_factory=list)
     quick: QuickSpec | None = None
+    left_out: LeftOut = LeftOut()  # set by command-line overrides, never by a suite file
 
     @model_validator(mode="after")
     def _consistent(self) -> Suite:

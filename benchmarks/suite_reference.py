@@ -49,6 +49,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "claims": "the [[claims]] entries: published statements checked on every run",
         "quick": "the [quick] table: what `estibench run NAME --quick` overrides",
         "mode": "full, or quick when the [quick] overrides were applied (set by --quick)",
+        "left_out": "the estimator and objective labels (and the suite's own steps) that "
+                    "command-line overrides took out: claims naming them are \"not run\" "
+                    "(set by --estimator, --objective, --steps)",
     },
     "Claim": {
         "statement": "the claim in words, as the report prints it",

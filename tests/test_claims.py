@@ -266,6 +266,36 @@ def test_optional_estimator_only_when_marked() -> None:
         parse_suite(raw)
 
 
+def test_command_line_overrides_keep_the_claims_and_leave_their_parts_not_run(
+        tmp_path: Path) -> None:
+    """`--estimator`, `--objective` and `--steps` take cells out of a suite with claims: the
+    claims stay (validated against what was left out), their parts on missing cells are "not
+    run"; a label that was never in the suite is still an error."""
+    from benchmarks.cli_plan import apply_overrides
+
+    pinned = claim(left={**cell("toy", "reinforce"), "step": 10}, relation=">",
+                   right=cell("toy2", "reinforce-loo"))
+    suite = parse_suite(suite_raw([COMPARE, pinned]))
+    narrowed = apply_overrides(suite, estimator="reinforce-loo", objective="toy", steps=7)
+    assert [e.id for e in narrowed.estimators] == ["reinforce-loo"]
+    assert narrowed.left_out.estimators == ["reinforce", "not_written_yet"]
+    assert narrowed.left_out.objectives == ["toy2"] and narrowed.left_out.steps == 10
+    assert len(narrowed.claims) == 2
+    with pytest.raises(SuiteError, match="claims.0.right.estimator"):
+        parse_suite({**narrowed.model_dump(exclude_defaults=True),
+                     "claims": [claim(left=cell("toy", "reinforce"), relation=">",
+                                      right=cell("toy", "never-there"))]})
+
+    run_dir = fabricate(tmp_path, [COMPARE], {("toy", "reinforce-loo"): [
+        {(10, LOG): 1.0}, {(10, LOG): 1.1}, {(10, LOG): 0.9}]})
+    (run_dir / SUITE_FILENAME).write_text(json.dumps(
+        apply_overrides(parse_suite(suite_raw([COMPARE])), estimator="reinforce-loo")
+        .model_dump()))
+    [result] = check_run(run_dir)
+    assert result.verdict == "not run"
+    assert "toy/reinforce: no cell in the run" in result.parts[0].reason
+
+
 def test_quick_mode_overrides_and_is_recorded() -> None:
     raw = suite_raw([], quick={"seeds": [0], "training": {"steps": 5},
                                "metrics": {"checkpoints": [0, -1], "replicas": 8}})

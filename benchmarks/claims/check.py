@@ -110,8 +110,8 @@ def describe(part: Part) -> str:
         return part.reason
     what = "log10 ratio" if part.scale == "log10" else "difference"
     text = (f"{_g(part.left)} vs {_g(part.right)}: {what} {_g(part.difference)} "
-            f"[{_g(part.lo)}, {_g(part.hi)}], p = {_g(part.p)}; {part.method}")
-    return text + (f"; {part.reason}" if part.reason else "")
+            f"[{_g(part.lo)}, {_g(part.hi)}], p = {_g(part.p)}")
+    return "; ".join(x for x in (text, part.method, part.reason) if x)
 
 
 # ------------------------------------------------------------------------------ run data
