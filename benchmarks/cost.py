@@ -18,9 +18,11 @@ The dry run's estimate (`estimate_seconds`) times the gradient statistics on the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,25 +154,39 @@ class Clock:
         return sum(self.units[k] * rate + self.fixed[k] for k in left)
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """One torch thread, as cells run (`run_cell`); the caller's count restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _built(config: dict[str, Any], batch: int) -> tuple[Any, Any, Any]:
+    """(objective, estimator, x) of a cell's pair, x a random binary batch (None for toys)."""
+    _, toy = _pair(_pair_key(config))
+    objective = objectives.get(config["objective_name"], **config["objective_options"])
+    estimator = estimators.get(config["estimator_name"], **config["estimator_options"])
+    example = objective.example_input()
+    x = None if toy else torch.bernoulli(torch.full((batch, example.shape[-1]), 0.5))
+    return objective, estimator, x
+
+
 def seconds_per_unit(config: dict[str, Any], steps: int = 3) -> float:
     """Time a few training steps of a cell's pair (after one warm-up), per unit of work.
 
     Used by `estibench run --dry-run`: it builds the model and times forward and backward on
     random binary data, it trains and stores nothing."""
     per_sample, toy = _pair(_pair_key(config))
-    objective = objectives.get(config["objective_name"], **config["objective_options"])
-    estimator = estimators.get(config["estimator_name"], **config["estimator_options"])
     s = config["num_samples"]
     batch = 1 if toy else config["training"]["batch_size"]
-    example = objective.example_input()
-    x = None if toy else torch.bernoulli(torch.full((batch, example.shape[-1]), 0.5))
-    elapsed = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as cells run (`run_cell`)
-    try:
+    objective, estimator, x = _built(config, batch)
+    elapsed: list[float] = []
+    with _one_thread():
         _timed_steps(objective, estimator, x, s, steps, elapsed)
-    finally:
-        torch.set_num_threads(threads)
     # A step's units as `cell_units` counts them: the fixed STEP_UNITS are most of a toy's step.
     return sorted(elapsed[1:])[len(elapsed[1:]) // 2] / (batch * s * per_sample + STEP_UNITS)
 
@@ -200,21 +216,14 @@ def statistics_seconds(config: dict[str, Any]) -> tuple[float, float]:
     Used by `estibench run --dry-run`."""
     from benchmarks import metrics
 
-    _, toy = _pair(_pair_key(config))
-    objective = objectives.get(config["objective_name"], **config["objective_options"])
-    estimator = estimators.get(config["estimator_name"], **config["estimator_options"])
     m, s = config["metrics"], config["num_samples"]
-    example = objective.example_input()
-    x = None if toy else torch.bernoulli(torch.full((m["eval_batch_size"], example.shape[-1]),
-                                                    0.5))
+    objective, estimator, x = _built(config, m["eval_batch_size"])
     groups = objective.parameter_groups()
     wrts = [w for w in m["wrt"] if w == "distribution" or groups.get(w)]  # as `run_cell`
     small, large = PROBE_REPLICAS
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    fixed = per_replica = 0.0
+    with _one_thread():
         objective.estimate(x, estimator, s)  # builds what the estimator sizes from q (prepare)
-        fixed = per_replica = 0.0
         for wrt in wrts:
             times = []
             for replicas in (8, small, large):  # the first is a warm-up
@@ -225,8 +234,6 @@ def statistics_seconds(config: dict[str, Any]) -> tuple[float, float]:
             slope = max(times[2] - times[1], 0.0) / (large - small)
             per_replica += slope
             fixed += max(times[1] - small * slope, 0.0)
-    finally:
-        torch.set_num_threads(threads)
     return fixed, per_replica
 
 

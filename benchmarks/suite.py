@@ -429,4 +429,8 @@ def load_suite(name_or_path: str | Path | Suite, quick: bool = False) -> Suite:
     except UnicodeDecodeError as err:
         raise SuiteError(f"suite {str(path)!r} is not UTF-8 text: {err}") from None
     raw.setdefault("name", path.stem)
+    if "left_out" in raw:  # it would let claims name labels the suite does not define
+        raise SuiteError(f"suite {str(path)!r}: left_out = {raw['left_out']!r} is recorded by "
+                         "command-line overrides (--estimator, --objective, --steps); a suite "
+                         "file cannot set it: remove it")
     return parse_suite(raw, repr(str(path)), quick=quick)

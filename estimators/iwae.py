@@ -92,14 +92,14 @@ class DReG(_IWAEPathwise):
         if inside_transform() or not torch.is_grad_enabled():
             # torch.func.vjp composes with the vectorized statistics' vmap and grad ...
             log_w, pullback = vjp(lambda s: self.evaluate(f, s, num_samples, q), held)
-            weights = torch.softmax(log_w.detach(), 0)
-            (through_z,) = pullback(weights**2)
         else:  # ... and costs 1.5x the whole step in eager mode, where autograd does the same
-            held.requires_grad_(True)
-            log_w = self.evaluate(f, held, num_samples, q)
-            weights = torch.softmax(log_w.detach(), 0)
-            (through_z,) = torch.autograd.grad(log_w, held, weights**2, retain_graph=True,
-                                               allow_unused=True, materialize_grads=True)
+            log_w = self.evaluate(f, held.requires_grad_(True), num_samples, q)
+
+            def pullback(cotangent: Tensor) -> tuple[Tensor, ...]:
+                return torch.autograd.grad(log_w, held, cotangent, retain_graph=True,
+                                           allow_unused=True, materialize_grads=True)
+        weights = torch.softmax(log_w.detach(), 0)
+        (through_z,) = pullback(weights**2)
         event = tuple(range(-len(q.event_shape), 0))
         path = through_z.detach() * z
         surrogate = (weights * log_w).sum(0) + (path.sum(event) if event else path).sum(0)

@@ -286,6 +286,11 @@ def test_command_line_overrides_keep_the_claims_and_leave_their_parts_not_run(
                      "claims": [claim(left=cell("toy", "reinforce"), relation=">",
                                       right=cell("toy", "never-there"))]})
 
+    written = tmp_path / "with_left_out.toml"
+    written.write_text('name = "x"\n[left_out]\nestimators = ["anything"]\n')
+    with pytest.raises(SuiteError, match="left_out .* cannot set it"):
+        load_suite(written)
+
     run_dir = fabricate(tmp_path, [COMPARE], {("toy", "reinforce-loo"): [
         {(10, LOG): 1.0}, {(10, LOG): 1.1}, {(10, LOG): 0.9}]})
     (run_dir / SUITE_FILENAME).write_text(json.dumps(
