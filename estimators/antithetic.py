@@ -51,8 +51,9 @@ class _AntitheticPair(Estimator):
         u = sampling.draw_noise(q, num_samples) if noise is None else noise
         # Both halves of the pair from one threshold, stacked as f takes them (one call).
         pair = sampling.hard_sample(q, torch.cat([u, 1 - u]))
-        f1, f2 = self.evaluate_many(f, pair, q).split(num_samples)
-        b1, b2 = pair.split(num_samples)
+        halves = [num_samples, num_samples]  # split_with_sizes: `split` is a Python wrapper
+        f1, f2 = self.evaluate_many(f, pair, q).split_with_sizes(halves)
+        b1, b2 = pair.split_with_sizes(halves)
         logits = sampling.base_of(q).logits
         # f values are (S, *B); the logits carry the variables of an Independent after B.
         variables = logits.dim() - len(q.batch_shape)

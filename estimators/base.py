@@ -93,6 +93,7 @@ class Estimator(nn.Module):
         super().__init__()
         self.direct_term = direct_term
         self._evaluations = 0  # f evaluations in the current call (see `evaluate_many`)
+        self._log_prob_memo: tuple[Distribution, Tensor, Tensor] | None = None  # `sample_log_prob`
 
     def applies_to(self, q: Distribution) -> bool:
         return True
@@ -158,7 +159,11 @@ class Estimator(nn.Module):
         """`estimate`, with the evaluations of f it made recorded in the output."""
         # Set past nn.Module.__setattr__ (its checks cost more than a step's small ops).
         object.__setattr__(self, "_evaluations", 0)
-        out = self.estimate(q, f, num_samples, noise)
+        object.__setattr__(self, "_log_prob_memo", None)
+        try:
+            out = self.estimate(q, f, num_samples, noise)
+        finally:  # the memo holds this call's graph: it must not outlive the call
+            object.__setattr__(self, "_log_prob_memo", None)
         # Checked here, once for every estimator: a plugin's (S, *B) loss would otherwise be
         # summed as S times the batch and give S^2 times the variance.
         if not isinstance(out, EstimatorOutput):
@@ -196,9 +201,28 @@ class Estimator(nn.Module):
         instead of `q.log_prob` so the choice lives with the estimator.
         """
         if type(self).relax is Estimator.relax:  # f sees samples of q: from its parameters
-            return sampling.log_prob(q, z, detach=not self.direct_term)
+            if self.direct_term:  # the same tensor the score term reads (`sample_log_prob`)
+                return self.sample_log_prob(q, z, sampling.log_prob)
+            # Detached parameters, not a detached result: z may carry a gradient (DReG, REBAR).
+            return sampling.log_prob(q, z, detach=True)
         density = q if self.direct_term else sampling.detached(q)
         return self.relax(density).log_prob(z)
+
+    def sample_log_prob(self, q: Distribution, z: Tensor,
+                        compute: Callable[[Distribution, Tensor], Tensor] = sampling.hard_log_prob
+                        ) -> Tensor:
+        """log q(z), with its gradient to q's parameters, computed once per call for a given q
+        and z: f's `log_q(q, z)` (a sampled KL, the log-weights) and the estimator's score term
+        read the same tensor. A score-function estimator calls it for the samples it drew
+        (`compute`: `sampling.hard_log_prob`, which reads a one-hot sample as z . logits). The
+        memo is keyed by object identity (the same q, the same z: the same value) and cleared
+        when the call returns; `log_q` reads it only where the direct term is kept."""
+        memo = self._log_prob_memo
+        if memo is not None and memo[0] is q and memo[1] is z:
+            return memo[2]
+        log_q = compute(q, z)
+        object.__setattr__(self, "_log_prob_memo", (q, z, log_q))
+        return log_q
 
     def evaluate(self, f: Integrand, z: Tensor, num_samples: int, q: Distribution) -> Tensor:
         """f(z) for the S = `num_samples` samples z, checked to have shape (S, *batch)."""
@@ -228,7 +252,8 @@ class Estimator(nn.Module):
         """f at several sample sets (an antithetic pair, a sample and its mean-field point),
         each (n_i, *batch, *event), in one call of f: returns [f(set_i)] of shapes (n_i, *B)."""
         sizes = [s.shape[0] for s in sets]
-        return list(self.evaluate_many(f, torch.cat(list(sets)), q).split(sizes))
+        # split_with_sizes, the aten op: Tensor.split is a Python wrapper around it.
+        return list(self.evaluate_many(f, torch.cat(list(sets)), q).split_with_sizes(sizes))
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, direct_term={self.direct_term}"

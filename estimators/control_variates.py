@@ -166,7 +166,7 @@ class NVIL(Estimator):
         centre, variance = self.centre.to(signal.dtype), self.variance.to(signal.dtype)
         centred = signal - centre - learned.detach()
         scale = variance.sqrt().clamp_min(1.0) if self.variance_normalization else 1.0
-        loss = _score_surrogate(fz, centred / scale, sampling.hard_log_prob(q, z))
+        loss = _score_surrogate(fz, centred / scale, self.sample_log_prob(q, z))
         aux = ((signal - centre - learned) ** 2).mean(0)
         if self.training:
             with torch.no_grad():
@@ -220,7 +220,7 @@ class MuProp(Estimator):
             slope = torch.zeros_like(point)
         taylor = f_mean.detach() + _per_example(slope * (b - point.detach()),
                                                 fb.shape).sum(-1)
-        loss = _score_surrogate(fb, fb.detach() - taylor, sampling.hard_log_prob(q, b))
+        loss = _score_surrogate(fb, fb.detach() - taylor, self.sample_log_prob(q, b))
         added_back = _per_example((mean - mean.detach()) * slope[0], q.batch_shape).sum(-1)
         return EstimatorOutput(loss + added_back, fb.detach().mean(0), b)
 

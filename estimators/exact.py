@@ -92,7 +92,7 @@ class Exact(Estimator):
     ) -> EstimatorOutput:
         z = enumerate_support(q)
         fz = self.evaluate(f, z, z.shape[0], q)
-        loss = (sampling.hard_log_prob(q, z).exp() * fz).sum(0)
+        loss = (self.sample_log_prob(q, z).exp() * fz).sum(0)
         return EstimatorOutput(loss, loss.detach(), z)
 
     def forward(self, q, f, num_samples=1, *, noise=None):  # type: ignore[override]

@@ -100,8 +100,9 @@ class DReG(_IWAEPathwise):
                                            allow_unused=True, materialize_grads=True)
         weights = torch.softmax(log_w.detach(), 0)
         (through_z,) = pullback(weights**2)
-        event = tuple(range(-len(q.event_shape), 0))
-        path = through_z.detach() * z
-        surrogate = (weights * log_w).sum(0) + (path.sum(event) if event else path).sum(0)
+        # One sum over the samples and the event dimensions.
+        sample_and_event = (0, *range(z.dim() - len(q.event_shape), z.dim()))
+        surrogate = (weights * log_w).sum(0) + (through_z.detach() * z).sum(sample_and_event)
         bound = iwae_value(log_w.detach())
-        return EstimatorOutput(surrogate - surrogate.detach() + bound, bound, z.detach())
+        # The value is the bound's; (bound - sg(surrogate)) carries no graph: one add node.
+        return EstimatorOutput(surrogate + (bound - surrogate.detach()), bound, z.detach())

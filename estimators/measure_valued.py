@@ -90,4 +90,4 @@ class MeasureValued(Estimator):
             delta = (param - param.detach()).reshape(*q.batch_shape, coords).movedim(-1, 0)
             surrogate = surrogate + (grad * delta).sum(0)
         value = fz[3].detach().mean((0, 1))
-        return EstimatorOutput(surrogate - surrogate.detach() + value, value, x)
+        return EstimatorOutput(surrogate + (value - surrogate.detach()), value, x)

@@ -60,7 +60,7 @@ class VIMCO(Estimator):
         loo_mean = (held.sum(0, keepdim=True) - held) / (num_samples - 1)
         others = torch.where(diagonal, loo_mean.unsqueeze(1), held)  # held broadcast over j
         baselines = torch.logsumexp(others, 1) - math.log(num_samples)  # L_{-j}, (K, *B)
-        log_q = sampling.hard_log_prob(q, z)
+        log_q = self.sample_log_prob(q, z)
         signal = bound.detach() - baselines
         loss = bound + (signal * (log_q - log_q.detach())).sum(0)
         return EstimatorOutput(loss, bound.detach(), z)

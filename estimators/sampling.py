@@ -36,7 +36,7 @@ from torch.distributions import (
     Normal,
     OneHotCategorical,
 )
-from torch.nn.functional import binary_cross_entropy_with_logits
+from torch.nn.functional import softplus
 
 NOISE_FAMILIES = (Normal, Bernoulli, Categorical, OneHotCategorical)
 
@@ -282,9 +282,11 @@ def is_standard_normal(p: Distribution) -> bool:
 def log_prob(q: Distribution, z: Tensor, detach: bool = False) -> Tensor:
     """`q.log_prob(z)` (with `detach`, `detached(q).log_prob(z)`), for Normal, Bernoulli,
     Categorical and OneHotCategorical (through Independent) computed from q's parameters by
-    torch's own formulas: no distribution is built and nothing validated, which at small batch
-    costs more than the arithmetic. A hard sample marked one-hot (`marked_one_hot`) is read as
-    z . logits. Other families, and a q that validates its arguments, take the general path."""
+    torch's own formulas (Bernoulli's -BCE-with-logits as z logits - softplus(logits), its
+    algebraic equal, which broadcasts without a copy of the logits per sample): no distribution
+    is built and nothing validated, which at small batch costs more than the arithmetic. A hard
+    sample marked one-hot (`marked_one_hot`) is read as z . logits. Other families, and a q that
+    validates its arguments, take the general path."""
     base = base_of(q)
     kind = type(base)
     if kind not in NOISE_FAMILIES or q._validate_args or base._validate_args:
@@ -298,9 +300,8 @@ def log_prob(q: Distribution, z: Tensor, detach: bool = False) -> Tensor:
         lp = -0.5 * ((z - loc) / scale) ** 2 - scale.log() - _HALF_LOG_2PI
     else:
         logits = base.logits.detach() if detach else base.logits
-        if kind is Bernoulli:
-            logits, value = torch.broadcast_tensors(logits, z)
-            lp = -binary_cross_entropy_with_logits(logits, value, reduction="none")
+        if kind is Bernoulli:  # -BCE-with-logits, written so that it broadcasts
+            lp = z * logits - softplus(logits)
         elif kind is OneHotCategorical and getattr(z, _ONE_HOT, False):
             return (z * logits).sum(tuple(range(-ndims - 1, 0)))
         else:  # Categorical's logits are normalized; a one-hot z is read at its argmax
@@ -336,15 +337,38 @@ def one_hot_categorical(logits: Tensor) -> OneHotCategorical:
     return q
 
 
+def bernoulli(logits: Tensor) -> Bernoulli:
+    """`Bernoulli(logits=logits, validate_args=False)` without torch's `broadcast_all` of its
+    one parameter (a Python pass over it that costs 8x the rest of the constructor); the
+    attributes are those torch's constructor sets (a test compares them)."""
+    q = Bernoulli.__new__(Bernoulli)
+    q.logits = q._param = logits
+    Distribution.__init__(q, logits.shape, validate_args=False)
+    return q
+
+
+def normal(loc: Tensor, scale: Tensor) -> Normal:
+    """`Normal(loc, scale, validate_args=False)`, without torch's `broadcast_all` where the two
+    already have one shape (the amortized posteriors); otherwise torch's constructor."""
+    if loc.shape != scale.shape:
+        return Normal(loc, scale, validate_args=False)
+    q = Normal.__new__(Normal)
+    q.loc, q.scale = loc, scale
+    Distribution.__init__(q, loc.shape, validate_args=False)
+    return q
+
+
 def detached(q: Distribution) -> Distribution:
     """`q` rebuilt from detached parameters: its log_prob then carries no gradient to them."""
     if isinstance(q, Independent):
         return Independent(detached(q.base_dist), q.reinterpreted_batch_ndims,
                            validate_args=False)
-    if isinstance(q, Normal):
-        return Normal(q.loc.detach(), q.scale.detach(), validate_args=False)
+    if type(q) is Normal:
+        return normal(q.loc.detach(), q.scale.detach())
     if isinstance(q, OneHotCategorical):
         return one_hot_categorical(q.logits.detach())
+    if type(q) is Bernoulli:
+        return bernoulli(q.logits.detach())
     if isinstance(q, (Bernoulli, Categorical)):
         return type(q)(logits=q.logits.detach(), validate_args=False)
     # Any other family: rebuild from whichever constructor arguments it stores.

@@ -82,7 +82,7 @@ class Reinforce(Estimator):
     ) -> EstimatorOutput:
         z = sampling.hard_sample(q, noise) if noise is not None else q.sample((num_samples,))
         fz = self.evaluate(f, z, num_samples, q)
-        log_q = sampling.hard_log_prob(q, z)
+        log_q = self.sample_log_prob(q, z)
         held = fz.detach()
         # b = 0 needs no arithmetic, unless a subclass supplies its own baseline_values
         plain = self.baseline == "none" and type(self).baseline_values is Reinforce.baseline_values

@@ -98,7 +98,10 @@ class ReinMax(_StraightThroughFamily):
     def categorical_term(self, logits: Tensor, sample: Tensor) -> Tensor:
         delta = logits - logits.detach()
         pi = torch.softmax(logits.detach(), -1)
-        pi_1 = (sample + torch.softmax(logits.detach() / self.temperature, -1)) / 2
+        # at tau = 1 (ZGR, the default) the tempered softmax is pi itself: computed once
+        tau = self.temperature
+        soft = pi if tau == 1 else torch.softmax(logits.detach() / tau, -1)
+        pi_1 = (sample + soft) / 2
         return (2 * softmax_jacobian_product(pi_1, delta)
                 - softmax_jacobian_product(pi, delta) / 2)
 
@@ -177,13 +180,16 @@ class GumbelRao(_StraightThroughFamily):
         in the logits for "total"; for "stopped", G_k is held fixed (theta + sg(G_k))."""
         base = sampling.base_of(q)
         streams = torch.stack(sampling.split_streams(noise, self.mc))
+        total = self.conditional_gradient == "total"
+        # "stopped" draws from detached logits: a graph through the draw would be thrown away
+        logits = base.logits if total else base.logits.detach()
         if isinstance(base, Bernoulli):
-            y = binary_conditional(base.logits, hard, streams)
+            y = binary_conditional(logits, hard, streams)
         else:
-            y = categorical_conditional(base.logits, hard, streams)
-        if self.conditional_gradient == "total":
+            y = categorical_conditional(logits, hard, streams)
+        if total:
             return y
-        return y.detach() + (base.logits - base.logits.detach())
+        return y + (base.logits - logits)
 
     def backward_term(self, q: Distribution, hard: Tensor, noise: Tensor) -> Tensor:
         y = self.perturbed(q, hard, noise) / self.temperature

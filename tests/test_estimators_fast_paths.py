@@ -170,6 +170,50 @@ def grad_of(value: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
     return torch.autograd.grad((value * weights).sum(), [leaf], retain_graph=True)[0]
 
 
+def test_bernoulli_log_prob_broadcasts_a_shared_prior_like_torch() -> None:
+    """The learned prior's logits (D,) against samples (S, B, D): torch broadcasts them in
+    log_prob; z logits - softplus(logits) broadcasts by itself."""
+    logits = torch.randn(4, requires_grad=True)
+    q = Independent(sampling.bernoulli(logits), 1, validate_args=False)
+    z = (torch.rand(7, 5, 4) < 0.5).float()
+    got, expected = sampling.log_prob(q, z), Independent(Bernoulli(logits=logits), 1).log_prob(z)
+    assert got.shape == expected.shape == (7, 5)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(grad_of(got, logits), grad_of(expected, logits))
+
+
+@pytest.mark.parametrize("family", ["bernoulli", "normal"])
+def test_bernoulli_and_normal_constructors_set_what_torchs_set(family: str) -> None:
+    """`sampling.bernoulli` and `sampling.normal` skip torch's broadcast_all: the attributes,
+    values, gradients and samples are torch's."""
+    torch.manual_seed(0)
+    loc = torch.randn(5, 3, requires_grad=True)
+    scale = torch.nn.functional.softplus(loc) + 0.1
+    if family == "bernoulli":
+        fast, slow = sampling.bernoulli(loc), Bernoulli(logits=loc, validate_args=False)
+    else:
+        fast, slow = sampling.normal(loc, scale), Normal(loc, scale, validate_args=False)
+    assert type(fast) is type(slow) and set(vars(fast)) == set(vars(slow))
+    for name, value in vars(slow).items():
+        if isinstance(value, torch.Tensor):
+            assert vars(fast)[name] is value, name  # the very tensors: no copy either
+        else:
+            assert vars(fast)[name] == value, name
+    z = slow.sample((6,))
+    for a, b in [(fast.log_prob(z), slow.log_prob(z)), (fast.entropy(), slow.entropy()),
+                 (fast.mean, slow.mean)]:
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(grad_of(a, loc), grad_of(b, loc))
+    torch.manual_seed(3)
+    a = fast.sample((4,))
+    torch.manual_seed(3)
+    torch.testing.assert_close(a, slow.sample((4,)))
+    assert fast.expand(torch.Size([2, 5, 3])).batch_shape == (2, 5, 3)
+    if family == "normal":  # parameters of different shapes: torch's constructor broadcasts
+        q = sampling.normal(loc, torch.ones(3))
+        assert q.batch_shape == (5, 3) and q.scale.shape == (5, 3)
+
+
 @pytest.mark.parametrize("detach", [False, True])
 def test_marked_one_hot_sample_log_prob_equals_torchs(detach: bool) -> None:
     """A hard sample from `hard_sample` is read as z . logits: the same value as torch's
@@ -227,11 +271,21 @@ def test_analytic_kl_fast_paths_equal_torchs_kl_in_value_and_gradient() -> None:
                   lambda t: Categorical(logits=t, validate_args=False)):
         cases.append((Independent(build(logits), 1, validate_args=False),
                       Independent(build(torch.randn(3, 4)), 1, validate_args=False), None))
+    bernoulli_logits = torch.randn(5, 3, requires_grad=True)
+    prior_logits = torch.randn(3)
+    # torch's Bernoulli KL cannot broadcast the prior (its masked writes): compare with it
+    # expanded over the batch
+    torch_prior = Independent(Bernoulli(logits=prior_logits.expand(5, 3)), 1)
+    for build in (sampling.bernoulli, lambda t: Bernoulli(logits=t, validate_args=False)):
+        # a learned prior (3,) broadcast over the batch, as the Bernoulli VAE's
+        cases.append((Independent(build(bernoulli_logits), 1, validate_args=False),
+                      Independent(build(prior_logits), 1, validate_args=False), torch_prior))
     for qd, pd, torch_p in cases:
         got, expected = analytic_kl(qd, pd), kl_divergence(qd, torch_p or pd)
         assert got.shape == expected.shape == (5,)
         torch.testing.assert_close(got, expected)
-        leaf = params if qd is q else logits
+        base = qd.base_dist
+        leaf = params if qd is q else bernoulli_logits if isinstance(base, Bernoulli) else logits
         torch.testing.assert_close(grad_of(got, leaf), grad_of(expected, leaf))
 
 
@@ -256,3 +310,51 @@ def test_mean_of_and_one_hot_equal_torchs() -> None:
     assert torch.equal(sampling.one_hot(index, 4, torch.float32), expected)
     assert torch.equal(torch.func.vmap(lambda i: sampling.one_hot(i, 4, torch.float32))(index),
                        expected)
+
+
+def test_log_q_inside_f_and_the_score_term_share_one_log_prob() -> None:
+    """VIMCO keeps log q's direct term: f's `log_q(q, z)` and its score read one tensor (one
+    log-prob per call, not two), with the gradient of computing it twice; the memo does not
+    outlive the call."""
+
+    class Recomputing(estimators.get("vimco").__class__):
+        def sample_log_prob(self, q, z, compute=sampling.hard_log_prob):
+            return compute(q, z)  # no memo: the log-prob computed at every request
+
+    torch.manual_seed(0)
+    objective = objectives.get("bernoulli_vae", latent_dim=5, bound="iwae")
+    x = (torch.rand(6, objective.input_dim) < 0.5).float()
+    u = sampling.draw_noise(objective.posterior(x), 4)
+    seen = []
+    fast = estimators.get("vimco")
+    original = fast.log_q
+
+    def spying_log_q(q, z):
+        log_q = original(q, z)
+        seen.append(log_q is fast.sample_log_prob(q, z))
+        return log_q
+
+    fast.log_q = spying_log_q  # type: ignore[method-assign]
+    grads = []
+    for estimator in (fast, Recomputing()):
+        objective.zero_grad(set_to_none=True)
+        out = objective.estimate(x, estimator, 4, noise=u)
+        out.loss.sum().backward()
+        grads.append([p.grad.clone() for p in objective.parameters()])
+    assert seen == [True] and fast._log_prob_memo is None
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_log_q_without_the_direct_term_keeps_the_samples_gradient() -> None:
+    """With direct_term=False only q's parameters are stopped: a pathwise sample's gradient
+    still flows through log q(z) (DReG and REBAR need it), and the result is not the memo."""
+    loc = torch.randn(5, 3, requires_grad=True)
+    q = Independent(sampling.normal(loc, torch.ones(5, 3)), 1, validate_args=False)
+    z = sampling.reparameterized_sample(q, sampling.draw_noise(q, 2))
+    estimator = estimators.get("pathwise", direct_term=False)
+    log_q = estimator.log_q(q, z)
+    assert log_q.requires_grad and estimator._log_prob_memo is None
+    # d/dloc log N(loc + eps; sg(loc), 1) = -(z - loc) through z only: -eps summed
+    (g,) = torch.autograd.grad(log_q.sum(), loc)
+    torch.testing.assert_close(g, -(z - loc).detach().sum(0))

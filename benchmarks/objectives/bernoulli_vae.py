@@ -10,7 +10,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent
+from torch.distributions import Distribution, Independent
+
+from estimators import sampling
 
 from .base import DiscreteLatentModel
 from .likelihoods import bernoulli_log_likelihood
@@ -44,11 +46,11 @@ class BernoulliVAE(DiscreteLatentModel):
         return self.encoder(x)
 
     def distribution(self, params: Tensor) -> Distribution:
-        return Independent(Bernoulli(logits=params, validate_args=False), 1,
+        return Independent(sampling.bernoulli(params), 1,
                            validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:
-        return Independent(Bernoulli(logits=self.prior_logits, validate_args=False), 1,
+        return Independent(sampling.bernoulli(self.prior_logits), 1,
                            validate_args=False)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution, Independent
+
+from estimators import sampling
 
 from .base import LatentVariableModel
 from .gaussian_vae import MIN_SCALE
@@ -23,7 +25,7 @@ from .networks import mlp
 
 def _gaussian(params: Tensor) -> Distribution:
     scale = F.softplus(params[..., 1, :]) + MIN_SCALE
-    return Independent(Normal(params[..., 0, :], scale, validate_args=False), 1,
+    return Independent(sampling.normal(params[..., 0, :], scale), 1,
                            validate_args=False)
 
 

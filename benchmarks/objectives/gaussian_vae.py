@@ -8,7 +8,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution, Independent
+
+from estimators import sampling
 
 from .base import LatentVariableModel, standard_normal
 from .likelihoods import bernoulli_log_likelihood
@@ -39,7 +41,7 @@ class GaussianVAE(LatentVariableModel):
 
     def distribution(self, params: Tensor) -> Distribution:
         scale = F.softplus(params[..., 1, :]) + MIN_SCALE
-        return Independent(Normal(params[..., 0, :], scale, validate_args=False), 1,
+        return Independent(sampling.normal(params[..., 0, :], scale), 1,
                            validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:

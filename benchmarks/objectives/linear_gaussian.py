@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
+from estimators import sampling
+
 from .base import LatentVariableModel, NoExactValue, ObjectiveError, standard_normal
 
 
@@ -49,7 +51,7 @@ class LinearGaussian(LatentVariableModel):
         return torch.stack([loc, self.encoder.log_scale.expand_as(loc)], -2)
 
     def distribution(self, params: Tensor) -> Distribution:
-        normal = Normal(params[..., 0, :], params[..., 1, :].exp(), validate_args=False)
+        normal = sampling.normal(params[..., 0, :], params[..., 1, :].exp())
         return Independent(normal, 1, validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent
+from torch.distributions import Distribution, Independent
 
 from estimators import Estimator, EstimatorError, EstimatorOutput, sampling
 from estimators.exact import enumerate_support
@@ -52,7 +52,7 @@ from .networks import mlp
 
 def bernoulli(logits: Tensor) -> Distribution:
     """Independent Bernoulli units with these logits (the last dimension is the event)."""
-    return Independent(Bernoulli(logits=logits, validate_args=False), 1, validate_args=False)
+    return Independent(sampling.bernoulli(logits), 1, validate_args=False)
 
 
 def _units(units: int | Sequence[int], layers: int) -> tuple[int, ...]:

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Dirichlet, Distribution, Normal
+from torch.distributions import Dirichlet, Distribution
 
-from estimators import Estimator, EstimatorOutput
+from estimators import Estimator, EstimatorOutput, sampling
 
 from .base import Objective, ObjectiveError
 
@@ -71,7 +71,7 @@ class BernoulliToy(_Toy):
         self.phi = nn.Parameter(torch.full((self.dims,), float(init)))
 
     def distribution(self, params: Tensor) -> Distribution:
-        return Bernoulli(logits=params, validate_args=False)
+        return sampling.bernoulli(params)
 
     def cost(self, z: Tensor) -> Tensor:
         return (z - self.target) ** 2
@@ -122,7 +122,7 @@ class GaussianToy(_Toy):
 
     def distribution(self, params: Tensor) -> Distribution:
         mu, log_std = self._mean_log_std(params)
-        return Normal(mu, log_std.exp(), validate_args=False)
+        return sampling.normal(mu, log_std.exp())
 
     def cost(self, z: Tensor) -> Tensor:
         k = self.target

@@ -169,8 +169,8 @@ def vimco_step(vae, x, K: int) -> Step:
     """VIMCO on the Bernoulli VAE's IWAE-K bound (log q in the log-weights, with gradient)."""
 
     def log_bernoulli(logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return -F.binary_cross_entropy_with_logits(logits.expand_as(z), z,
-                                                   reduction="none").sum(-1)
+        # -BCE-with-logits written as estibench writes it (broadcasting, one softplus)
+        return (z * logits - F.softplus(logits)).sum(-1)
 
     diagonal = torch.eye(K, dtype=torch.bool).unsqueeze(-1)
 
@@ -190,9 +190,142 @@ def vimco_step(vae, x, K: int) -> Step:
     return step
 
 
-def library_step(objective, estimator, x, S: int) -> Step:
+def iwae_step(vae, x, K: int) -> Step:
+    """Pathwise IWAE-K on the Gaussian VAE: autograd of logsumexp_k log w_k - log K, log q with
+    its parameters in the log-weights (the iwae estimator's default direct_term=True)."""
+    D = vae.latent_dim
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+
     def step() -> None:
-        (-objective.estimate(x, estimator, S).loss.sum()).backward()
+        params = vae.encoder(x).unflatten(-1, (2, D))
+        loc, scale = params[..., 0, :], F.softplus(params[..., 1, :]) + 1e-4
+        z = loc + scale * torch.special.ndtri(uniforms(K, *loc.shape))
+        log_q = (-0.5 * ((z - loc) / scale) ** 2 - scale.log() - half_log_2pi).sum(-1)
+        log_w = bce(vae.decoder(z), x) + (-0.5 * z**2 - half_log_2pi).sum(-1) - log_q
+        bound = torch.logsumexp(log_w, 0) - math.log(K)
+        (-bound.sum()).backward()
+
+    return step
+
+
+def jacobian_product(p: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """J(p) delta = p * delta - p (p . delta), J(p) = diag(p) - p p^T the softmax Jacobian."""
+    return p * delta - p * (p * delta).sum(-1, keepdim=True)
+
+
+def categorical_analytic_kl(logp: torch.Tensor) -> torch.Tensor:
+    """KL(q || uniform) of N categoricals with log-probabilities logp (B, N, K)."""
+    return (logp.exp() * (logp + math.log(logp.shape[-1]))).sum((-1, -2))
+
+
+def straight_through_family_step(vae, x, estimator, S: int) -> Step:
+    """The modern straight-through estimators on the categorical VAE (analytic KL): the hard
+    Gumbel-max sample D forward, plus a zero-valued term whose gradient in the logits theta is
+    M^T g (`estimators.straight_through`):
+    reinmax: 2 J(pi_1) delta - J(pi) delta / 2, pi = softmax(theta), pi_1 = (D + softmax(theta /
+    tau)) / 2, delta = theta - sg(theta); gapped_st: soft - sg(soft), soft = softmax((theta + m)
+    / tau), m = (max theta - theta) D - relu(theta - max theta + gap) (1 - D) stopped;
+    gumbel_rao: the mean over mc draws theta + G_k given argmax = D (draw 0 from the sample's
+    own noise, the others from streams 1..mc-1) of softmax((sg(theta + G_k) + delta) / tau),
+    minus its stopped value."""
+    N, K = vae.variables, vae.categories
+    name, tau = estimator.name, estimator.temperature
+    streams = estimator.mc if name == "gumbel_rao" else 1
+
+    def step() -> None:
+        logits = vae.encoder(x).unflatten(-1, (N, K))
+        logp = log_normalize(logits)
+        theta = logp.detach()
+        u = uniforms(streams * S, *logits.shape)
+        log_e = torch.log(-torch.log(u))  # -Gumbel; for gumbel_rao the log of Exp(1) draws
+        hard = one_hot((theta - log_e[:S]).argmax(-1), K)
+        delta = logp - theta
+        if name == "reinmax":
+            pi = torch.softmax(theta, -1)
+            pi_1 = (hard + (pi if tau == 1 else torch.softmax(theta / tau, -1))) / 2
+            term = 2 * jacobian_product(pi_1, delta) - jacobian_product(pi, delta) / 2
+        elif name == "gapped_st":
+            top = theta.max(-1, keepdim=True).values
+            m = (top - theta) * hard - F.relu(theta - top + estimator.gap) * (1 - hard)
+            soft = torch.softmax((logp + m) / tau, -1)
+            term = soft - soft.detach()
+        else:  # gumbel_rao: exponential race T_i = E_i e^-theta_i given argmin T = D
+            log_e = log_e.unflatten(0, (streams, S))
+            log_z = theta.logsumexp(-1, keepdim=True)
+            log_t = log_e[0] - theta
+            log_t_min = (log_t * hard).sum(-1, keepdim=True)
+            gap = torch.log1p(-torch.exp(log_t_min - log_t).clamp(max=1.0))
+            own = torch.where(hard > 0, log_z + log_t_min, log_e[0] + gap)
+            log_e = torch.cat([own[None], log_e[1:]])
+            log_e_d = (log_e * hard).sum(-1, keepdim=True)
+            others = -torch.logaddexp(log_e - theta, log_e_d - log_z)
+            perturbed = torch.where(hard > 0, log_z - log_e_d, others)
+            soft = torch.softmax((perturbed + delta) / tau, -1).mean(0)
+            term = soft - soft.detach()
+        f = bce(vae.decoder((hard + term).flatten(-2)), x)
+        loss = f.mean(0) - categorical_analytic_kl(logp)
+        (-loss.sum()).backward()
+
+    return step
+
+
+def muprop_step(vae, x, S: int) -> Step:
+    """MuProp on the categorical VAE (analytic KL): the Taylor expansion h(D) = f(pi) + f'(pi).(D
+    - pi) around pi = exp(theta) as control variate, f'(pi) by autograd.grad of the same decoder
+    call (f at the S samples and at pi in one batch); surrogate mean_S [f(D) + (f(D) -
+    h(D)) (log q(D) - sg)] + f'(pi).(pi - sg(pi))."""
+    N, K = vae.variables, vae.categories
+
+    def step() -> None:
+        logits = vae.encoder(x).unflatten(-1, (N, K))
+        logp = log_normalize(logits)
+        b = one_hot((logp - torch.log(-torch.log(uniforms(S, *logits.shape)))).argmax(-1), K)
+        mean = logp.exp()
+        point = mean[None]
+        fb, f_mean = bce(vae.decoder(torch.cat([b, point]).flatten(-2)), x).split([S, 1])
+        (slope,) = torch.autograd.grad(f_mean.sum(), point, retain_graph=True)
+        taylor = f_mean.detach() + (slope * (b - mean.detach())).sum((-1, -2))
+        log_q = (b * logp).sum((-1, -2))
+        loss = (fb + (fb.detach() - taylor) * (log_q - log_q.detach())).mean(0)
+        loss = loss + ((mean - mean.detach()) * slope[0]).sum((-1, -2))
+        (-(loss - categorical_analytic_kl(logp)).sum()).backward()
+
+    return step
+
+
+def nvil_step(vae, x, S: int, nvil) -> Step:
+    """NVIL on the categorical VAE, kl="sampled" (log q detached in f, direct_term=False): the
+    signal l = f(D) centred by the running centre c and the baseline network b_psi reading the
+    detached logits, divided by max(1, sqrt(v)); the score surrogate mean_S [f + l^ (log q -
+    sg)], plus the baseline's squared error mean_S (l - c - b_psi)^2 (aux_loss, added to the
+    loss as the harness's throughput does). It reads the estimator's own network and buffers
+    c, v, which the timed estimator leaves as they are only in eval mode (see `Case.build`)."""
+    N, K = vae.variables, vae.categories
+    baseline, centre, variance = nvil.baseline, nvil.centre, nvil.variance
+
+    def step() -> None:
+        logits = vae.encoder(x).unflatten(-1, (N, K))
+        logp = log_normalize(logits)
+        z = one_hot((logp - torch.log(-torch.log(uniforms(S, *logits.shape)))).argmax(-1), K)
+        log_q = (z * logp).sum((-1, -2))
+        f = bce(vae.decoder(z.flatten(-2)), x) - N * math.log(K) - log_q.detach()
+        learned = baseline(logp.detach().flatten(-2)).squeeze(-1)
+        signal = f.detach()
+        centred = (signal - centre - learned.detach()) / variance.sqrt().clamp_min(1.0)
+        loss = (f + centred * (log_q - log_q.detach())).mean(0)
+        aux = ((signal - centre - learned) ** 2).mean(0)
+        (-loss.sum() + aux.sum()).backward()
+
+    return step
+
+
+def library_step(objective, estimator, x, S: int) -> Step:
+    """-loss, plus the estimator's aux_loss where it has one (as the harness's throughput)."""
+
+    def step() -> None:
+        out = objective.estimate(x, estimator, S)
+        loss = -out.loss.sum()
+        (loss if out.aux_loss is None else loss + out.aux_loss.sum()).backward()
 
     return step
 
@@ -208,21 +341,42 @@ class Case:
     estimator_options: dict[str, Any] = field(default_factory=dict)
 
     def build(self, batch: int, seed: int = 0) -> tuple[Any, Step, Step]:
-        """(objective, estibench step, plain step) on a random binary batch."""
+        """(objective, estibench step, plain step) on a random binary batch. An estimator with
+        parameters (NVIL's baseline) has them built here (`prepare`, before any step draws
+        noise) and is registered on the objective as `objective.estimator`, so that
+        `zero_grad` clears their gradients and `named_parameters` lists them: the test compares
+        them too. Its running centre and variance are set by three training calls (so that
+        neither the centring nor the normalization is the identity), then frozen by eval mode:
+        both sides read the same values on every call."""
         torch.manual_seed(seed)
         objective = objectives.get(self.objective, input_dim=64, hidden=200, kl=self.kl,
                                    **self.objective_options)
         estimator = estimators.get(self.estimator, **self.estimator_options)
         x = (torch.rand(batch, 64) < 0.5).float()
         S = self.samples
-        if self.objective == "categorical_vae":
-            plain = categorical_step(objective, x, self.estimator, S, self.kl)
-        elif self.estimator == "dreg":
+        name = self.estimator
+        if name == "nvil":
+            with torch.no_grad():  # a few training calls move c and v off their initial 0, 1
+                estimator.prepare(objective.posterior(x))
+                for _ in range(3):
+                    objective.estimate(x, estimator, S)
+            estimator.eval()  # in training mode each call would move the centre and variance
+            objective.estimator = estimator
+            plain = nvil_step(objective, x, S, estimator)
+        elif name == "muprop":
+            plain = muprop_step(objective, x, S)
+        elif name in ("reinmax", "gapped_st", "gumbel_rao"):
+            plain = straight_through_family_step(objective, x, estimator, S)
+        elif self.objective == "categorical_vae":
+            plain = categorical_step(objective, x, name, S, self.kl)
+        elif name == "dreg":
             plain = dreg_step(objective, x, S)
+        elif name == "iwae":
+            plain = iwae_step(objective, x, S)
         elif self.objective == "gaussian_vae":
             plain = gaussian_step(objective, x, S, self.kl)
-        elif self.estimator in ("arm", "disarm"):
-            plain = antithetic_step(objective, x, S, self.estimator)
+        elif name in ("arm", "disarm"):
+            plain = antithetic_step(objective, x, S, name)
         else:
             plain = vimco_step(objective, x, S)
         return objective, library_step(objective, estimator, x, S), plain
@@ -255,12 +409,26 @@ CASES = [
          objective_options={"latent_dim": 16}),
     Case("gaussian 16 / dreg, K=4 (iwae)", "gaussian_vae", "dreg", 4,
          objective_options={"latent_dim": 16, "bound": "iwae"}),
+    Case("gaussian 16 / iwae, K=4 (iwae)", "gaussian_vae", "iwae", 4,
+         objective_options={"latent_dim": 16, "bound": "iwae"}),
     Case("bernoulli 16 / arm, 1 pair", "bernoulli_vae", "arm", 1,
          objective_options=BERNOULLI),
     Case("bernoulli 16 / disarm, 1 pair", "bernoulli_vae", "disarm", 1,
          objective_options=BERNOULLI),
     Case("bernoulli 16 / vimco, K=4 (iwae)", "bernoulli_vae", "vimco", 4,
          objective_options={**BERNOULLI, "bound": "iwae"}),
+    Case("categorical 8x8 / reinmax", "categorical_vae", "reinmax", 1,
+         objective_options=CAT_8x8),
+    Case("categorical 8x8 / muprop, S=1", "categorical_vae", "muprop", 1,
+         objective_options=CAT_8x8),
+    # NVIL in eval mode (both sides read the same centre and variance: see `Case.build`);
+    # kl="sampled": the signal is the whole ELBO integrand, as NVIL's docstring advises.
+    Case("categorical 8x8 / nvil, S=1, kl=sampled (eval)", "categorical_vae", "nvil", 1,
+         kl="sampled", objective_options=CAT_8x8),
+    Case("categorical 8x8 / gapped_st", "categorical_vae", "gapped_st", 1,
+         objective_options=CAT_8x8),
+    Case("categorical 8x8 / gumbel_rao, mc=10", "categorical_vae", "gumbel_rao", 1,
+         objective_options=CAT_8x8),
 ]
 
 
