@@ -25,8 +25,7 @@ from .networks import mlp
 
 def _gaussian(params: Tensor) -> Distribution:
     scale = F.softplus(params[..., 1, :]) + MIN_SCALE
-    return Independent(sampling.normal(params[..., 0, :], scale), 1,
-                           validate_args=False)
+    return Independent(sampling.normal(params[..., 0, :], scale), 1, validate_args=False)
 
 
 class ConditionalVAE(LatentVariableModel):

@@ -41,8 +41,7 @@ class GaussianVAE(LatentVariableModel):
 
     def distribution(self, params: Tensor) -> Distribution:
         scale = F.softplus(params[..., 1, :]) + MIN_SCALE
-        return Independent(sampling.normal(params[..., 0, :], scale), 1,
-                           validate_args=False)
+        return Independent(sampling.normal(params[..., 0, :], scale), 1, validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:
         # x, when given, is what the encoder reads: it has the parameters' dtype and device
