@@ -65,8 +65,8 @@ def _network(estimator: Estimator, current: nn.Module | None, inputs: int, hidde
 
 def _apply(network: nn.Module, inputs: Tensor) -> Tensor:
     """network on inputs (..., n) -> (...), in the network's dtype, returned in the inputs'."""
-    weight = next(network.parameters())
-    return network(inputs.to(weight.dtype)).squeeze(-1).to(inputs.dtype)
+    dtype = next(network.parameters()).dtype
+    return sampling.cast(network(sampling.cast(inputs, dtype)).squeeze(-1), inputs.dtype)
 
 
 def _score_surrogate(fz: Tensor, signal: Tensor, log_q: Tensor) -> Tensor:
@@ -150,8 +150,11 @@ class NVIL(Estimator):
         return _per_example(sampling.base_of(q).logits.detach(), q.batch_shape)
 
     def prepare(self, q: Distribution) -> None:
-        features = self.features(q)
-        self.baseline = _network(self, self.baseline, features.shape[-1], self.hidden, features)
+        logits = sampling.base_of(q).logits
+        inputs = math.prod(logits.shape[len(q.batch_shape):])  # `features(q)`'s width
+        network = _network(self, self.baseline, inputs, self.hidden, logits)
+        if network is not self.baseline:  # assigned once: nn.Module.__setattr__ is not free
+            self.baseline = network
 
     def aux_learning_rate(self, model_learning_rate: float) -> float:
         return 10 * model_learning_rate
@@ -163,7 +166,8 @@ class NVIL(Estimator):
         fz = self.evaluate(f, z, num_samples, q)
         learned = _apply(self.baseline, self.features(q))  # (*B)
         signal = fz.detach()
-        centre, variance = self.centre.to(signal.dtype), self.variance.to(signal.dtype)
+        centre, variance = (sampling.cast(self.centre, signal.dtype),
+                            sampling.cast(self.variance, signal.dtype))
         centred = signal - centre - learned.detach()
         scale = variance.sqrt().clamp_min(1.0) if self.variance_normalization else 1.0
         loss = _score_surrogate(fz, centred / scale, self.sample_log_prob(q, z))
@@ -381,7 +385,9 @@ class RELAX(_ConditionalRelaxation):
             return  # refused by `check`
         logits = sampling.base_of(q).logits
         inputs = math.prod(q.event_shape)
-        self.network = _network(self, self.network, inputs, self.hidden, logits)
+        network = _network(self, self.network, inputs, self.hidden, logits)
+        if network is not self.network:  # assigned once: nn.Module.__setattr__ is not free
+            self.network = network
 
     def aux_learning_rate(self, model_learning_rate: float) -> float:
         return 0.01
