@@ -87,28 +87,39 @@ def categorical_step(vae, x, estimator: str, S: int, kl: str, tau: float = 1.0) 
             f = f + (f - baseline).detach() * (log_q - log_q.detach())
         loss = f.mean(0)
         if kl == "analytic":
-            loss = loss - (logp.exp() * (logp + math.log(K))).sum((-1, -2))
+            loss = loss - categorical_analytic_kl(logp)
         (-loss.sum()).backward()
 
     return step
 
 
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def gaussian_sample(vae, x, S: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loc, scale, z) of the Gaussian VAE's posterior, z = loc + scale ndtri(u) for S draws."""
+    params = vae.encoder(x).unflatten(-1, (2, vae.latent_dim))
+    loc, scale = params[..., 0, :], F.softplus(params[..., 1, :]) + 1e-4
+    return loc, scale, loc + scale * torch.special.ndtri(uniforms(S, *loc.shape))
+
+
+def log_normal(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return (-0.5 * ((z - loc) / scale) ** 2 - scale.log() - HALF_LOG_2PI).sum(-1)
+
+
+def log_standard_normal(z: torch.Tensor) -> torch.Tensor:
+    return (-0.5 * z**2 - HALF_LOG_2PI).sum(-1)
+
+
 def gaussian_step(vae, x, S: int, kl: str) -> Step:
     """Pathwise ELBO of the Gaussian VAE; kl="sampled": log N(z; 0, 1) - log q(z) in f (with
     q's parameters, the pathwise estimator's default direct_term=True)."""
-    D = vae.latent_dim
-    half_log_2pi = 0.5 * math.log(2 * math.pi)
 
     def step() -> None:
-        params = vae.encoder(x).unflatten(-1, (2, D))
-        loc, scale = params[..., 0, :], F.softplus(params[..., 1, :]) + 1e-4
-        eps = torch.special.ndtri(uniforms(S, *loc.shape))
-        z = loc + scale * eps
+        loc, scale, z = gaussian_sample(vae, x, S)
         f = bce(vae.decoder(z), x)
         if kl == "sampled":
-            log_q = (-0.5 * ((z - loc) / scale) ** 2 - scale.log() - half_log_2pi).sum(-1)
-            f = f + (-0.5 * z**2 - half_log_2pi).sum(-1) - log_q
-            loss = f.mean(0)
+            loss = (f + log_standard_normal(z) - log_normal(z, loc, scale)).mean(0)
         else:
             loss = f.mean(0) - 0.5 * (scale**2 + loc**2 - 1 - 2 * torch.log(scale)).sum(-1)
         (-loss.sum()).backward()
@@ -119,17 +130,12 @@ def gaussian_step(vae, x, S: int, kl: str) -> Step:
 def dreg_step(vae, x, K: int) -> Step:
     """DReG on the Gaussian VAE's IWAE-K bound: the log-weights at the detached samples, their
     z-gradient with cotangent w~^2 carried to the encoder through z, w~ log w to the decoder."""
-    D = vae.latent_dim
-    half_log_2pi = 0.5 * math.log(2 * math.pi)
 
     def step() -> None:
-        params = vae.encoder(x).unflatten(-1, (2, D))
-        loc, scale = params[..., 0, :], F.softplus(params[..., 1, :]) + 1e-4
-        z = loc + scale * torch.special.ndtri(uniforms(K, *loc.shape))
+        loc, scale, z = gaussian_sample(vae, x, K)
         held = z.detach().requires_grad_(True)
-        log_q = (-0.5 * ((held - loc.detach()) / scale.detach()) ** 2 - scale.detach().log()
-                 - half_log_2pi).sum(-1)
-        log_w = bce(vae.decoder(held), x) + (-0.5 * held**2 - half_log_2pi).sum(-1) - log_q
+        log_q = log_normal(held, loc.detach(), scale.detach())
+        log_w = bce(vae.decoder(held), x) + log_standard_normal(held) - log_q
         weights = torch.softmax(log_w.detach(), 0)
         (through_z,) = torch.autograd.grad(log_w, held, weights**2, retain_graph=True)
         surrogate = (weights * log_w).sum(0) + (through_z * z).sum((0, -1))
@@ -193,15 +199,10 @@ def vimco_step(vae, x, K: int) -> Step:
 def iwae_step(vae, x, K: int) -> Step:
     """Pathwise IWAE-K on the Gaussian VAE: autograd of logsumexp_k log w_k - log K, log q with
     its parameters in the log-weights (the iwae estimator's default direct_term=True)."""
-    D = vae.latent_dim
-    half_log_2pi = 0.5 * math.log(2 * math.pi)
 
     def step() -> None:
-        params = vae.encoder(x).unflatten(-1, (2, D))
-        loc, scale = params[..., 0, :], F.softplus(params[..., 1, :]) + 1e-4
-        z = loc + scale * torch.special.ndtri(uniforms(K, *loc.shape))
-        log_q = (-0.5 * ((z - loc) / scale) ** 2 - scale.log() - half_log_2pi).sum(-1)
-        log_w = bce(vae.decoder(z), x) + (-0.5 * z**2 - half_log_2pi).sum(-1) - log_q
+        loc, scale, z = gaussian_sample(vae, x, K)
+        log_w = bce(vae.decoder(z), x) + log_standard_normal(z) - log_normal(z, loc, scale)
         bound = torch.logsumexp(log_w, 0) - math.log(K)
         (-bound.sum()).backward()
 
