@@ -7,6 +7,7 @@ Bernoulli, whose probabilities are (1 - sigma(phi), sigma(phi)).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -36,7 +37,9 @@ def log_probs(q: Distribution) -> Tensor:
         logits = base.logits.reshape(*q.batch_shape, variables)
         return torch.stack([torch.nn.functional.logsigmoid(-logits),
                             torch.nn.functional.logsigmoid(logits)], -1)
-    return torch.log_softmax(base.logits, -1).reshape(*q.batch_shape, variables, k)
+    # torch's Categorical (and `sampling.one_hot_categorical`) keep the logits normalized, and
+    # log_softmax of normalized logits is the identity in value and in gradient to the raw ones
+    return base.logits.reshape(*q.batch_shape, variables, k)
 
 
 def to_values(q: Distribution, index: Tensor) -> Tensor:
@@ -108,6 +111,13 @@ class IndeCateR(Estimator):
 MAX_SET_SIZE = 6  # the probability of a set sums over its k! orderings
 
 
+@functools.lru_cache(maxsize=64)
+def _orders(m: int, device: torch.device) -> Tensor:
+    """The m! orderings of m members, (m!, m): built once per size and device (a Python
+    list of permutations turned into a tensor on every call costs more than the sums)."""
+    return torch.tensor(list(itertools.permutations(range(m))), device=device)
+
+
 def set_log_prob(log_p: Tensor, log_rest: Tensor) -> Tensor:
     """log of the probability of drawing the members (log-probabilities log_p, (..., m)) in
     any order without replacement, when every value outside them but `log_rest` (..., mass
@@ -117,7 +127,14 @@ def set_log_prob(log_p: Tensor, log_rest: Tensor) -> Tensor:
     m = log_p.shape[-1]
     if m == 0:
         return torch.zeros_like(log_rest)
-    orders = torch.tensor(list(itertools.permutations(range(m))), device=log_p.device)
+    if m == 1:  # p / (rest + p): the one ordering, without the permutation machinery
+        return log_p[..., 0] - torch.logaddexp(log_p[..., 0], log_rest)
+    if m == 2:  # p1 p2 / (rest + p1 + p2) (1 / (rest + p2) + 1 / (rest + p1))
+        log_p1, log_p2 = log_p[..., 0], log_p[..., 1]
+        after_1, after_2 = torch.logaddexp(log_p2, log_rest), torch.logaddexp(log_p1, log_rest)
+        return (log_p1 + log_p2 - torch.logaddexp(log_p1, after_1)
+                + torch.logaddexp(-after_1, -after_2))
+    orders = _orders(m, log_p.device)
     ordered = log_p[..., orders]  # (..., m!, m)
     remaining = ordered.flip(-1).logcumsumexp(-1).flip(-1)  # members from t on
     denominators = torch.logaddexp(remaining, log_rest[..., None, None])

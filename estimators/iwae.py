@@ -54,6 +54,18 @@ def iwae_value(log_w: Tensor) -> Tensor:
     return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
 
 
+def weights_and_value(log_w: Tensor) -> tuple[Tensor, Tensor]:
+    """(w~ = softmax_k log w_k, `iwae_value`) of detached log-weights (K, *B), from one
+    log_softmax: the largest log-weight and the largest log w~ sit at the same k, where
+    log w_max - log w~_max = logsumexp_k log w_k, the sum logsumexp computes. Six operations
+    where softmax and torch.logsumexp dispatch about 20 (its guards against infinite maxima);
+    in a training step each small operation costs ~10 us on CPU. Non-finite log-weights give
+    nan here, as they give nan weights."""
+    log_normalized = torch.log_softmax(log_w, 0)
+    log_sum = log_w.amax(0) - log_normalized.amax(0)
+    return log_normalized.exp(), log_sum - math.log(log_w.shape[0])
+
+
 class IWAE(_IWAEPathwise):
     """Pathwise gradient of the IWAE-K bound (K = num_samples). direct_term=False is STL-IWAE,
     biased for K > 1 (see the module docstring): that instance reports unbiased=False."""
@@ -98,11 +110,10 @@ class DReG(_IWAEPathwise):
             def pullback(cotangent: Tensor) -> tuple[Tensor, ...]:
                 return torch.autograd.grad(log_w, held, cotangent, retain_graph=True,
                                            allow_unused=True, materialize_grads=True)
-        weights = torch.softmax(log_w.detach(), 0)
+        weights, bound = weights_and_value(log_w.detach())
         (through_z,) = pullback(weights**2)
         # One sum over the samples and the event dimensions.
         sample_and_event = (0, *range(z.dim() - len(q.event_shape), z.dim()))
         surrogate = (weights * log_w).sum(0) + (through_z.detach() * z).sum(sample_and_event)
-        bound = iwae_value(log_w.detach())
         # The value is the bound's; (bound - sg(surrogate)) carries no graph: one add node.
         return EstimatorOutput(surrogate + (bound - surrogate.detach()), bound, z.detach())

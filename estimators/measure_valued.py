@@ -76,9 +76,9 @@ class MeasureValued(Estimator):
             # Sets (4, D, S, *B, *E): set (j, i) is x with coordinate i replaced by values[j].
             flat_x = x.reshape(*x.shape[: x.dim() - len(q.event_shape)], coords)
             flat_v = values.reshape(*values.shape[:-len(q.event_shape) or None], coords)
-            eye = torch.eye(coords, dtype=x.dtype, device=x.device)
+            eye = torch.eye(coords, dtype=torch.bool, device=x.device)
             eye = eye.reshape(coords, *[1] * (flat_x.dim() - 1), coords)
-            sets = flat_x * (1 - eye) + flat_v.unsqueeze(1) * eye
+            sets = torch.where(eye, flat_v.unsqueeze(1), flat_x)
             sets = sets.reshape(4 * coords * num_samples, *q.batch_shape, *q.event_shape)
         fz = self.evaluate_many(f, sets, q).reshape(4, coords, num_samples, *q.batch_shape)
         diff = fz.detach().mean(2)  # (4, D, *B)

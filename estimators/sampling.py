@@ -115,9 +115,13 @@ def draw_noise(
     """Base noise for `num_samples` samples of `q`, in the dtype and device of its parameters;
     with `streams` > 1, the streams are drawn one after the other and stacked along dim 0."""
     p = _parameter(base_of(q))
+    if streams == 1 or p.device.type == "cpu":
+        # The CPU generator fills a tensor element by element in order, so one draw of all the
+        # streams is the streams drawn one after the other (a test compares the two); CUDA's
+        # kernels assign random numbers to elements by the launch size, so there each stream
+        # is drawn alone and stream 0 stays the noise a one-stream estimator gets.
+        return uniform(noise_shape(q, num_samples, streams), p.dtype, p.device, generator)
     shape = noise_shape(q, num_samples)
-    if streams == 1:
-        return uniform(shape, p.dtype, p.device, generator)
     return torch.cat([uniform(shape, p.dtype, p.device, generator) for _ in range(streams)])
 
 
@@ -126,19 +130,25 @@ def split_streams(noise: Tensor, streams: int) -> tuple[Tensor, ...]:
     return tuple(noise.chunk(streams, dim=0))
 
 
+def stacked_streams(noise: Tensor, streams: int) -> Tensor:
+    """The noise streams of `noise` (streams * S, ...) as one view (streams, S, ...)."""
+    return noise.unflatten(0, (streams, noise.shape[0] // streams))
+
+
 def _wide(u: Tensor) -> Tensor:
     return cast(u, noise_dtype(u.dtype))
 
 
-def _neg_gumbel(u: Tensor) -> Tensor:
-    """log(-log u) = -Gumbel(u), in u's dtype (computed in float32 at least)."""
+def neg_gumbel(u: Tensor) -> Tensor:
+    """log(-log u) = -Gumbel(u), the log of the Exp(1) variate -log u, in u's dtype (computed
+    in float32 at least)."""
     return cast(torch.log(-torch.log(_wide(u))), u.dtype)
 
 
 def gumbel(u: Tensor) -> Tensor:
     """Standard Gumbel variates from uniforms, computed in float32 at least and returned in
     u's dtype."""
-    return -_neg_gumbel(u)
+    return -neg_gumbel(u)
 
 
 def logistic(u: Tensor) -> Tensor:
@@ -155,7 +165,7 @@ def _perturbed(base: Distribution, u: Tensor) -> Tensor:
     logits = base.logits
     if isinstance(base, Bernoulli):
         return logits + cast(logistic(u), logits.dtype)
-    return logits - cast(_neg_gumbel(u), logits.dtype)
+    return logits - cast(neg_gumbel(u), logits.dtype)
 
 
 def hard_sample(q: Distribution, u: Tensor) -> Tensor:
@@ -173,8 +183,16 @@ def hard_sample(q: Distribution, u: Tensor) -> Tensor:
     logits = base.logits.detach()
     if isinstance(base, Bernoulli):
         return (u > torch.sigmoid(-cast(logits, u.dtype))).to(logits.dtype)
-    index = (logits - cast(_neg_gumbel(u), logits.dtype)).argmax(-1)
-    if isinstance(base, OneHotCategorical):
+    return gumbel_max(q, neg_gumbel(u))
+
+
+def gumbel_max(q: Distribution, neg_gumbel: Tensor) -> Tensor:
+    """`hard_sample` of a Categorical or OneHotCategorical q from its noise already mapped to
+    `neg_gumbel(u)`: argmax(logits - log(-log u)), for an estimator that reuses the mapped
+    noise (Gumbel-Rao's conditional draws)."""
+    logits = base_of(q).logits.detach()
+    index = (logits - cast(neg_gumbel, logits.dtype)).argmax(-1)
+    if isinstance(base_of(q), OneHotCategorical):
         return marked_one_hot(one_hot(index, logits.shape[-1], logits.dtype))
     return index
 

@@ -175,29 +175,55 @@ class GumbelRao(_StraightThroughFamily):
         self.conditional_gradient = conditional_gradient
         self.noise_streams = mc  # one stream per conditional draw (the first is the sample's)
 
+    def estimate(
+        self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
+    ) -> EstimatorOutput:
+        assert noise is not None
+        mapped = self.mapped_noise(q, noise)  # once: for the sample and for the K draws
+        if isinstance(sampling.base_of(q), Bernoulli):
+            hard = sampling.hard_sample(q, mapped[0])
+        else:
+            hard = sampling.gumbel_max(q, mapped[0])
+        z = hard + self.relaxed_term(q, hard, mapped)  # the forward value is the hard sample
+        return output(self.evaluate(f, z, num_samples, q), hard)
+
+    def mapped_noise(self, q: Distribution, noise: Tensor) -> Tensor:
+        """The K noise streams (K, S, ...): uniforms for a Bernoulli, log E = log(-log u) of
+        the Exp(1) variates for a categorical (the Gumbel-max sample reads stream 0 of them)."""
+        streams = sampling.stacked_streams(noise, self.mc)
+        if isinstance(sampling.base_of(q), Bernoulli):
+            return streams
+        return sampling.neg_gumbel(streams)
+
     def perturbed(self, q: Distribution, hard: Tensor, noise: Tensor) -> Tensor:
         """theta + G_k given the sample `hard`, (K, S, *B, *event[, categories]): differentiable
         in the logits for "total"; for "stopped", G_k is held fixed (theta + sg(G_k))."""
+        return self._perturbed(q, hard, self.mapped_noise(q, noise))
+
+    def _perturbed(self, q: Distribution, hard: Tensor, mapped: Tensor) -> Tensor:
         base = sampling.base_of(q)
-        streams = torch.stack(sampling.split_streams(noise, self.mc))
         total = self.conditional_gradient == "total"
         # "stopped" draws from detached logits: a graph through the draw would be thrown away
         logits = base.logits if total else base.logits.detach()
         if isinstance(base, Bernoulli):
-            y = binary_conditional(logits, hard, streams)
+            y = binary_conditional(logits, hard, mapped)
         else:
-            y = categorical_conditional(logits, hard, streams)
+            y = categorical_conditional(logits, hard, mapped)
         if total:
             return y
         return y + (base.logits - logits)
 
-    def backward_term(self, q: Distribution, hard: Tensor, noise: Tensor) -> Tensor:
-        y = self.perturbed(q, hard, noise) / self.temperature
+    def relaxed_term(self, q: Distribution, hard: Tensor, mapped: Tensor) -> Tensor:
+        """`backward_term` from the mapped noise (`mapped_noise`)."""
+        y = self._perturbed(q, hard, mapped) / self.temperature
         if isinstance(sampling.base_of(q), Bernoulli):
             soft = torch.sigmoid(y).mean(0)
         else:
             soft = torch.softmax(y, -1).mean(0)
         return soft - soft.detach()
+
+    def backward_term(self, q: Distribution, hard: Tensor, noise: Tensor) -> Tensor:
+        return self.relaxed_term(q, hard, self.mapped_noise(q, noise))
 
     def extra_repr(self) -> str:
         return (f"mc={self.mc}, conditional_gradient={self.conditional_gradient!r}, "
@@ -220,19 +246,18 @@ def binary_conditional(phi: Tensor, b: Tensor, u: Tensor) -> Tensor:
     return s * (a + log_near - torch.log(t) - F.logsigmoid(a))
 
 
-def categorical_conditional(theta: Tensor, d: Tensor, u: Tensor) -> Tensor:
-    """theta + G given argmax(theta + G) = d (one-hot), one draw per uniform set in u
-    (K, S, *B, *event, categories); u[0] is the noise d was drawn from (its own draw)."""
+def categorical_conditional(theta: Tensor, d: Tensor, log_e: Tensor) -> Tensor:
+    """theta + G given argmax(theta + G) = d (one-hot), one draw per set of log E_i in log_e
+    (K, S, *B, *event, categories), the logs of Exp(1) variates E = -log u
+    (`sampling.neg_gumbel(u)`); log_e[0] is the noise d was drawn from (its own draw)."""
     log_z = torch.logsumexp(theta, -1, keepdim=True)
-    with torch.no_grad():
-        log_e = torch.log(-torch.log(u))  # log E_i of fresh draws: E = -log u ~ Exp(1)
-        # The sample's own E: log T_i = log E'_i - theta_i; T_D = min T; E_D = Z T_D and, by
-        # memorylessness, E_i = (T_i - T_D) e^{theta_i} for i != D.
-        log_t = log_e[0] - theta.detach()
-        log_t_min = (log_t * d).sum(-1, keepdim=True)
-        gap = torch.log1p(-torch.exp(log_t_min - log_t).clamp(max=1.0))
-        own = torch.where(d > 0, log_z.detach() + log_t_min, log_e[0] + gap)
-        log_e = torch.cat([own[None], log_e[1:]])
+    # The sample's own E (from detached logits, no graph): log T_i = log E'_i - theta_i;
+    # T_D = min T; E_D = Z T_D and, by memorylessness, E_i = (T_i - T_D) e^{theta_i}, i != D.
+    log_t = log_e[0] - theta.detach()
+    log_t_min = (log_t * d).sum(-1, keepdim=True)
+    gap = torch.log1p(-torch.exp(log_t_min - log_t).clamp(max=1.0))
+    own = torch.where(d > 0, log_z.detach() + log_t_min, log_e[0] + gap)
+    log_e = torch.cat([own[None], log_e[1:]])
     log_e_d = (log_e * d).sum(-1, keepdim=True)
     others = -torch.logaddexp(log_e - theta, log_e_d - log_z)
     return torch.where(d > 0, log_z - log_e_d, others)

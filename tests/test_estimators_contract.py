@@ -467,6 +467,27 @@ def test_further_noise_streams_leave_the_first_stream_unchanged() -> None:
     assert torch.equal(u, one) and not torch.equal(u, v)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(5,), (32, 8, 8), (3, 70_000)])
+def test_several_streams_on_cpu_are_one_draw_equal_to_the_streams_drawn_in_turn(
+        shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    """draw_noise takes the streams in one draw on CPU; the oracle draws them one by one."""
+    q = torch.distributions.Bernoulli(logits=torch.zeros(shape, dtype=dtype))
+    for streams in (2, 10):
+        got = sampling.draw_noise(q, 2, torch.Generator().manual_seed(3), streams=streams)
+        g = torch.Generator().manual_seed(3)
+        one_by_one = torch.cat([sampling.uniform(sampling.noise_shape(q, 2), dtype, generator=g)
+                                for _ in range(streams)])
+        assert got.dtype == one_by_one.dtype and torch.equal(got, one_by_one)
+        torch.manual_seed(4)  # the global generator, as the estimators draw by default
+        got = sampling.draw_noise(q, 2, streams=streams)
+        torch.manual_seed(4)
+        assert torch.equal(got, torch.cat([sampling.uniform(sampling.noise_shape(q, 2), dtype)
+                                           for _ in range(streams)]))
+    assert torch.equal(sampling.stacked_streams(got, streams)[1],
+                       sampling.split_streams(got, streams)[1])
+
+
 def test_aliases_build_the_canonical_estimator_and_refuse_contradictions() -> None:
     registry = estimators.Registry("estimator", "estibench.none")
     registry.register("reinforce", estimators.Reinforce)

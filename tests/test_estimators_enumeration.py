@@ -257,3 +257,29 @@ def test_random_unordered_set_estimates_match_the_enumerated_variance(fname, bas
     for d in range(3):
         check_variance(grads[:, d], float(variance[d]), float(fourth[d]), 0.02,
                        f"unordered_set {fname} baseline={baseline} coordinate {d}")
+
+
+def test_set_log_prob_equals_the_sum_over_drawing_orders() -> None:
+    """log P(the members, in any order, drawn first without replacement, some other values
+    excluded) against the sum over the orders of prod_t p_t / (mass not yet drawn nor
+    excluded), in plain Python floats, for sets of 0 to 4 members of a 6-category distribution
+    with 0 or 1 values excluded (the 1-member fast path included)."""
+    from estimators.enumeration import set_log_prob
+    g = torch.Generator().manual_seed(5)
+    probs = torch.softmax(torch.randn(6, generator=g, dtype=torch.float64) * 2, -1)
+    for m in range(5):
+        for members in itertools.combinations(range(6), m):
+            others = [i for i in range(6) if i not in members]
+            for excluded in ([], others[:1]):
+                available = 1.0 - sum(float(probs[i]) for i in excluded)
+                expected = 0.0
+                for order in itertools.permutations(members):
+                    p, left = 1.0, available
+                    for i in order:
+                        p *= float(probs[i]) / left
+                        left -= float(probs[i])
+                    expected += p
+                rest = available - sum(float(probs[i]) for i in members)
+                got = set_log_prob(probs[list(members)].log(),
+                                   torch.tensor(rest, dtype=torch.float64).log())
+                assert math.isclose(float(got.exp()), expected, rel_tol=1e-12), (members, got)

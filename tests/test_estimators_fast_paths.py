@@ -358,3 +358,18 @@ def test_log_q_without_the_direct_term_keeps_the_samples_gradient() -> None:
     # d/dloc log N(loc + eps; sg(loc), 1) = -(z - loc) through z only: -eps summed
     (g,) = torch.autograd.grad(log_q.sum(), loc)
     torch.testing.assert_close(g, -(z - loc).detach().sum(0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_iwae_weights_and_value_equal_softmax_and_logsumexp(dtype: torch.dtype) -> None:
+    """DReG's weights and bound from one log_softmax against the obvious oracle, for spreads
+    from near-uniform weights to one weight that takes everything, and batch shapes."""
+    from estimators.iwae import iwae_value, weights_and_value
+    g = torch.Generator().manual_seed(0)
+    for shape in [(1, 3), (4, 32), (7, 2, 5)]:
+        for spread in (1e-3, 1.0, 30.0, 1e4):
+            log_w = (torch.randn(shape, generator=g, dtype=torch.float64) * spread - 200).to(dtype)
+            weights, value = weights_and_value(log_w)
+            torch.testing.assert_close(weights, torch.softmax(log_w, 0))
+            torch.testing.assert_close(value, iwae_value(log_w))
+            assert weights.shape == log_w.shape and value.shape == log_w.shape[1:]

@@ -320,6 +320,132 @@ def nvil_step(vae, x, S: int, nvil) -> Step:
     return step
 
 
+def conditional_relaxation_step(vae, x, S: int, estimator) -> Step:
+    """REBAR or RELAX on the categorical VAE (analytic KL), in training mode: b = H(z) with z =
+    log pi + Gumbel(u), z~ ~ p(z | b) from the second stream v (the top is the Gumbel
+    -log(-log v_b), the others Gumbels of location log pi_i truncated below it), the control
+    variate c at softmax([z, z~] / lambda) (REBAR: eta f(.), in the decoder call of f(b); RELAX:
+    the estimator's network c_psi(2 sigma - 1)); g = mean_S (f(b) - c(z~)) (b - pi) + grad_theta
+    (c(z) - c(z~)) / S, the pathwise part by autograd.grad with create_graph=True, in the
+    logits the encoder outputs. Surrogate mean_S f(b) + sg(g).(theta - sg theta), plus |g|^2
+    (aux_loss, added to the loss as the harness's throughput does: it reaches eta, the
+    log-temperature and c_psi, and through g the model too). It reads the estimator's own
+    parameters, registered on the objective (see `Case.build`)."""
+    N, K = vae.variables, vae.categories
+    rebar = estimator.name == "rebar"
+    log_temperature = estimator.log_temperature
+    eta, network = (estimator.eta, None) if rebar else (None, estimator.network)
+
+    def step() -> None:
+        logits = vae.encoder(x).unflatten(-1, (N, K))
+        logp = log_normalize(logits)
+        noise = uniforms(2 * S, *logits.shape)
+        u, v = noise[:S], noise[S:]
+        z = logp - torch.log(-torch.log(u))
+        b = one_hot(z.detach().argmax(-1), K)
+        exponential = -torch.log(v)
+        log_top = (exponential * b).sum(-1, keepdim=True).log()
+        z_tilde = torch.where(b > 0, -log_top,
+                              -torch.logaddexp(exponential.log() - logp, log_top))
+        relaxed = log_normalize(torch.cat([z, z_tilde]) / log_temperature.exp()).exp()
+        if rebar:
+            fb, f_relaxed = bce(vae.decoder(torch.cat([b, relaxed]).flatten(-2)),
+                                x).split([S, 2 * S])
+            c = eta * f_relaxed
+        else:
+            fb = bce(vae.decoder(b.flatten(-2)), x)
+            c = network(2 * relaxed.flatten(-2) - 1).squeeze(-1)
+        c_z, c_tilde = c[:S], c[S:]
+        score = (fb.detach() - c_tilde)[..., None, None] * (b - logp.exp())
+        (pathwise,) = torch.autograd.grad((c_z - c_tilde).sum(), logits, create_graph=True)
+        g = score.mean(0) + pathwise / S
+        loss = fb.mean(0) + ((logits - logits.detach()) * g.detach()).sum((-1, -2))
+        aux = g.pow(2).sum((-1, -2))
+        (-(loss - categorical_analytic_kl(logp)).sum() + aux.sum()).backward()
+
+    return step
+
+
+def indecater_step(vae, x, S: int) -> Step:
+    """IndeCateR on the categorical VAE (analytic KL): f at every sample with variable d set to
+    each category k (S x N x K points, one decoder call), fbar_{d,k} their mean over the
+    samples; surrogate mean_d sum_k sg(pi_dk) fbar_dk + sum_{d,k} (pi_dk - sg) sg(fbar_dk)."""
+    N, K = vae.variables, vae.categories
+    diagonal = torch.eye(N, dtype=torch.bool).reshape(N, 1, 1, 1, N)
+    categories = torch.arange(K).reshape(1, K, 1, 1, 1)
+
+    def step() -> None:
+        logits = vae.encoder(x).unflatten(-1, (N, K))
+        logp = log_normalize(logits)
+        index = (logp.detach() - torch.log(-torch.log(uniforms(S, *logits.shape)))).argmax(-1)
+        points = one_hot(torch.where(diagonal, categories, index), K)  # (N, K, S, B, N, K)
+        fbar = bce(vae.decoder(points.flatten(-2)), x).mean(2).permute(2, 0, 1)  # (B, N, K)
+        probs = logp.exp()
+        loss = ((probs.detach() * fbar).sum(-1).mean(-1)
+                + ((probs - probs.detach()) * fbar.detach()).sum((-1, -2)))
+        (-(loss - categorical_analytic_kl(logp)).sum()).backward()
+
+    return step
+
+
+def unordered_set_step(vae, x, S: int) -> Step:
+    """The unordered set estimator with k = 2 and its built-in baseline, for one categorical
+    variable (analytic KL): S sets {a, b} by Gumbel-top-2; in closed form for two members, with
+    r = 1 - p (detached), the weight p(s) R(S, s) of a is r_b / (r_a + r_b) and the baseline
+    leaves the learning signal r_a (f_a - f_b); surrogate mean_S sum_s w_s [f_s + sg(l_s)
+    (log p_s - sg)]."""
+    K = vae.categories
+
+    def step() -> None:
+        logits = vae.encoder(x).unflatten(-1, (1, K))
+        logp = log_normalize(logits)
+        log_p = logp[..., 0, :]
+        keys = log_p.detach() - torch.log(-torch.log(uniforms(S, *log_p.shape)))
+        members = keys.topk(2, -1).indices  # (S, B, 2)
+        f = bce(vae.decoder(one_hot(members.permute(2, 0, 1), K)), x).permute(1, 2, 0)
+        log_pk = log_p.expand(S, -1, -1).gather(-1, members)
+        rest = -torch.expm1(log_pk.detach())
+        weights = rest.flip(-1) / rest.sum(-1, keepdim=True)
+        signal = rest * (f - f.flip(-1)).detach()
+        loss = (weights * (f + signal * (log_pk - log_pk.detach()))).sum(-1).mean(0)
+        (-(loss - categorical_analytic_kl(logp)).sum()).backward()
+
+    return step
+
+
+def measure_valued_step(vae, x, S: int) -> Step:
+    """Measure-valued derivatives on the Gaussian VAE (analytic KL): 6 streams (the base sample,
+    the Weibull, the double-sided Maxwell's radial, normal and sign uniforms, the coupling
+    uniform); f at the base sample with coordinate i set to mu_i +- sigma_i w, mu_i + sigma_i m
+    and mu_i + sigma_i u m (4 D points, one decoder call), all without gradient; surrogate:
+    f's mean over the last set (samples of q) plus the weak derivatives times (mu - sg) and
+    (sigma - sg)."""
+    D = vae.latent_dim
+    diagonal = torch.eye(D, dtype=torch.bool).reshape(D, 1, 1, D)
+    root_2pi = math.sqrt(2 * math.pi)
+
+    def step() -> None:
+        params = vae.encoder(x).unflatten(-1, (2, D))
+        loc, scale = params[..., 0, :], F.softplus(params[..., 1, :]) + 1e-4
+        u0, u_w, u_r, u_n, u_s, u_c = uniforms(6 * S, *loc.shape).unflatten(0, (6, S))
+        mu, sigma = loc.detach(), scale.detach()
+        base = mu + sigma * torch.special.ndtri(u0)
+        w = torch.sqrt(-2 * torch.log(u_w))
+        m = torch.sqrt(-2 * torch.log(u_r) + torch.special.ndtri(u_n) ** 2)
+        m = torch.where(u_s < 0.5, -m, m)
+        values = torch.stack([mu + sigma * w, mu - sigma * w, mu + sigma * m,
+                              mu + sigma * u_c * m])  # (4, S, B, D)
+        fz = bce(vae.decoder(torch.where(diagonal, values.unsqueeze(1), base)), x)
+        diff = fz.detach().mean(2).transpose(1, 2)  # (4, B, D)
+        grad_loc = (diff[0] - diff[1]) / (sigma * root_2pi)
+        grad_scale = (diff[2] - diff[3]) / sigma
+        loss = fz[3].mean((0, 1)) + (grad_loc * (loc - mu) + grad_scale * (scale - sigma)).sum(-1)
+        kl = 0.5 * (scale**2 + loc**2 - 1 - 2 * torch.log(scale)).sum(-1)
+        (-(loss - kl).sum()).backward()
+
+    return step
+
+
 def library_step(objective, estimator, x, S: int) -> Step:
     """-loss, plus the estimator's aux_loss where it has one (as the harness's throughput)."""
 
@@ -340,15 +466,20 @@ class Case:
     kl: str = "analytic"
     objective_options: dict[str, Any] = field(default_factory=dict)
     estimator_options: dict[str, Any] = field(default_factory=dict)
+    # The test's absolute tolerance on the gradients (its rtol is 1e-4): raised only where
+    # float32 rounding, amplified by cancellation, genuinely needs it (with the reason).
+    atol: float = 1e-5
 
     def build(self, batch: int, seed: int = 0) -> tuple[Any, Step, Step]:
         """(objective, estibench step, plain step) on a random binary batch. An estimator with
-        parameters (NVIL's baseline) has them built here (`prepare`, before any step draws
-        noise) and is registered on the objective as `objective.estimator`, so that
-        `zero_grad` clears their gradients and `named_parameters` lists them: the test compares
-        them too. Its running centre and variance are set by three training calls (so that
-        neither the centring nor the normalization is the identity), then frozen by eval mode:
-        both sides read the same values on every call."""
+        parameters (NVIL's baseline, REBAR's eta and temperature, RELAX's network and
+        temperature) has them built here (`prepare`, before any step draws noise) and is
+        registered on the objective as `objective.estimator`, so that `zero_grad` clears their
+        gradients and `named_parameters` lists them: the test compares them too. NVIL's running
+        centre and variance are set by three training calls (so that neither the centring nor
+        the normalization is the identity), then frozen by eval mode: both sides read the same
+        values on every call. REBAR and RELAX keep no running state: they stay in training
+        mode, where their aux_loss (a double backward) is built and timed, as in training."""
         torch.manual_seed(seed)
         objective = objectives.get(self.objective, input_dim=64, hidden=200, kl=self.kl,
                                    **self.objective_options)
@@ -364,6 +495,17 @@ class Case:
             estimator.eval()  # in training mode each call would move the centre and variance
             objective.estimator = estimator
             plain = nvil_step(objective, x, S, estimator)
+        elif name in ("rebar", "relax"):  # training mode: aux_loss built and timed
+            with torch.no_grad():  # RELAX's network is sized by q (REBAR: nothing to build)
+                estimator.prepare(objective.posterior(x))
+            objective.estimator = estimator
+            plain = conditional_relaxation_step(objective, x, S, estimator)
+        elif name == "indecater":
+            plain = indecater_step(objective, x, S)
+        elif name == "unordered_set":
+            plain = unordered_set_step(objective, x, S)
+        elif name == "measure_valued":
+            plain = measure_valued_step(objective, x, S)
         elif name == "muprop":
             plain = muprop_step(objective, x, S)
         elif name in ("reinmax", "gapped_st", "gumbel_rao"):
@@ -430,6 +572,29 @@ CASES = [
          objective_options=CAT_8x8),
     Case("categorical 8x8 / gumbel_rao, mc=10", "categorical_vae", "gumbel_rao", 1,
          objective_options=CAT_8x8),
+    # REBAR and RELAX in training mode, aux_loss added (their parameters registered on the
+    # objective: see `Case.build`); 2 noise streams, u then v.
+    # The gradients of |g|^2 (through the double backward) are large (REBAR's eta: ~260,
+    # RELAX's untrained c_psi, far from f at ~ -45 nats: up to 3e3), and their small entries
+    # are differences of such terms: the one ulp by which estibench's log_softmax of its
+    # already normalized logits differs from the plain step's one logits - logsumexp shows
+    # as up to 6e-5 (REBAR) and 2.5e-4 (RELAX), about 1e-5 and 1e-7 of the largest entry
+    # (mirroring estibench's kernels gives 0).
+    Case("categorical 8x8 / rebar, S=1 (train)", "categorical_vae", "rebar", 1,
+         objective_options=CAT_8x8, atol=2e-4),
+    Case("categorical 8x8 / relax, S=1 (train)", "categorical_vae", "relax", 1,
+         objective_options=CAT_8x8, atol=5e-4),
+    # IndeCateR evaluates f at S x N x K points per example: 64 at 8x8, 8 at 2x4.
+    Case("categorical 8x8 / indecater, S=1", "categorical_vae", "indecater", 1,
+         objective_options=CAT_8x8),
+    Case("categorical 2x4 / indecater, S=1", "categorical_vae", "indecater", 1,
+         objective_options=CAT_2x4),
+    # The unordered set estimator needs one categorical variable per example.
+    Case("categorical 1x16 / unordered_set (k=2), S=2", "categorical_vae", "unordered_set", 2,
+         objective_options={"variables": 1, "categories": 16}),
+    # Measure-valued: f at 4 D points per sample, 6 noise streams.
+    Case("gaussian 4 / measure_valued, S=1", "gaussian_vae", "measure_valued", 1,
+         objective_options={"latent_dim": 4}),
 ]
 
 
