@@ -222,14 +222,35 @@ class UnorderedSet(Estimator):
         fz = self.evaluate_many(f, points, q).unflatten(0, (k, num_samples)).movedim(0, -1)
         log_pk = log_p.expand(num_samples, *log_p.shape).gather(-1, members)  # (S, *B, k)
         held, log_rest = log_pk.detach(), self._rest(log_p.detach(), members)
-        without = torch.stack([self._without(held, log_rest, i) for i in range(k)], -1)
-        weights = (held + without - set_log_prob(held, log_rest).unsqueeze(-1)).exp()
-        learning = fz.detach()
-        if self.baseline:
-            learning = learning - self.baselines(held, log_rest, without, learning)
+        if k == 2:  # the default: in closed form (tested against the general path)
+            weights, learning = self.pair_weights_and_signals(held, log_rest, fz.detach())
+        else:
+            weights, learning = self.weights_and_signals(held, log_rest, fz.detach())
         value = (weights * fz).sum(-1)
         score = (weights * learning * (log_pk - held)).sum(-1)
         return EstimatorOutput((value + score).mean(0), value.detach().mean(0), points.detach())
+
+    def weights_and_signals(self, log_pk: Tensor, log_rest: Tensor, fz: Tensor
+                            ) -> tuple[Tensor, Tensor]:
+        """(p(s) R(S, s), the learning signal f(s) [- B(s)]) for each member, (S, *B, k)."""
+        without = torch.stack([self._without(log_pk, log_rest, i) for i in range(self.k)], -1)
+        weights = (log_pk + without - set_log_prob(log_pk, log_rest).unsqueeze(-1)).exp()
+        if not self.baseline:
+            return weights, fz
+        return weights, fz - self.baselines(log_pk, log_rest, without, fz)
+
+    def pair_weights_and_signals(self, log_pk: Tensor, log_rest: Tensor, fz: Tensor
+                                 ) -> tuple[Tensor, Tensor]:
+        """`weights_and_signals` for k = 2 in closed form. With r_s = 1 - p_s (= p_other +
+        rest, a sum of positive terms), p({a, b}) = p_a p_b (1 / r_a + 1 / r_b), so the weight
+        of a is (1 / r_a) / (1 / r_a + 1 / r_b) = r_b / (r_a + r_b); B(a) = p_a f_a + p_b
+        R2(a, b) f_b with R2(a, b) = 1 / p^{D minus a}(b) = r_a / p_b, so f_a - B(a) =
+        r_a (f_a - f_b)."""
+        log_r = torch.logaddexp(log_pk.flip(-1), log_rest.unsqueeze(-1))  # log r_a, log r_b
+        weights = (log_r.flip(-1) - torch.logaddexp(log_r[..., :1], log_r[..., 1:])).exp()
+        if not self.baseline:
+            return weights, fz
+        return weights, log_r.exp() * (fz - fz.flip(-1))
 
     @staticmethod
     def _rest(log_p: Tensor, members: Tensor) -> Tensor:

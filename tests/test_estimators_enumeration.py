@@ -283,3 +283,23 @@ def test_set_log_prob_equals_the_sum_over_drawing_orders() -> None:
                 got = set_log_prob(probs[list(members)].log(),
                                    torch.tensor(rest, dtype=torch.float64).log())
                 assert math.isclose(float(got.exp()), expected, rel_tol=1e-12), (members, got)
+
+
+@pytest.mark.parametrize("baseline", [True, False])
+def test_unordered_set_pair_closed_form_equals_the_general_path(baseline: bool) -> None:
+    """k = 2 takes the closed form; the general path (set probabilities over orderings,
+    leave-one-out and leave-two-out ratios) must give the same weights and signals, for
+    probabilities from near uniform to a member near 1."""
+    est = estimators.get("unordered_set", k=2, baseline=baseline)
+    g = torch.Generator().manual_seed(6)
+    for scale in (0.1, 2.0, 12.0):
+        log_p = torch.log_softmax(torch.randn(5, 3, 7, generator=g, dtype=torch.float64)
+                                  * scale, -1)
+        members = torch.stack([torch.randperm(7, generator=g)[:2] for _ in range(15)])
+        members = members.reshape(5, 3, 2)
+        log_pk, log_rest = log_p.gather(-1, members), est._rest(log_p, members)
+        fz = torch.randn(5, 3, 2, generator=g, dtype=torch.float64)
+        fast = est.pair_weights_and_signals(log_pk, log_rest, fz)
+        general = est.weights_and_signals(log_pk, log_rest, fz)
+        for got, expected in zip(fast, general, strict=True):
+            torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
