@@ -29,3 +29,25 @@ def test_plain_step_has_estibench_gradient(case: Case) -> None:
     # Different noise gives a different gradient (the comparison above is not vacuous).
     a, b = gradients(objective, ours, 1), gradients(objective, ours, 2)
     assert any(not torch.allclose(a[n], b[n]) for n in a)
+
+
+@pytest.mark.parametrize("label", ["categorical 8x8 / reinforce(loo), S=4",
+                                   "categorical 8x8 / nvil, S=1, kl=sampled (eval)",
+                                   "categorical 8x8 / rebar, S=1 (train)"])
+def test_against_another_checkout_times_the_same_estimator_in_the_same_state(label) -> None:
+    """`--against`: this checkout's estimators imported as a second package give, through the
+    same objective and in the same state (NVIL's baseline and running statistics, REBAR's eta
+    and temperature), the gradient of the estibench step."""
+    from pathlib import Path
+
+    from benchmarks.speed.handwritten import import_estimators
+    against = import_estimators(str(Path(__file__).resolve().parents[1]))
+    case = next(c for c in CASES if c.label == label)
+    objective, ours, _, theirs = case.build(batch=5, against=against)
+    assert theirs is not None and type(against.get(case.estimator)).__module__.startswith(
+        "estimators_against")
+    expected, got = gradients(objective, ours, 1), gradients(objective, theirs, 1)
+    for name in expected:  # the other estimator's own parameters sit under estimator_against
+        theirs_name = name.replace("estimator.", "estimator_against.", 1)
+        torch.testing.assert_close(got[theirs_name], expected[name], rtol=1e-6, atol=1e-7,
+                                   msg=name)

@@ -14,16 +14,24 @@ per-call times; so a change of the machine's load hits both sides alike. Times a
 of the calling thread (`time.thread_time`; with one intra-op thread torch computes forward and
 backward on it), which a busy machine's preemptions do not inflate; `--clock wall` takes
 `time.perf_counter` instead. The load average is printed before and after each batch size.
+
+Before and after a change: `--against CHECKOUT` (say `git worktree add /tmp/before HEAD~1`)
+times that checkout's estimators as a third side, interleaved with the other two through the
+same objectives and noise, and prints their ratio to the same plain step.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -470,8 +478,12 @@ class Case:
     # float32 rounding, amplified by cancellation, genuinely needs it (with the reason).
     atol: float = 1e-5
 
-    def build(self, batch: int, seed: int = 0) -> tuple[Any, Step, Step]:
-        """(objective, estibench step, plain step) on a random binary batch. An estimator with
+    def build(self, batch: int, seed: int = 0, against: ModuleType | None = None
+              ) -> tuple[Any, Step, Step] | tuple[Any, Step, Step, Step | None]:
+        """(objective, estibench step, plain step) on a random binary batch; with `against`
+        (another checkout's `estimators` package, `import_estimators`), also that package's
+        estimator through the same objective, in the same state (None where it lacks the
+        estimator), registered as `objective.estimator_against`. An estimator with
         parameters (NVIL's baseline, REBAR's eta and temperature, RELAX's network and
         temperature) has them built here (`prepare`, before any step draws noise) and is
         registered on the objective as `objective.estimator`, so that `zero_grad` clears their
@@ -522,7 +534,34 @@ class Case:
             plain = antithetic_step(objective, x, S, name)
         else:
             plain = vimco_step(objective, x, S)
-        return objective, library_step(objective, estimator, x, S), plain
+        ours = library_step(objective, estimator, x, S)
+        if against is None:
+            return objective, ours, plain
+        if name not in against.available():
+            return objective, ours, plain, None
+        other = against.get(name, **self.estimator_options)
+        if "estimator" in objective._modules:  # the same parameters and running state
+            other.prepare(objective.posterior(x))
+            other.load_state_dict(estimator.state_dict())
+            other.train(estimator.training)
+            objective.estimator_against = other
+        return objective, ours, plain, library_step(objective, other, x, S)
+
+
+def import_estimators(checkout: str) -> ModuleType:
+    """The `estimators` package of another estibench checkout (a git worktree of an earlier
+    commit, say), imported beside this one as `estimators_against`: its estimators run through
+    this checkout's objectives, so a difference between the two is the estimators'."""
+    init = Path(checkout) / "estimators" / "__init__.py"
+    if not init.is_file():
+        raise SystemExit(f"--against: {checkout!r} has no estimators/__init__.py")
+    spec = importlib.util.spec_from_file_location(
+        "estimators_against", init, submodule_search_locations=[str(init.parent)])
+    assert spec is not None and spec.loader is not None
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["estimators_against"] = package
+    spec.loader.exec_module(package)
+    return package
 
 
 CAT_8x8 = {"variables": 8, "categories": 8}
@@ -629,7 +668,11 @@ def main() -> None:
     parser.add_argument("--only", default="", help="run the cases whose label contains this")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="per-call thread CPU time (default) or wall time")
+    parser.add_argument("--against", default="", metavar="CHECKOUT",
+                        help="also time the estimators of this estibench checkout (e.g. a git "
+                             "worktree of an earlier commit), interleaved as a third side")
     args = parser.parse_args()
+    against = import_estimators(args.against) if args.against else None
     clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); medians of "
@@ -638,15 +681,23 @@ def main() -> None:
         calls = max(50, args.calls * 32 // batch) if batch > 32 else args.calls
         print(f"\nbatch {batch}, {calls} calls per side; load average before: {load()}")
         print(f"{'objective / estimator':52s} {'estibench ms':>12s} {'plain ms':>9s} "
-              f"{'ratio':>7s}")
+              f"{'ratio':>7s}" + (f" {'against':>8s}" if against else ""))
         for case in CASES:
             if args.only not in case.label:
                 continue
-            objective, ours, plain = case.build(batch)
-            t = interleaved(objective, {"ours": ours, "plain": plain}, calls, clock=clock)
-            lib, ref = statistics.median(t["ours"]), statistics.median(t["plain"])
-            print(f"{case.label:52s} {lib * 1e3:12.3f} {ref * 1e3:9.3f} {lib / ref:6.2f}x",
-                  flush=True)
+            steps: dict[str, Step | None] = {}
+            if against is None:
+                objective, steps["ours"], steps["plain"] = case.build(batch)
+            else:
+                objective, steps["ours"], steps["plain"], steps["against"] = case.build(
+                    batch, against=against)
+            t = interleaved(objective, {k: v for k, v in steps.items() if v is not None},
+                            calls, clock=clock)
+            m = {k: statistics.median(v) for k, v in t.items()}
+            other = (f" {m['against'] / m['plain']:7.2f}x" if "against" in m
+                     else "      n/a" if against else "")
+            print(f"{case.label:52s} {m['ours'] * 1e3:12.3f} {m['plain'] * 1e3:9.3f} "
+                  f"{m['ours'] / m['plain']:6.2f}x{other}", flush=True)
         print(f"load average after: {load()}")
 
 
