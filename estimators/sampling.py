@@ -186,12 +186,12 @@ def hard_sample(q: Distribution, u: Tensor) -> Tensor:
     return gumbel_max(q, neg_gumbel(u))
 
 
-def gumbel_max(q: Distribution, neg_gumbel: Tensor) -> Tensor:
-    """`hard_sample` of a Categorical or OneHotCategorical q from its noise already mapped to
-    `neg_gumbel(u)`: argmax(logits - log(-log u)), for an estimator that reuses the mapped
-    noise (Gumbel-Rao's conditional draws)."""
+def gumbel_max(q: Distribution, mapped: Tensor) -> Tensor:
+    """`hard_sample` of a Categorical or OneHotCategorical q from its noise already mapped,
+    `mapped = neg_gumbel(u)`: argmax(logits - log(-log u)), for an estimator that reuses the
+    mapped noise (Gumbel-Rao's conditional draws)."""
     logits = base_of(q).logits.detach()
-    index = (logits - cast(neg_gumbel, logits.dtype)).argmax(-1)
+    index = (logits - cast(mapped, logits.dtype)).argmax(-1)
     if isinstance(base_of(q), OneHotCategorical):
         return marked_one_hot(one_hot(index, logits.shape[-1], logits.dtype))
     return index
