@@ -94,6 +94,7 @@ class Estimator(nn.Module):
         self.direct_term = direct_term
         self._evaluations = 0  # f evaluations in the current call (see `evaluate_many`)
         self._log_prob_memo: tuple[Distribution, Tensor, Tensor] | None = None  # `sample_log_prob`
+        self._constants: dict[tuple, Tensor | tuple[Tensor, ...]] = {}  # `constant`
 
     def applies_to(self, q: Distribution) -> bool:
         return True
@@ -223,6 +224,19 @@ class Estimator(nn.Module):
         log_q = compute(q, z)
         object.__setattr__(self, "_log_prob_memo", (q, z, log_q))
         return log_q
+
+    def constant(self, key: tuple, build: Callable[[], Tensor | tuple[Tensor, ...]]
+                 ) -> Tensor | tuple[Tensor, ...]:
+        """The tensors `build()` makes for `key` (shapes and device: an identity mask, a range
+        of category values), built once and kept on the estimator; rebuilding such constants
+        on every call costs more than using them at small batch. Not kept when built inside a
+        torch.func transform, whose tensors belong to it."""
+        built = self._constants.get(key)
+        if built is None:
+            built = build()
+            if not inside_transform():
+                self._constants[key] = built
+        return built
 
     def evaluate(self, f: Integrand, z: Tensor, num_samples: int, q: Distribution) -> Tensor:
         """f(z) for the S = `num_samples` samples z, checked to have shape (S, *batch)."""

@@ -295,8 +295,10 @@ class _ConditionalRelaxation(Estimator):
             z_tilde = _conditional_logistic(theta, v, b)
             relaxed = torch.sigmoid(torch.cat([z, z_tilde]) / temperature)
             mean = torch.sigmoid(theta)
-        else:  # log_softmax again: gradients in theta are those of the unnormalized logits
-            log_pi = torch.log_softmax(theta, -1)
+        else:  # normalized again: gradients in theta are those of the unnormalized logits
+            # (theta - logsumexp theta has the Jacobian I - 1 pi^T of the raw logits'
+            # normalization; over a few categories faster on CPU than log_softmax)
+            log_pi = theta - theta.logsumexp(-1, keepdim=True)
             z = log_pi + sampling.gumbel(u)
             z_tilde = _conditional_gumbel(log_pi, v, b)
             y = torch.cat([z, z_tilde]) / temperature

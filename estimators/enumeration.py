@@ -54,6 +54,17 @@ def to_values(q: Distribution, index: Tensor) -> Tensor:
     return index.reshape(shape)
 
 
+def sample_index(q: Distribution, u: Tensor) -> Tensor:
+    """The category indices (S, *B, D) of `sampling.hard_sample(q, u)`, for a categorical
+    q without its one-hot (the same Gumbel-max draw)."""
+    base = sampling.base_of(q)
+    if isinstance(base, Bernoulli):
+        return to_index(q, sampling.hard_sample(q, u))
+    _, variables, _ = _layout(q)
+    index = sampling.gumbel_argmax(q, sampling.neg_gumbel(u))
+    return index.reshape(u.shape[0], *q.batch_shape, variables)
+
+
 def to_index(q: Distribution, z: Tensor) -> Tensor:
     """Category indices (n, *B, D) of samples z (n, *B, *event)."""
     base = sampling.base_of(q)
@@ -87,17 +98,25 @@ class IndeCateR(Estimator):
     def applies_to(self, q: Distribution) -> bool:
         return type(sampling.base_of(q)) in DISCRETE
 
+    def substitution(self, variables: int, k: int, batch: int, device: torch.device
+                     ) -> tuple[Tensor, Tensor]:
+        """mask (D, 1, 1, *[1] * batch, D), variable d's own slot, and the values (1, K, 1,
+        ..., 1) it takes: constants of the shapes (`Estimator.constant`)."""
+        def build() -> tuple[Tensor, Tensor]:
+            mask = torch.eye(variables, dtype=torch.bool, device=device)
+            return (mask.reshape(variables, 1, 1, *[1] * batch, variables),
+                    torch.arange(k, device=device).reshape(1, k, 1, *[1] * batch, 1))
+
+        return self.constant(("substitution", variables, k, batch, device), build)
+
     def estimate(
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
     ) -> EstimatorOutput:
         u = sampling.draw_noise(q, num_samples) if noise is None else noise
-        index = to_index(q, sampling.hard_sample(q, u))  # (S, *B, D)
+        index = sample_index(q, u)  # (S, *B, D)
         _, variables, k = _layout(q)
-        batch = len(q.batch_shape)
         # substituted[d, c, s, ..., e] = index[s, ..., e], except variable e = d set to c.
-        mask = torch.eye(variables, dtype=torch.bool, device=index.device)
-        mask = mask.reshape(variables, 1, 1, *[1] * batch, variables)
-        value = torch.arange(k, device=index.device).reshape(1, k, 1, *[1] * batch, 1)
+        mask, value = self.substitution(variables, k, len(q.batch_shape), index.device)
         substituted = torch.where(mask, value, index)  # (D, K, S, *B, D)
         points = to_values(q, substituted.flatten(0, 2))
         fz = self.evaluate_many(f, points, q).unflatten(0, (variables, k, num_samples))
@@ -221,10 +240,11 @@ class UnorderedSet(Estimator):
         points = to_values(q, members.movedim(-1, 0).flatten(0, 1).unsqueeze(-1))
         fz = self.evaluate_many(f, points, q).unflatten(0, (k, num_samples)).movedim(0, -1)
         log_pk = log_p.expand(num_samples, *log_p.shape).gather(-1, members)  # (S, *B, k)
-        held, log_rest = log_pk.detach(), self._rest(log_p.detach(), members)
+        held = log_pk.detach()
         if k == 2:  # the default: in closed form (tested against the general path)
-            weights, learning = self.pair_weights_and_signals(held, log_rest, fz.detach())
+            weights, learning = self.pair_weights_and_signals(held, fz.detach())
         else:
+            log_rest = self._rest(log_p.detach(), members)
             weights, learning = self.weights_and_signals(held, log_rest, fz.detach())
         value = (weights * fz).sum(-1)
         score = (weights * learning * (log_pk - held)).sum(-1)
@@ -239,18 +259,18 @@ class UnorderedSet(Estimator):
             return weights, fz
         return weights, fz - self.baselines(log_pk, log_rest, without, fz)
 
-    def pair_weights_and_signals(self, log_pk: Tensor, log_rest: Tensor, fz: Tensor
-                                 ) -> tuple[Tensor, Tensor]:
-        """`weights_and_signals` for k = 2 in closed form. With r_s = 1 - p_s (= p_other +
-        rest, a sum of positive terms), p({a, b}) = p_a p_b (1 / r_a + 1 / r_b), so the weight
-        of a is (1 / r_a) / (1 / r_a + 1 / r_b) = r_b / (r_a + r_b); B(a) = p_a f_a + p_b
-        R2(a, b) f_b with R2(a, b) = 1 / p^{D minus a}(b) = r_a / p_b, so f_a - B(a) =
-        r_a (f_a - f_b)."""
-        log_r = torch.logaddexp(log_pk.flip(-1), log_rest.unsqueeze(-1))  # log r_a, log r_b
-        weights = (log_r.flip(-1) - torch.logaddexp(log_r[..., :1], log_r[..., 1:])).exp()
+    def pair_weights_and_signals(self, log_pk: Tensor, fz: Tensor) -> tuple[Tensor, Tensor]:
+        """`weights_and_signals` for k = 2 in closed form. With r_s = 1 - p_s, p({a, b}) =
+        p_a p_b (1 / r_a + 1 / r_b), so the weight of a is (1 / r_a) / (1 / r_a + 1 / r_b) =
+        r_b / (r_a + r_b); B(a) = p_a f_a + p_b R2(a, b) f_b with R2(a, b) = 1 / p^{D minus
+        a}(b) = r_a / p_b, so f_a - B(a) = r_a (f_a - f_b). (r = -expm1(log p) is exact to
+        an ulp of log p: where p_a -> 1, r_a's error is absolute, and so is the error of the
+        weight r_a / (r_a + r_b) and of the signal it multiplies.)"""
+        r = -torch.expm1(log_pk)  # r_a, r_b
+        weights = r.flip(-1) / r.sum(-1, keepdim=True)
         if not self.baseline:
             return weights, fz
-        return weights, log_r.exp() * (fz - fz.flip(-1))
+        return weights, r * (fz - fz.flip(-1))
 
     @staticmethod
     def _rest(log_p: Tensor, members: Tensor) -> Tensor:

@@ -63,9 +63,11 @@ class MeasureValued(Estimator):
         assert noise is not None
         base = sampling.base_of(q)
         shape = (*q.batch_shape, *q.event_shape)
-        loc, scale = base.loc.expand(shape), base.scale.expand(shape)
+        loc, scale = base.loc, base.scale
+        if loc.shape != shape or scale.shape != shape:  # a shared parameter, broadcast
+            loc, scale = loc.expand(shape), scale.expand(shape)
         coords = math.prod(q.event_shape)
-        u0, u_w, u_r, u_n, u_s, u_c = sampling.split_streams(noise, self.noise_streams)
+        u0, u_w, u_r, u_n, u_s, u_c = sampling.stacked_streams(noise, self.noise_streams)
         with torch.no_grad():
             x = sampling.reparameterized_sample(q, u0)
             w = weibull(u_w)
@@ -76,18 +78,24 @@ class MeasureValued(Estimator):
             # Sets (4, D, S, *B, *E): set (j, i) is x with coordinate i replaced by values[j].
             flat_x = x.reshape(*x.shape[: x.dim() - len(q.event_shape)], coords)
             flat_v = values.reshape(*values.shape[:-len(q.event_shape) or None], coords)
-            eye = torch.eye(coords, dtype=torch.bool, device=x.device)
-            eye = eye.reshape(coords, *[1] * (flat_x.dim() - 1), coords)
-            sets = torch.where(eye, flat_v.unsqueeze(1), flat_x)
+            sets = torch.where(self.diagonal(coords, flat_x.dim(), x.device),
+                               flat_v.unsqueeze(1), flat_x)
             sets = sets.reshape(4 * coords * num_samples, *q.batch_shape, *q.event_shape)
         fz = self.evaluate_many(f, sets, q).reshape(4, coords, num_samples, *q.batch_shape)
-        diff = fz.detach().mean(2)  # (4, D, *B)
-        flat_sigma = sigma.reshape(*q.batch_shape, coords).movedim(-1, 0)  # (D, *B)
-        grad_mu = (diff[0] - diff[1]) / (flat_sigma * math.sqrt(2 * math.pi))
-        grad_sigma = (diff[2] - diff[3]) / flat_sigma
-        surrogate = fz[3].mean((0, 1))  # every point of set 3 is a sample of q
-        for grad, param in ((grad_mu, loc), (grad_sigma, scale)):
-            delta = (param - param.detach()).reshape(*q.batch_shape, coords).movedim(-1, 0)
-            surrogate = surrogate + (grad * delta).sum(0)
-        value = fz[3].detach().mean((0, 1))
-        return EstimatorOutput(surrogate + (value - surrogate.detach()), value, x)
+        # The four weak derivatives' means, coordinates last, in the parameters' shape (*B, *E).
+        diff = fz.detach().mean(2).movedim(1, -1).reshape(4, *shape)
+        grad_mu = (diff[0] - diff[1]) / (sigma * math.sqrt(2 * math.pi))
+        grad_sigma = (diff[2] - diff[3]) / sigma
+        # grad_mu . (mu - sg mu) + grad_sigma . (sigma - sg sigma): zero-valued, these gradients
+        linear = grad_mu * (loc - mu) + grad_sigma * (scale - sigma)
+        mean = fz[3].mean((0, 1))  # every point of set 3 is a sample of q
+        if q.event_shape:  # (a sum over no dimensions would sum over all of them)
+            linear = linear.sum(tuple(range(len(q.batch_shape), len(shape))))
+        surrogate = mean + linear
+        return EstimatorOutput(surrogate, mean.detach(), x)
+
+    def diagonal(self, coords: int, dims: int, device: torch.device) -> Tensor:
+        """The identity mask (D, 1, ..., 1, D) over `dims` - 1 middle dimensions
+        (`Estimator.constant`)."""
+        return self.constant(("diagonal", coords, dims, device), lambda: torch.eye(
+            coords, dtype=torch.bool, device=device).reshape(coords, *[1] * (dims - 1), coords))

@@ -190,11 +190,18 @@ def gumbel_max(q: Distribution, mapped: Tensor) -> Tensor:
     """`hard_sample` of a Categorical or OneHotCategorical q from its noise already mapped,
     `mapped = neg_gumbel(u)`: argmax(logits - log(-log u)), for an estimator that reuses the
     mapped noise (Gumbel-Rao's conditional draws)."""
-    logits = base_of(q).logits.detach()
-    index = (logits - cast(mapped, logits.dtype)).argmax(-1)
-    if isinstance(base_of(q), OneHotCategorical):
-        return marked_one_hot(one_hot(index, logits.shape[-1], logits.dtype))
+    index = gumbel_argmax(q, mapped)
+    base = base_of(q)
+    if isinstance(base, OneHotCategorical):
+        return marked_one_hot(one_hot(index, base.logits.shape[-1], base.logits.dtype))
     return index
+
+
+def gumbel_argmax(q: Distribution, mapped: Tensor) -> Tensor:
+    """The category index of `gumbel_max(q, mapped)`: argmax(logits - mapped), for a one-hot q
+    too (an estimator that needs the index, not the one-hot: IndeCateR)."""
+    logits = base_of(q).logits.detach()
+    return (logits - cast(mapped, logits.dtype)).argmax(-1)
 
 
 def one_hot(index: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:

@@ -373,3 +373,24 @@ def test_iwae_weights_and_value_equal_softmax_and_logsumexp(dtype: torch.dtype) 
             torch.testing.assert_close(weights, torch.softmax(log_w, 0))
             torch.testing.assert_close(value, iwae_value(log_w))
             assert weights.shape == log_w.shape and value.shape == log_w.shape[1:]
+
+
+def test_indecater_sample_index_and_substitution_equal_the_one_hot_path() -> None:
+    """IndeCateR reads the sample's category indices straight from the Gumbel-max (no one-hot
+    and argmax back) and keeps its substitution mask and values once built: the indices must
+    be those of `hard_sample`'s sample, for every discrete family it applies to, and the kept
+    constants those built afresh (a second call must not rebuild them)."""
+    from estimators.enumeration import IndeCateR, sample_index, to_index
+
+    params = torch.randn(6, 3, 4)
+    for name, q in families(params):
+        if name.endswith("normal"):
+            continue
+        u = sampling.draw_noise(q, 5)
+        assert torch.equal(sample_index(q, u), to_index(q, sampling.hard_sample(q, u))), name
+    est = IndeCateR()
+    mask, value = est.substitution(3, 4, 2, torch.device("cpu"))
+    assert mask.shape == (3, 1, 1, 1, 1, 3) and value.shape == (1, 4, 1, 1, 1, 1)
+    assert torch.equal(mask.flatten(), torch.eye(3, dtype=torch.bool).flatten())
+    assert torch.equal(value.flatten(), torch.arange(4))
+    assert est.substitution(3, 4, 2, torch.device("cpu"))[0] is mask

@@ -128,3 +128,39 @@ def test_mvd_refuses_non_gaussians() -> None:
     from torch.distributions import Bernoulli
     with pytest.raises(estimators.UnsupportedDistributionError, match="diagonal Gaussians"):
         estimators.get("measure_valued")(Bernoulli(logits=torch.zeros(2)), lambda z: z, 1)
+
+
+def test_mvd_layouts_give_the_flat_expanded_estimate() -> None:
+    """The estimate depends on q's numbers, not on how they are laid out: a shared loc
+    broadcast against per-example scales, and a 2-D event (Independent over two dimensions),
+    give, with the same noise, the loss, value and gradients of the same q with its
+    parameters expanded and its event flattened to one dimension."""
+    g = torch.Generator().manual_seed(3)
+    est = estimators.get("measure_valued")
+    shared = torch.randn(6, dtype=torch.float64, generator=g).requires_grad_()
+    raw = torch.randn(5, 6, dtype=torch.float64, generator=g).requires_grad_()
+    weights = torch.randn(6, dtype=torch.float64, generator=g)
+
+    def f(z):  # not separable, so a wrong coordinate or set shows
+        flat = z.flatten(-2) if z.dim() == 4 else z
+        return torch.sin(flat @ weights) + (flat**2).sum(-1)
+
+    def scale():  # rebuilt for each estimate: each has its own graph
+        return torch.nn.functional.softplus(raw) + 0.1
+
+    reference = Independent(Normal(shared.expand(5, 6), scale()), 1)
+    noise = torch.rand(est.noise_shape(reference, 2), dtype=torch.float64, generator=g)
+    noise = noise * 0.98 + 0.01
+    expected = est(reference, f, 2, noise=noise)
+    expected_grads = torch.autograd.grad(expected.loss.sum(), [shared, raw])
+    for q, n in (
+        (Independent(Normal(shared, scale()), 1), noise),  # broadcast loc
+        (Independent(Normal(shared.expand(5, 6).reshape(5, 3, 2), scale().reshape(5, 3, 2)),
+                     2), noise.reshape(12, 5, 3, 2)),  # a 2-D event
+    ):
+        out = est(q, f, 2, noise=n)
+        torch.testing.assert_close(out.loss, expected.loss)
+        torch.testing.assert_close(out.value, expected.value)
+        for got, want in zip(torch.autograd.grad(out.loss.sum(), [shared, raw]),
+                             expected_grads, strict=True):
+            torch.testing.assert_close(got, want)
