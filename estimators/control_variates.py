@@ -249,9 +249,9 @@ def _conditional_gumbel(log_pi: Tensor, v: Tensor, b: Tensor) -> Tensor:
     standard Gumbel, z~_b = -log(-log v_b), and the others are Gumbels of location log pi_i
     truncated below it, z~_i = -log(-log v_i / pi_i - log v_b)."""
     exponential = -torch.log(v)
-    top = (exponential * b).sum(-1, keepdim=True)
-    others = -torch.logaddexp(torch.log(exponential) - log_pi, torch.log(top))
-    return torch.where(b > 0, -torch.log(top), others)
+    log_top = torch.log((exponential * b).sum(-1, keepdim=True))
+    others = -torch.logaddexp(torch.log(exponential) - log_pi, log_top)
+    return torch.where(b > 0, -log_top, others)
 
 
 class _ConditionalRelaxation(Estimator):
@@ -288,30 +288,34 @@ class _ConditionalRelaxation(Estimator):
         u, v = sampling.split_streams(noise, 2)
         base = sampling.base_of(q)
         theta = base.logits
-        b = sampling.hard_sample(q, u)
         temperature = self.log_temperature.exp()
-        if isinstance(base, Bernoulli):
-            z = theta + sampling.logistic(u)
-            z_tilde = _conditional_logistic(theta, v, b)
-            relaxed = torch.sigmoid(torch.cat([z, z_tilde]) / temperature)
-            mean = torch.sigmoid(theta)
-        else:  # normalized again: gradients in theta are those of the unnormalized logits
-            # (theta - logsumexp theta has the Jacobian I - 1 pi^T of the raw logits'
-            # normalization; over a few categories faster on CPU than log_softmax)
-            log_pi = theta - theta.logsumexp(-1, keepdim=True)
-            z = log_pi + sampling.gumbel(u)
-            z_tilde = _conditional_gumbel(log_pi, v, b)
+        categorical = not isinstance(base, Bernoulli)
+        if categorical:  # theta = log pi, normalized (Categorical keeps its logits so)
+            mapped = sampling.neg_gumbel(u)  # -Gumbel(u), for b and z alike
+            b = sampling.gumbel_max(q, mapped)
+            z = theta - mapped
+            z_tilde = _conditional_gumbel(theta, v, b)
             y = torch.cat([z, z_tilde]) / temperature
             # softmax as exp(y - logsumexp y): over a few categories faster on CPU, and in
             # the double backward of aux_loss
             relaxed = (y - y.logsumexp(-1, keepdim=True)).exp()
-            mean = log_pi.exp()
+            mean = theta.exp()
+        else:
+            b = sampling.hard_sample(q, u)
+            z = theta + sampling.logistic(u)
+            z_tilde = _conditional_logistic(theta, v, b)
+            relaxed = torch.sigmoid(torch.cat([z, z_tilde]) / temperature)
+            mean = torch.sigmoid(theta)
         fb, c = self.controls(f, q, b, relaxed)
         c_z, c_tilde = c.chunk(2)
         score = _broadcast(fb.detach() - c_tilde, b) * (b - mean)  # per coordinate of theta
         if torch.is_grad_enabled() and theta.requires_grad:
             (pathwise,) = torch.autograd.grad((c_z - c_tilde).sum(), theta,
                                               create_graph=self.training, retain_graph=True)
+            if categorical:  # in the unnormalized logits r: theta = r - logsumexp r has the
+                # Jacobian I - 1 pi^T, so grad_r = grad_theta - pi sum(grad_theta) (and its
+                # derivative in r, through pi = exp(theta), is that of softmax(r))
+                pathwise = pathwise - mean * pathwise.sum(-1, keepdim=True)
         else:
             pathwise = torch.zeros_like(theta)
         gradient = score.mean(0) + pathwise / num_samples

@@ -1,7 +1,8 @@
 """Overhead per evaluation of f, relative to REINFORCE, for the estimators named.
 
     python -m benchmarks.speed.per_evaluation [--estimators nvil muprop rebar relax]
-        [--objective categorical_vae] [--samples 2] [--repeats 5]
+        [--objective categorical_vae | categorical_vae_1x16 | bernoulli_vae] [--samples 2]
+        [--repeats 5]
 
 For each estimator: `throughput(...)` on the digits-sized objective (batch 32 random binary
 vectors, one torch thread), overhead = time per gradient estimate - the floor (a bare forward
@@ -25,9 +26,13 @@ import torch
 import estimators
 from benchmarks import metrics, objectives
 
+# label: (objective, options); one categorical variable of 16 values for the unordered set
 OBJECTIVES = {
-    "categorical_vae": {"input_dim": 64, "variables": 4, "categories": 4, "hidden": 200},
-    "bernoulli_vae": {"input_dim": 64, "latent_dim": 8, "hidden": []},
+    "categorical_vae": ("categorical_vae",
+                        {"input_dim": 64, "variables": 4, "categories": 4, "hidden": 200}),
+    "categorical_vae_1x16": ("categorical_vae",
+                             {"input_dim": 64, "variables": 1, "categories": 16, "hidden": 200}),
+    "bernoulli_vae": ("bernoulli_vae", {"input_dim": 64, "latent_dim": 8, "hidden": []}),
 }
 
 
@@ -46,7 +51,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    objective = objectives.get(args.objective, **OBJECTIVES[args.objective])
+    name, options = OBJECTIVES[args.objective]
+    objective = objectives.get(name, **options)
     x = (torch.rand(32, 64, generator=torch.Generator().manual_seed(1)) < 0.5).float()
     names = ["reinforce", *[n for n in args.estimators if n != "reinforce"]]
     built = {n: estimators.get(n) for n in names}
