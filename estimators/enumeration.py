@@ -214,7 +214,9 @@ class UnorderedSet(Estimator):
         return variables == 1 and values >= self.k
 
     def check(self, q: Distribution) -> None:
-        if type(sampling.base_of(q)) in DISCRETE and not self.applies_to(q):
+        if self.applies_to(q):
+            return
+        if type(sampling.base_of(q)) in DISCRETE:  # say why: the layout
             _, variables, values = _layout(q)
             raise UnsupportedDistributionError(
                 self.name, f"{sampling.describe(q)} with {variables} variables of {values} "
@@ -235,10 +237,11 @@ class UnorderedSet(Estimator):
             keys = torch.stack([torch.zeros_like(u), logits + sampling.logistic(u)], -1)
             keys = keys.reshape(num_samples, *log_p.shape)
         else:
-            keys = log_p.detach() + sampling.gumbel(u.reshape(num_samples, *log_p.shape))
+            keys = log_p.detach() - sampling.neg_gumbel(u.reshape(num_samples, *log_p.shape))
         members = keys.topk(self.k, -1).indices  # (S, *B, k): ordered draw without replacement
         k = self.k
-        points = to_values(q, members.movedim(-1, 0).flatten(0, 1).unsqueeze(-1))
+        # (k S, *B, *event), member-major; flattened after the values are made (no copy)
+        points = to_values(q, members.movedim(-1, 0).unsqueeze(-1)).flatten(0, 1)
         fz = self.evaluate_many(f, points, q).unflatten(0, (k, num_samples)).movedim(0, -1)
         log_pk = log_p.expand(num_samples, *log_p.shape).gather(-1, members)  # (S, *B, k)
         held = log_pk.detach()
@@ -247,9 +250,9 @@ class UnorderedSet(Estimator):
         else:
             log_rest = self._rest(log_p.detach(), members)
             weights, learning = self.weights_and_signals(held, log_rest, fz.detach())
-        value = (weights * fz).sum(-1)
-        score = (weights * learning * (log_pk - held)).sum(-1)
-        return EstimatorOutput((value + score).mean(0), value.detach().mean(0), points.detach())
+        # sum_s w_s [f_s + l_s (log p_s - sg)]: its value is the estimate (the score term is 0)
+        loss = (weights * (fz + learning * (log_pk - held))).sum(-1).mean(0)
+        return EstimatorOutput(loss, loss.detach(), points.detach())
 
     def weights_and_signals(self, log_pk: Tensor, log_rest: Tensor, fz: Tensor
                             ) -> tuple[Tensor, Tensor]:
