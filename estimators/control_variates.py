@@ -263,7 +263,8 @@ class _ConditionalRelaxation(Estimator):
     fixed noise (and b). Unbiased for every c: E[c(z~) grad log q(b)] + E[grad c(z~)] =
     grad E_b E_{z~|b}[c(z~)] = grad E[c(z)], as z~ given b, with b ~ q, is distributed as z.
     The pathwise part is taken with respect to q's parameters only (f's own parameters get
-    grad f(b)); g is the gradient with respect to q's logits theta, and aux_loss = |g|^2."""
+    grad f(b)); g is the gradient with respect to q's logits theta (for a categorical q, in
+    the unnormalized logits' coordinates: see `estimate`), and aux_loss = |g|^2."""
 
     supports = DISCRETE
     needs_grad_f = True
