@@ -231,11 +231,13 @@ class Estimator(nn.Module):
         of category values), built once and kept on the estimator; rebuilding such constants
         on every call costs more than using them at small batch. Not kept when built inside a
         torch.func transform, whose tensors belong to it."""
-        built = self._constants.get(key)
+        # setdefault: an estimator pickled before estimators had the cache has no `_constants`
+        cache = self.__dict__.setdefault("_constants", {})
+        built = cache.get(key)
         if built is None:
             built = build()
             if not inside_transform():
-                self._constants[key] = built
+                cache[key] = built
         return built
 
     def evaluate(self, f: Integrand, z: Tensor, num_samples: int, q: Distribution) -> Tensor:
