@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -13,6 +13,7 @@ from torch.distributions import Distribution
 from . import sampling
 from .errors import ContractError, EstimatorError, UnsupportedDistributionError
 
+T = TypeVar("T")
 Integrand = Callable[[Tensor], Tensor]
 """f(z) -> Tensor: z has shape (S, *batch, *event), the result shape (S, *batch)."""
 
@@ -94,7 +95,6 @@ class Estimator(nn.Module):
         self.direct_term = direct_term
         self._evaluations = 0  # f evaluations in the current call (see `evaluate_many`)
         self._log_prob_memo: tuple[Distribution, Tensor, Tensor] | None = None  # `sample_log_prob`
-        self._constants: dict[tuple, Tensor | tuple[Tensor, ...]] = {}  # `constant`
 
     def applies_to(self, q: Distribution) -> bool:
         return True
@@ -228,17 +228,9 @@ class Estimator(nn.Module):
     def constant(self, key: tuple, build: Callable[[], Tensor | tuple[Tensor, ...]]
                  ) -> Tensor | tuple[Tensor, ...]:
         """The tensors `build()` makes for `key` (shapes and device: an identity mask, a range
-        of category values), built once and kept on the estimator; rebuilding such constants
-        on every call costs more than using them at small batch. Not kept when built inside a
-        torch.func transform, whose tensors belong to it."""
-        # setdefault: an estimator pickled before estimators had the cache has no `_constants`
-        cache = self.__dict__.setdefault("_constants", {})
-        built = cache.get(key)
-        if built is None:
-            built = build()
-            if not inside_transform():
-                cache[key] = built
-        return built
+        of category values), kept on the estimator (`cached_constant`): rebuilding such
+        constants on every call costs more than using them at small batch."""
+        return cached_constant(self, key, build)
 
     def evaluate(self, f: Integrand, z: Tensor, num_samples: int, q: Distribution) -> Tensor:
         """f(z) for the S = `num_samples` samples z, checked to have shape (S, *batch)."""
@@ -284,6 +276,19 @@ def inside_transform() -> bool:
         return True
 
 
+def cached_constant(owner: object, key: Hashable, build: Callable[[], T]) -> T:
+    """`build()` for `key`, built once and kept in `owner`'s `_constants` (an estimator's shape
+    constants, an objective's fixed prior); not kept when built inside a torch.func transform,
+    whose tensors belong to it. setdefault: an owner unpickled from before it had the cache."""
+    cache = owner.__dict__.setdefault("_constants", {})
+    if key in cache:
+        return cache[key]
+    built = build()
+    if not inside_transform():
+        cache[key] = built
+    return built
+
+
 MIN_TEMPERATURE = 1e-6  # below it logits / temperature overflow in float32
 
 
@@ -313,6 +318,7 @@ __all__ = [
     "Estimator",
     "EstimatorOutput",
     "Integrand",
+    "cached_constant",
     "check_temperature",
     "inside_transform",
     "output",

@@ -60,9 +60,8 @@ def sample_index(q: Distribution, u: Tensor) -> Tensor:
     base = sampling.base_of(q)
     if isinstance(base, Bernoulli):
         return to_index(q, sampling.hard_sample(q, u))
-    _, variables, _ = _layout(q)
     index = sampling.gumbel_argmax(q, sampling.neg_gumbel(u))
-    return index.reshape(u.shape[0], *q.batch_shape, variables)
+    return index.reshape(u.shape[0], *q.batch_shape, -1)  # the D variables, flattened
 
 
 def to_index(q: Distribution, z: Tensor) -> Tensor:

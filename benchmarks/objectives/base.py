@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
 from estimators import Estimator, EstimatorError, EstimatorOutput, Exact, sampling
-from estimators.base import inside_transform
+from estimators.base import cached_constant
 from estimators.exact import enumerate_support
 
 from .kl import analytic_kl
@@ -130,14 +130,8 @@ class Objective(nn.Module):
         and device are those of `like` (an input the encoder reads, so they are the
         parameters'), else of the first parameter (a walk over the modules: ~10 us a call)."""
         reference = next(self.parameters()) if like is None else like
-        key = (name, reference.dtype, reference.device)
-        cache = self.__dict__.setdefault("_constants", {})
-        if key in cache:
-            return cache[key]
-        built = build(reference.dtype, reference.device)
-        if not inside_transform():
-            cache[key] = built
-        return built
+        return cached_constant(self, (name, reference.dtype, reference.device),
+                               lambda: build(reference.dtype, reference.device))
 
     def parameter_groups(self) -> dict[str, list[str]]:
         """Parameter names by role: 'encoder' (inference network) and 'decoder' (the rest)."""
