@@ -67,7 +67,7 @@ class MeasureValued(Estimator):
         if loc.shape != shape or scale.shape != shape:  # a shared parameter, broadcast
             loc, scale = loc.expand(shape), scale.expand(shape)
         coords = math.prod(q.event_shape)
-        u0, u_w, u_r, u_n, u_s, u_c = sampling.stacked_streams(noise, self.noise_streams)
+        u0, u_w, u_r, u_n, u_s, u_c = sampling.split_streams(noise, self.noise_streams)
         with torch.no_grad():
             x = sampling.reparameterized_sample(q, u0)
             w = weibull(u_w)

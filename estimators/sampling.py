@@ -126,8 +126,9 @@ def draw_noise(
 
 
 def split_streams(noise: Tensor, streams: int) -> tuple[Tensor, ...]:
-    """The `streams` noise streams of `noise` (streams * S, ...), each (S, ...)."""
-    return tuple(noise.chunk(streams, dim=0))
+    """The `streams` noise streams of `noise` (streams * S, ...), each (S, ...): the views of
+    `stacked_streams`."""
+    return stacked_streams(noise, streams).unbind(0)
 
 
 def stacked_streams(noise: Tensor, streams: int) -> Tensor:
