@@ -1,21 +1,15 @@
-"""benchmarks: the estibench harness (objectives, data, metrics, suites, runner, store, CLI).
+"""estibench.benchmarks: the harness, one subpackage per role, from the bottom up.
 
-`benchmarks.run(suite, out=..., resume=..., progress=..., report=...)` runs a suite and returns
-a `RunResult` (the run directory, cells by status, failures; path-like).
+- `data`: datasets shipped with packages or read from a user's files; a suite's cached split.
+- `objectives`: the problems (toys with exact gradients, VAEs, sigmoid belief nets).
+- `metrics`: one (objective, estimator) at a checkpoint: gradient statistics, unbiasedness,
+  bounds, throughput.
+- `suites`: the experiment description (the pydantic schema, claims, the shipped `*.toml`).
+- `results`: what a run leaves on disk (the SQLite store, the run directory).
+- `harness`: running a suite (plan, cells, cost and ETA, executors).
+- `claims`: checking a suite's claims against a run.
+- `regression`: the project's own speed tooling (asv benchmarks, recorder and gate, speed tools,
+  micro-benchmarks).
+
+A subpackage imports only those listed above it (checked by the layers contract in CI).
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-# Tells estibench's own modules that `import benchmarks` found this package, not a project's
-# own `benchmarks/` earlier on sys.path (see `reports.imports`).
-ESTIBENCH_HARNESS = True
-
-
-def run(*args: Any, **kwargs: Any) -> Any:
-    """Run a suite; see `benchmarks.api.run`. (Imported lazily: the harness pulls in more
-    than `benchmarks.objectives` users need.)"""
-    from benchmarks.api import run as _run
-
-    return _run(*args, **kwargs)

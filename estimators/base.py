@@ -190,7 +190,7 @@ class Estimator(nn.Module):
     # What the integrand sees -------------------------------------------------------------
     def relax(self, p: Distribution) -> Distribution:
         """The distribution whose density applies to the samples f receives: `p` itself, or, for
-        the relaxed and straight-through estimators, the densities `estimators.densities`
+        the relaxed and straight-through estimators, the densities `estibench.estimators.densities`
         derives (Concrete, in log space, at relaxed samples)."""
         return p
 

@@ -118,7 +118,8 @@ class NVIL(Estimator):
     gradient).
 
     Cost: 1 evaluation of f per sample, but more than 1.3x REINFORCE's overhead per evaluation
-    (`python -m benchmarks.speed.per_evaluation`): the baseline network's forward pass, and the
+    (`python -m estibench.benchmarks.regression.speed.per_evaluation`): the baseline network's
+    forward pass, and the
     backward pass of aux_loss into it, are not evaluations of f.
     """
 
@@ -198,7 +199,8 @@ class MuProp(Estimator):
     paper form (the REBAR code's learned scales eta_0, eta_1 and baseline are not offered).
     f is evaluated once at the S samples and once at mu (one call), and differentiated at mu
     with respect to its input only: f's own parameters get grad f(b) alone. Its overhead per
-    evaluation can exceed 1.3x REINFORCE's (`benchmarks.speed.per_evaluation`): the slope at
+    evaluation can exceed 1.3x REINFORCE's
+    (`estibench.benchmarks.regression.speed.per_evaluation`): the slope at
     mu is one more backward pass through f (autograd.grad), not an evaluation.
     """
 
@@ -340,7 +342,8 @@ class REBAR(_ConditionalRelaxation):
     on the squared estimate ("dynamic REBAR"), at 10x the model's learning rate as the REBAR
     code's extra optimizer. 3 evaluations of f per sample (b, sigma(z), sigma(z~)), in one
     call; the paper's formula, without the NN baseline the official code also subtracts.
-    Overhead per evaluation above 1.3x REINFORCE's (`benchmarks.speed.per_evaluation`): the
+    Overhead per evaluation above 1.3x REINFORCE's
+    (`estibench.benchmarks.regression.speed.per_evaluation`): the
     conditional re-noising, the gradient of f at the two relaxed points taken with
     autograd.grad, and in training the double backward of the variance objective.
     """
@@ -376,7 +379,8 @@ class RELAX(_ConditionalRelaxation):
     google-research's disarm/binary RELAX starts at log 0.1 (pass temperature=0.1). Cost: 1
     evaluation of f per sample (3 with relaxed_f), 2 of c_psi, and a double backward when
     training: the overhead per evaluation of f is several times REINFORCE's
-    (`benchmarks.speed.per_evaluation`), as the network's two passes, its gradient in the
+    (`estibench.benchmarks.regression.speed.per_evaluation`), as the network's two passes, its
+    gradient in the
     relaxed sample and the double backward are not evaluations of f.
     """
 

@@ -8,7 +8,7 @@ as a log-space variable v and handed to f in probability space: categorical v = 
 log_softmax((logits + g) / tau), f sees x = exp(y); binary v = s = (logits + l) / tau (l
 logistic), f sees x = sigmoid(s). At small tau the components of x underflow in float32, and a
 density computed from x takes the log of 0; computed from v it is finite. So the sample carries
-v (`estimators.sampling.log_space`), and the densities read it.
+v (`estibench.estimators.sampling.log_space`), and the densities read it.
 
 ExpConcrete, derived. Write a = logits, p = a + g (K independent Gumbel(a_k)), c =
 logsumexp(p / tau), so y = p / tau - c and p_k = tau (y_k + c). In the coordinates (y_1..y_{K-1},

@@ -183,7 +183,7 @@ class UnorderedSet(Estimator):
     independent of the networks; for k = 2, the default, a few operations in closed form
     (`pair_weights_and_signals`): on a digits categorical VAE with one variable of 16
     categories (batch 32, S = 2) 1.14x a hand-written step of the same formula
-    (`python -m benchmarks.speed.handwritten`).
+    (`python -m estibench.benchmarks.regression.speed.handwritten`).
     """
 
     name = "unordered_set"

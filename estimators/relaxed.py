@@ -14,7 +14,7 @@ that bias against the exact gradient rather than hiding it.
   (hard + probs - stop_grad(probs)), the plain ST estimator. A sampled KL: the discrete
   densities extended linearly in z, so their gradient flows the same way.
 
-(`estimators.densities` derives the densities.)
+(`estibench.estimators.densities` derives the densities.)
 """
 
 from __future__ import annotations

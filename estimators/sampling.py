@@ -13,7 +13,7 @@ paired comparisons). The maps:
   log_softmax((logits + gumbel(u)) / tau).
 
 A relaxed sample carries its log-space variable (s or y, `log_space`), from which its Concrete
-density is computed without underflow (`estimators.densities`).
+density is computed without underflow (`estibench.estimators.densities`).
 
 So the hard sample of REINFORCE and the forward value of straight-through Gumbel coincide for the
 same noise (for Bernoulli, except where u is within float rounding of the threshold). Uniforms

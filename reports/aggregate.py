@@ -21,11 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.errors import ReportError
-from reports.imports import require_harness
-
-require_harness()  # a project's own `benchmarks/` would otherwise fail the next line obscurely
-from benchmarks.store import STORE_FILENAME, Store, StoreError  # noqa: E402
+from estibench.benchmarks.results.store import STORE_FILENAME, Store, StoreError
+from estibench.reports.errors import ReportError
 
 RunDirs = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 

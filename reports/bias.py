@@ -2,7 +2,7 @@
 bias with its standard error, the noise floor tr(Var)/M it was measured against, and the
 verdict of the unbiasedness test.
 
-The metrics come from `benchmarks.metrics.gradient_stats` at each cell's final checkpoint:
+The metrics come from `estibench.benchmarks.metrics.gradient_stats` at each cell's final checkpoint:
 ``squared_bias`` (||mean - exact||^2 - tr(Var)/M, clipped at 0), ``squared_bias_se``,
 ``noise_floor`` and ``p_value`` (the calibrated test). Seeds are combined as follows: the squared
 bias is averaged, its standard error is that of the average of independent cells,
@@ -17,8 +17,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from benchmarks.metrics.unbiasedness import ALPHA
-from reports.aggregate import final_values, group_keys
+from estibench.benchmarks.metrics.unbiasedness import ALPHA
+from estibench.reports.aggregate import final_values, group_keys
 
 WRTS = ("distribution", "encoder", "decoder")
 COLUMNS = ("wrt", "seeds", "replicas_min", "replicas_max", "squared_bias", "squared_bias_se",

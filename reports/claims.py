@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reports.tables import Table, number
+from estibench.reports.tables import Table, number
 
 CLAIM_COLUMNS = ["#", "claim", "source", "verdict", "evidence"]
 PART_COLUMNS = ["#", "part", "verdict", "left", "right", "difference", "interval", "p",
@@ -23,9 +23,9 @@ class ClaimTables:
 
 
 def claim_tables(run_dir: str | Path) -> ClaimTables:
-    from benchmarks.claims.check import check_run
-    from benchmarks.store import StoreError
-    from benchmarks.suite import SuiteError
+    from estibench.benchmarks.claims.check import check_run
+    from estibench.benchmarks.results.store import StoreError
+    from estibench.benchmarks.suites.schema import SuiteError
 
     try:
         results = check_run(run_dir)

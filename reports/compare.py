@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports.aggregate import final_values, load, load_cells
-from reports.errors import ReportError
+from estibench.reports.aggregate import final_values, load, load_cells
+from estibench.reports.errors import ReportError
 
 KEYS = ["objective", "estimator", "num_samples"]
 TIME = "time/time_per_estimate"

@@ -11,14 +11,14 @@ from typing import Any
 
 import pandas as pd
 
-from reports.aggregate import final_values, load_suite_config, problems_of
-from reports.bias import bias_summary
-from reports.claims import ClaimTables, claim_tables
-from reports.conventions import conventions
-from reports.figures import RenderedFigure, SkippedFigure
-from reports.glossary import NOTES
-from reports.load import busy_note
-from reports.tables import (
+from estibench.reports.aggregate import final_values, load_suite_config, problems_of
+from estibench.reports.bias import bias_summary
+from estibench.reports.claims import ClaimTables, claim_tables
+from estibench.reports.conventions import conventions
+from estibench.reports.figures.standard import RenderedFigure, SkippedFigure
+from estibench.reports.glossary import NOTES
+from estibench.reports.load import busy_note
+from estibench.reports.tables import (
     BIAS_TITLE,
     Table,
     bias_display,
@@ -26,7 +26,7 @@ from reports.tables import (
     key_value_table,
     summary_tables,
 )
-from reports.toml_text import to_toml
+from estibench.reports.toml_text import to_toml
 
 CONVENTIONS_TITLE = "Conventions that ran (per objective, estimator and S)"
 

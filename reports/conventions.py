@@ -25,10 +25,10 @@ from typing import Any
 
 import pandas as pd
 
-import estimators
-from benchmarks import objectives
-from benchmarks.objectives import LatentVariableModel
-from reports.bias import replicas_text
+from estibench import estimators
+from estibench.benchmarks import objectives
+from estibench.benchmarks.objectives import LatentVariableModel
+from estibench.reports.bias import replicas_text
 
 COLUMNS = ("objective", "estimator", "S", "M", "bound", "KL", "direct term", "temperature",
            "samples")

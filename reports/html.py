@@ -7,7 +7,7 @@ import re
 
 import jinja2
 
-from reports.context import ReportData
+from estibench.reports.context import ReportData
 
 TEMPLATE = "report.html.j2"
 # A page that must open offline may not even *mention* a remote URL (a suite's data path or an
@@ -22,7 +22,7 @@ def data_uri(payload: bytes, mime: str) -> str:
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("reports", "templates"),
+        loader=jinja2.PackageLoader("estibench.reports", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,  # a typo in the template fails loudly
         keep_trailing_newline=True,

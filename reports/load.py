@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.aggregate import final_values
+from estibench.reports.aggregate import final_values
 
 
 def busy_note(frame: pd.DataFrame) -> str:

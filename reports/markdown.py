@@ -8,8 +8,8 @@ from pathlib import Path
 
 import jinja2
 
-from reports.context import ReportData
-from reports.figures import RenderedFigure
+from estibench.reports.context import ReportData
+from estibench.reports.figures.standard import RenderedFigure
 
 TEMPLATE = "report.md.j2"
 
@@ -27,7 +27,7 @@ def md_cell(value: object) -> str:
 def render_markdown(report: ReportData, target: Path) -> str:
     """The Markdown text for a file written at ``target`` (links are relative to it)."""
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("reports", "templates"),
+        loader=jinja2.PackageLoader("estibench.reports", "templates"),
         autoescape=False,  # Markdown, not HTML
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reports.aggregate import (
+from estibench.reports.aggregate import (
     load,
     load_cells,
     load_runs,
@@ -13,7 +13,7 @@ from reports.aggregate import (
     run_dirs,
     summary_table,
 )
-from reports.errors import ReportError
+from estibench.reports.errors import ReportError
 
 REPORT_DIRNAME = "report"
 
@@ -32,14 +32,14 @@ def write_report(
     completed cells still gets a report that says so. Returns the paths under the keys html,
     md, figures, summary.
     """
-    # Imported here: matplotlib and seaborn are slow to import and `reports.commands` is
+    # Imported here: matplotlib and seaborn are slow to import and `estibench.cli.report` is
     # imported by the CLI at start-up.
-    from reports.context import collect
-    from reports.figures import DPI, FIGURES, IMAGE_FORMATS, draw_all
-    from reports.html import render_html
-    from reports.markdown import render_markdown
-    from reports.palette import estimator_palette
-    from reports.paper_figures import draw_paper_figures
+    from estibench.reports.context import collect
+    from estibench.reports.figures.palette import estimator_palette
+    from estibench.reports.figures.paper import draw_paper_figures
+    from estibench.reports.figures.standard import DPI, FIGURES, IMAGE_FORMATS, draw_all
+    from estibench.reports.html import render_html
+    from estibench.reports.markdown import render_markdown
 
     if image_format not in IMAGE_FORMATS:
         raise ReportError(f"image format {image_format!r} is not supported; "

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from reports.aggregate import quantity_by_key
-from reports.numbers import column_format
+from estibench.reports.aggregate import quantity_by_key
+from estibench.reports.numbers import column_format
 
 GROUP_TITLES: dict[str, str] = {
     "bounds": "Bounds on held-out data (final checkpoint)",
@@ -58,7 +58,7 @@ def summary_tables(summary: pd.DataFrame) -> list[tuple[str, Table]]:
     would be dashes under every bound column).
 
     Groups without any quantity are left out, and so are columns with no value in a table.
-    Every column has one number format (`reports.numbers`).
+    Every column has one number format (`estibench.reports.numbers`).
     """
     keys = [c for c in ("run", "objective", "estimator", "num_samples", "seeds")
             if c in summary.columns]
@@ -117,7 +117,7 @@ BIAS_TITLE = ("Bias told from noise (final checkpoint): debiased squared bias ±
 
 
 def bias_display(bias: pd.DataFrame) -> Table:
-    """The bias summary (`reports.bias.bias_summary`) as a table of strings."""
+    """The bias summary (`estibench.reports.bias.bias_summary`) as a table of strings."""
     keys = [c for c in ("run", "objective", "estimator", "num_samples") if c in bias.columns]
     columns = [_KEY_LABELS[k] for k in keys] + [
         "parameters", "seeds", "M", "bias² (debiased) ± SE", "noise floor tr(Var)/M", "verdict"]

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-CLI = [sys.executable, "-m", "benchmarks.cli"]
+CLI = [sys.executable, "-m", "estibench.cli.app"]
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 300

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-import estimators
+from estibench import estimators
 
 BuildQ = Callable[[Tensor], Distribution]
 

@@ -23,8 +23,8 @@ from statistics import NormalDist
 import torch
 from torch import Tensor
 
-from benchmarks import objectives
-from benchmarks.objectives import Objective
+from estibench.benchmarks import objectives
+from estibench.benchmarks.objectives import Objective
 
 ALPHA = 1e-3  # family-wise false-alarm rate of one statistical assertion
 

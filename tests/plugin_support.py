@@ -11,8 +11,8 @@ from pathlib import Path
 
 NAN_ESTIMATOR = '''
 import torch
-from estimators import Estimator
-from estimators.base import output
+from estibench.estimators import Estimator
+from estibench.estimators.base import output
 
 
 class NaNEstimator(Estimator):

@@ -1,23 +1,15 @@
-"""benchmarks.claims: published claims stated in a suite and checked against a run's noise.
+"""estibench.benchmarks.claims: a suite's published claims checked against a run's noise.
 
-    [[claims]]                                    # in a suite's TOML
-    statement = "REINFORCE's variance is above RLOO's"
-    source = "Grathwohl et al. 2018, figure 1"
-    metric = "grad/distribution/log10_total_variance"
-    step = "every"
-    left = { objective = "toy", estimator = "reinforce" }
-    relation = ">"
-    right = { objective = "toy", estimator = "reinforce-loo" }
-
-    from benchmarks.claims.check import check_run
+    from estibench.benchmarks.claims import check_run
     results = check_run(run_dir)    # verdicts: reproduced | not reproduced | inconclusive | not run
 
-`model` is the pydantic spec (validated against the suite that holds it), `check` the
-statistics (pandas, scipy: imported on use), `catalogue` the metric names a suite records.
+The claims themselves are part of the suite description (`estibench.benchmarks.suites.claims`,
+validated against the suite that holds them); `check` holds the statistics (pandas and scipy,
+imported when a claim is checked).
 """
 
 from __future__ import annotations
 
-from .model import CellRef, Claim, errors_against
+from .check import ClaimResult, check_run
 
-__all__ = ["CellRef", "Claim", "errors_against"]
+__all__ = ["ClaimResult", "check_run"]

@@ -34,10 +34,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.store import Store
-
-from .catalogue import interval_metrics
-from .model import CellRef, Claim
+from estibench.benchmarks.results.store import Store
+from estibench.benchmarks.suites.claims import CellRef, Claim
+from estibench.benchmarks.suites.metric_names import interval_metrics
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
@@ -448,7 +447,7 @@ def check_claims(suite: Any, data: RunData) -> list[ClaimResult]:
 
 def check_run(run_dir: str | Path) -> list[ClaimResult]:
     """Check the claims of the suite stored with the run (RUN_DIR/suite.json)."""
-    from benchmarks.rundir import stored_suite
+    from estibench.benchmarks.results.rundir import stored_suite
 
     suite = stored_suite(Path(run_dir))
     if not suite.claims:

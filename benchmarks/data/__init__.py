@@ -21,17 +21,17 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmarks.data.dataset import (
+from estibench.benchmarks.data.dataset import (
     Dataset,
     check_binarization,
     check_int,
     check_open_unit,
     check_split,
 )
-from benchmarks.data.digits import open_digits
-from benchmarks.data.errors import DataError
-from benchmarks.data.mnist import open_mnist, open_mnist5k
-from benchmarks.data.synthetic import open_synthetic
+from estibench.benchmarks.data.digits import open_digits
+from estibench.benchmarks.data.errors import DataError
+from estibench.benchmarks.data.mnist import open_mnist, open_mnist5k
+from estibench.benchmarks.data.synthetic import open_synthetic
 
 __all__ = ["DEFAULT_DATASET", "DataError", "Dataset", "available", "load", "open_dataset"]
 

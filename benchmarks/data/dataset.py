@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmarks.data.errors import DataError
+from estibench.benchmarks.data.errors import DataError
 
 SPLITS: tuple[str, ...] = ("train", "test")
 BINARIZATIONS: tuple[str, ...] = ("fixed", "dynamic")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.data.dataset import Dataset, subset_dataset
+from estibench.benchmarks.data.dataset import Dataset, subset_dataset
 
 NAME = "digits"
 IMAGE_SHAPE: tuple[int, int] = (8, 8)
@@ -13,7 +13,8 @@ _MAX_GREY_LEVEL = 16.0  # the UCI digits count 0..16 set pixels per 4x4 block
 
 def digits_intensities() -> torch.Tensor:
     """All 1797 digits as ``(1797, 64)`` float32 grey levels in ``[0, 1]``."""
-    # Imported here so importing benchmarks.data stays cheap for callers that never use digits.
+    # Imported here so importing estibench.benchmarks.data stays cheap for callers that never use
+    # digits.
     from sklearn.datasets import load_digits
 
     pixels = load_digits().data  # (1797, 64) float64 in 0..16, read from sklearn's package data

@@ -1,4 +1,4 @@
-"""The one exception type raised by :mod:`benchmarks.data` for bad input."""
+"""The one exception type raised by :mod:`estibench.benchmarks.data` for bad input."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.data.dataset import Dataset, check_split, subset_dataset
-from benchmarks.data.errors import DataError
+from estibench.benchmarks.data.dataset import Dataset, check_split, subset_dataset
+from estibench.benchmarks.data.errors import DataError
 
 MNIST5K_NAME = "mnist5k"
 MNIST_NAME = "mnist"

@@ -11,13 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmarks.data.dataset import (
-    Dataset,
-    check_int,
-    check_split,
-    split_indices,
-)
-from benchmarks.data.errors import DataError
+from estibench.benchmarks.data.dataset import Dataset, check_int, check_split, split_indices
+from estibench.benchmarks.data.errors import DataError
 
 NAME = "synthetic"
 MAX_LATENT_DIM = 16  # 2**16 configurations: still exact in well under a second per 1000 rows

@@ -1,4 +1,4 @@
-"""benchmarks.metrics: the measurement engine.
+"""estibench.benchmarks.metrics: the measurement engine.
 
 - `gradient_stats`: variance, SNR, bias and a calibrated unbiasedness test of M gradient
   estimates at a frozen checkpoint, vectorized with torch.func and streamed (`common_noise`

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from benchmarks.objectives import LatentVariableModel, Objective
+from estibench.benchmarks.objectives import LatentVariableModel, Objective
 
 from .errors import MetricsError, integer
 from .streaming import StreamingLogSumExp

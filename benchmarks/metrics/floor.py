@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Categorical, Normal, OneHotCategorical
 
-from benchmarks.objectives import LatentVariableModel, Objective
-from estimators import sampling
+from estibench.benchmarks.objectives import LatentVariableModel, Objective
+from estibench.estimators import sampling
 
 from .errors import MetricsError
 

@@ -41,8 +41,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from benchmarks.objectives import Objective
-from estimators import Estimator, sampling
+from estibench.benchmarks.objectives import Objective
+from estibench.estimators import Estimator, sampling
 
 from .chisquare import variance_interval
 from .errors import MetricsError, NonFiniteGradientError, choice, integer
@@ -99,7 +99,8 @@ class GradientStats:
         direction and a fixed random one), Hall's skewness-corrected t-test of each
         projection's mean (Student t, M - 1 degrees of freedom), Bonferroni over the two.
         Its false-positive rate is measured at or near its level on heavy-tailed, rare-event
-        and trained-VAE cases (tests/test_metrics_unbiasedness.py), where the per-coordinate
+        and trained-VAE cases (tests/benchmarks/metrics/test_unbiasedness.py), where the
+        per-coordinate
         z-test it replaces rejected unbiased estimators in up to 100% of seeds; errors within
         float rounding count as zero. A bias orthogonal to both directions goes undetected
         (the test has power where it looks). NaN when M < 3.

@@ -57,8 +57,8 @@ import torch
 from torch import Tensor
 from torch.utils.benchmark import Timer
 
-from benchmarks.objectives import LatentVariableModel, Objective
-from estimators import Estimator
+from estibench.benchmarks.objectives import LatentVariableModel, Objective
+from estibench.estimators import Estimator
 
 from .environment import device_name, machine_load
 from .errors import MetricsError, choice, integer

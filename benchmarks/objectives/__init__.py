@@ -1,6 +1,6 @@
 """Objectives: the shared problems every estimator is run against, found by name.
 
-    objective = benchmarks.objectives.get("categorical_vae", variables=8, categories=8)
+    objective = estibench.benchmarks.objectives.get("categorical_vae", variables=8, categories=8)
     out = objective.estimate(x, estimators.get("reinforce", baseline="loo"), num_samples=4)
 
 Third-party packages add objectives through the entry-point group `estibench.objectives`.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from estimators import Registry
+from estibench.estimators import Registry
 
 from .base import (
     DiscreteLatentModel,

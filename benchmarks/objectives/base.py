@@ -15,9 +15,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
-from estimators import Estimator, EstimatorError, EstimatorOutput, Exact, sampling
-from estimators.base import cached_constant
-from estimators.exact import enumerate_support
+from estibench.estimators import Estimator, EstimatorError, EstimatorOutput, Exact, sampling
+from estibench.estimators.base import cached_constant
+from estibench.estimators.exact import enumerate_support
 
 from .kl import analytic_kl
 
@@ -108,7 +108,7 @@ class Objective(nn.Module):
     ) -> EstimatorOutput:
         """The objective for batch x estimated by `estimator`: `loss` (B,) to maximise.
 
-        noise: base noise for the estimator (see `estimators.sampling`);
+        noise: base noise for the estimator (see `estibench.estimators.sampling`);
         params: distribution parameters to use instead of `posterior_params(x)`.
         """
         raise NotImplementedError

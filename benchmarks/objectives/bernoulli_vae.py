@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
-from estimators import sampling
+from estibench.estimators import sampling
 
 from .base import DiscreteLatentModel
 from .likelihoods import bernoulli_log_likelihood

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution, Independent
 
-from estimators import sampling
+from estibench.estimators import sampling
 
 from .base import LatentVariableModel
 from .gaussian_vae import MIN_SCALE

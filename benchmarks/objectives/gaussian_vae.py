@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution, Independent
 
-from estimators import sampling
+from estibench.estimators import sampling
 
 from .base import LatentVariableModel, standard_normal
 from .likelihoods import bernoulli_log_likelihood

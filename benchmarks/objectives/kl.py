@@ -19,7 +19,7 @@ from torch.distributions import (
     kl_divergence,
 )
 
-from estimators import sampling
+from estibench.estimators import sampling
 
 
 def analytic_kl(q: Distribution, p: Distribution) -> Tensor:

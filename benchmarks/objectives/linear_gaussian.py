@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
-from estimators import sampling
+from estibench.estimators import sampling
 
 from .base import LatentVariableModel, NoExactValue, ObjectiveError, standard_normal
 

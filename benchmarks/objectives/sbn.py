@@ -40,9 +40,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
-from estimators import Estimator, EstimatorError, EstimatorOutput, sampling
-from estimators.exact import enumerate_support
-from estimators.score_function import Reinforce
+from estibench.estimators import Estimator, EstimatorError, EstimatorOutput, sampling
+from estibench.estimators.exact import enumerate_support
+from estibench.estimators.score_function import Reinforce
 
 from .base import KL_CHOICES, DiscreteLatentModel, ObjectiveError
 from .kl import analytic_kl

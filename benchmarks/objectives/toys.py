@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Dirichlet, Distribution
 
-from estimators import Estimator, EstimatorOutput, sampling
+from estibench.estimators import Estimator, EstimatorOutput, sampling
 
 from .base import Objective, ObjectiveError
 

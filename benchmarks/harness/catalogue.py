@@ -1,0 +1,191 @@
+"""What is registered, described from the code itself (so the listing cannot drift).
+
+    rows = describe_estimators()   # name, family, applies to, unbiased, evaluations, options
+    rows = describe_objectives()   # name, latent, exact, options
+
+Options come from each factory's signature: the default, and the allowed values where the
+annotation is a `Literal` (a bool allows true/false). Evaluations of f per sample come from
+the estimator's `evaluations_per_sample` attribute if it declares one, else from a dry run on a
+toy (the number of points f was evaluated at, `out.evaluations` or the leading size of
+`out.samples`, over S): an estimator whose count does not grow with S enumerates the support,
+one that grows by a per sample from b fixed points shows "a + b per estimate".
+For the built-in estimators the listing shows the dry run's result from `BUILTIN_EVALUATIONS`
+instead of running it (a test runs it and compares): running 23 estimators cost 1.6 s, most of
+it torch.func importing torch._dynamo for DReG's first call.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import traceback
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from estibench import estimators
+from estibench.benchmarks import objectives
+from estibench.estimators import sampling
+
+ENUMERATES = "whole support"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    allowed: tuple[Any, ...] | None  # None: any value of the annotated type
+
+    def text(self) -> str:
+        shown = "required" if self.default is inspect.Parameter.empty else repr(self.default)
+        allowed = "" if self.allowed is None else f" ({' | '.join(map(repr, self.allowed))})"
+        return f"{self.name}={shown}{allowed}"
+
+
+def options(factory: Any) -> list[Option]:
+    """The keyword options of a factory (a class: its __init__), with defaults and choices."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: defaults are still shown
+        hints = {}
+    found = []
+    for p in inspect.signature(factory).parameters.values():
+        if p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+            continue
+        found.append(Option(p.name, p.default, _allowed(hints.get(p.name))))
+    return found
+
+
+def _allowed(annotation: Any) -> tuple[Any, ...] | None:
+    if annotation is bool:
+        return (True, False)
+    if typing.get_origin(annotation) is typing.Literal:
+        return typing.get_args(annotation)
+    return None
+
+
+def evaluations(objective: Any, estimator: Any, num_samples: int) -> int:
+    """Points f is evaluated at by one estimate on the objective's example input."""
+    with torch.no_grad():
+        out = objective.estimate(objective.example_input(), estimator, num_samples)
+    counted = getattr(out, "evaluations", None)
+    return int(counted) if counted is not None else int(out.samples.shape[0])
+
+
+def evaluations_per_sample(objective: Any, estimator: Any, num_samples: int) -> float:
+    """f evaluations per requested sample for this pair (K^N / S for enumeration)."""
+    declared = getattr(estimator, "evaluations_per_sample", None)
+    if declared is not None:
+        return float(declared)
+    return evaluations(objective, estimator, num_samples) / num_samples
+
+
+# Toys the dry run tries, in order: the first the estimator applies to is used. A Bernoulli has
+# 2 configurations, fewer than S = 3, so enumeration shows as a count that does not grow with S.
+_TOYS = (("bernoulli_toy", {}), ("gaussian_toy", {}))
+
+
+# What `dry_run_text` gives for each built-in estimator (tests/cli/test_discover.py checks it
+# entry by entry, and that every built-in has one); plugins are dry-run.
+BUILTIN_EVALUATIONS: dict[str, str] = {
+    "arm": "2", "disarm": "2", "dreg": "1", "exact": ENUMERATES, "gapped_st": "1",
+    "gumbel_rao": "1", "gumbel_softmax": "1", "indecater": "2", "iwae": "1",
+    "measure_valued": "4", "muprop": "1 + 1 per estimate", "nvil": "1", "pathwise": "1",
+    "rebar": "3", "reinforce": "1", "reinmax": "1", "relax": "1", "st_gumbel": "1",
+    "straight_through": "1", "u2g": "2", "unordered_set": "2", "vimco": "1", "zgr": "1",
+}
+
+
+def builtin(name: str) -> bool:
+    """Whether `name` is registered by the estimators package itself (not by a plugin)."""
+    return estimators.registry.factory(name).__module__.startswith(estimators.__name__ + ".")
+
+
+@functools.cache
+def _per_sample_text(name: str) -> str:
+    estimator = estimators.get(name)
+    declared = getattr(estimator, "evaluations_per_sample", None)
+    if declared is not None:
+        return f"{declared:g}"
+    if name in BUILTIN_EVALUATIONS and builtin(name):
+        return BUILTIN_EVALUATIONS[name]
+    return dry_run_text(name)
+
+
+def dry_run_text(name: str) -> str:
+    """The listing's f evaluations per sample of an estimator, from dry runs at S = 3 and 6 on
+    the first toy it applies to."""
+    estimator = estimators.get(name)
+    for toy, toy_options in _TOYS:
+        objective = objectives.get(toy, **toy_options)
+        try:
+            counts = [evaluations(objective, estimator, s) for s in (3, 6)]
+        except estimators.EstimatorError:
+            continue
+        return _per_sample(*counts)
+    return "?"  # applies to no toy: nothing ran, nothing is claimed
+
+
+def _per_sample(at_3: int, at_6: int) -> str:
+    """The text for f evaluated at_3 and at_6 times with S = 3 and 6: a count that does not
+    grow with S enumerates the support; one that grows by a points per sample plus b fixed
+    ones (MuProp's mean-field point) reads "a + b per estimate"."""
+    if at_6 == at_3:
+        return ENUMERATES
+    per = (at_6 - at_3) / 3
+    extra = at_3 - 3 * per
+    return f"{per:g}" if extra == 0 else f"{per:g} + {extra:g} per estimate"
+
+
+@dataclass(frozen=True)
+class EstimatorRow:
+    name: str
+    family: str
+    applies_to: str
+    unbiased: str
+    evaluations_per_sample: str
+    options: list[Option]
+
+
+def describe_estimators() -> list[EstimatorRow]:
+    """One row per registered estimator; a plugin that cannot be built or run, or whose entry
+    point does not load, is a row saying so (it never takes the listing down)."""
+    rows = []
+    for name in estimators.available():
+        try:
+            factory = estimators.registry.factory(name)
+            estimator = estimators.get(name)
+            family = getattr(factory, "family", None) or factory.__module__.rsplit(".", 1)[-1]
+            unbiased = "exact" if family == "exact" else ("yes" if estimator.unbiased else "no")
+            rows.append(EstimatorRow(name, family, str(estimator.supports), unbiased,
+                                     _per_sample_text(name), options(factory)))
+        except Exception as err:  # a misbehaving plugin
+            last = traceback.format_exception_only(type(err), err)[-1].strip()
+            rows.append(EstimatorRow(name, "broken", last, "-", "-", []))
+    for name, reason in estimators.registry.broken().items():
+        rows.append(EstimatorRow(name, "broken", f"entry point does not load: {reason}", "-",
+                                 "-", []))
+    return rows
+
+
+@dataclass(frozen=True)
+class ObjectiveRow:
+    name: str
+    latent: str
+    exact: str
+    options: list[Option]
+
+
+def describe_objectives() -> list[ObjectiveRow]:
+    rows = []
+    for name in objectives.available():
+        objective = objectives.get(name)
+        with torch.no_grad():
+            q = objective.posterior(objective.example_input())
+        rows.append(ObjectiveRow(name, sampling.describe(q),
+                                 "yes" if objective.has_exact else "no",
+                                 options(objectives.registry.factory(name))))
+    return rows

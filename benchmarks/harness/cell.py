@@ -1,0 +1,291 @@
+"""One cell of a suite: train an objective with an estimator and measure it at checkpoints.
+
+`run_cell(config, device)` is a plain top-level function of JSON-able arguments so that every
+executor (in-process, process pool, Dask) can ship it; it never raises for a failing cell: the
+failure (NaN loss or gradient, an exception) comes back as a `CellResult` with status "failed"
+and the reason, and the run goes on. Everything in a cell is deterministic from its seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+import traceback
+from typing import Any
+
+import torch
+
+from estibench import estimators
+from estibench.benchmarks import metrics, objectives
+from estibench.benchmarks.data.cache import open_data
+from estibench.benchmarks.objectives import LatentVariableModel
+from estibench.benchmarks.results.store import CellResult, cell_key
+
+Row = tuple[int, str, float]
+
+
+class CellFailure(RuntimeError):
+    """A cell that cannot go on (non-finite loss or gradient): the message is the reason."""
+
+
+def resolve_device(device: str, check_available: bool = True) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error (unless
+    `check_available` is False: the spelling alone is checked)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if check_available and device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but torch sees no CUDA GPU")
+    return torch.device(device)
+
+
+def temperature_at(schedule: dict[str, float], step: int) -> float:
+    """tau(step) = max(minimum, initial * exp(-rate * step))."""
+    return max(schedule["minimum"], schedule["initial"] * math.exp(-schedule["rate"] * step))
+
+
+Temperature = float | dict[str, float] | None
+
+
+def temperature_of(name: str, options: dict[str, Any],
+                   schedule: dict[str, float] | None) -> Temperature:
+    """The temperature a cell runs estimator `name` at: None when it has no temperature, the
+    suite's schedule where there is one, `options` do not set a temperature (an option is what
+    runs) and the estimator's temperature is one that anneals, else the fixed number."""
+    estimator = estimators.get(name, **options)
+    if not hasattr(estimator, "temperature"):
+        return None
+    # ReinMax's and gapped ST's tau are their own fixed hyperparameters, never annealed.
+    annealed = getattr(estimator, "scheduled_temperature", True)
+    if schedule is not None and "temperature" not in options and annealed:
+        return dict(schedule)
+    return float(estimator.temperature)
+
+
+def _follow_schedule(estimator: estimators.Estimator, temperature: Temperature,
+                     step: int) -> None:
+    if isinstance(temperature, dict):
+        estimator.temperature = temperature_at(temperature, step)
+
+
+def _replicas(m: dict[str, Any]) -> int | metrics.AutoReplicas:
+    """The suite's replicas: a number, or "auto" with its target and range."""
+    if m["replicas"] != "auto":
+        return int(m["replicas"])
+    return metrics.AutoReplicas(target=m.get("replicas_target", 0.05),
+                                minimum=m.get("replicas_min", 128),
+                                maximum=m.get("replicas_max", 4096))
+
+
+def _finite_grad_norm(parameters: list[torch.nn.Parameter]) -> float:
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+
+
+def _optimizer(name: str, parameters: list[torch.nn.Parameter], lr: float
+               ) -> torch.optim.Optimizer | None:
+    """Adam or SGD over `parameters`, or None when there are none."""
+    optimizer_cls = torch.optim.Adam if name == "adam" else torch.optim.SGD
+    return optimizer_cls(parameters, lr=lr) if parameters else None
+
+
+class _Cell:
+    def __init__(self, config: dict[str, Any], device: torch.device) -> None:
+        self.config = config
+        self.device = device
+        self.rows: list[Row] = []
+        torch.manual_seed(config["seed"])
+        self.objective = objectives.get(config["objective_name"], **config["objective_options"])
+        self.objective.to(device)
+        self.estimator = estimators.get(config["estimator_name"], **config["estimator_options"])
+        self.estimator.to(device)
+        if config["trainer_name"] == config["estimator_name"] and (
+            config["trainer_options"] == config["estimator_options"]
+        ):
+            self.trainer = self.estimator
+        else:
+            self.trainer = estimators.get(config["trainer_name"], **config["trainer_options"])
+            self.trainer.to(device)
+        self.is_toy = not isinstance(self.objective, LatentVariableModel)
+        train, test = open_data(config["data"])
+        self.train_set = train
+        generator = torch.Generator().manual_seed(config["seed"])
+        self.generator = generator
+        test_x = test.binary(torch.Generator().manual_seed(config["seed"])).to(device)
+        m = config["metrics"]
+        self.eval_batch = None if self.is_toy else test_x[: m["eval_batch_size"]]
+        self.held_out = None if self.is_toy else test_x[: m["bounds_examples"]]
+
+    def record(self, step: int, name: str, value: float) -> None:
+        self.rows.append((step, name, float(value)))
+
+    def batches(self):
+        """Training batches forever: a fresh permutation (and binarization) each epoch."""
+        batch_size = self.config["training"]["batch_size"]
+        while True:
+            x = self.train_set.binary(self.generator).to(self.device)
+            order = torch.randperm(len(x), generator=self.generator).to(self.device)
+            for i in range(0, len(x) - batch_size + 1, batch_size):
+                yield x[order[i : i + batch_size]]
+
+    def measure(self, step: int) -> None:
+        m, S = self.config["metrics"], self.config["num_samples"]
+        _follow_schedule(self.estimator, self.config.get("temperature"), step)
+        groups = self.objective.parameter_groups()
+        for wrt in m["wrt"]:
+            if wrt != "distribution" and not groups.get(wrt):
+                continue  # toys have no networks
+            stats = metrics.gradient_stats(
+                self.objective, self.estimator, self.eval_batch, replicas=_replicas(m),
+                num_samples=S, wrt=wrt, seed=self.config["seed"] * 100_003 + step,
+            )
+            for name, value in stats.as_dict().items():
+                self.record(step, f"grad/{wrt}/{name}", value)
+            # 0: the estimator draws its own random numbers and ran in the loop (slower)
+            self.record(step, f"grad/{wrt}/vectorized", float(stats.method == "vectorized"))
+        if self.objective.has_exact:
+            with torch.no_grad():
+                x = self.held_out
+                self.record(step, "test/exact_objective", self.objective.exact(x).mean())
+        if m["bounds"] and not self.is_toy:
+            result = metrics.bounds(self.objective, self.held_out, ks=tuple(m["iwae_ks"]),
+                                    seed=self.config["seed"])
+            for name, value in result.as_dict().items():
+                self.record(step, f"test/{name}", value)
+
+    def train(self) -> None:
+        cfg = self.config["training"]
+        steps, S = cfg["steps"], self.config["num_samples"]
+        checkpoints = {steps if c == -1 else c for c in self.config["metrics"]["checkpoints"]}
+        parameters = list(self.objective.parameters())
+        optimizer = _optimizer(cfg["optimizer"], parameters, cfg["learning_rate"])
+        # The estimator's own parameters: their own optimizer, trained from aux_loss alone.
+        own_cfg = self.config.get("trainer_training", {})
+        with torch.no_grad():
+            self.trainer.prepare(self.objective.posterior(self.eval_batch))
+        own = list(self.trainer.parameters())
+        own_optimizer = _optimizer(
+            own_cfg.get("optimizer", "adam"), own,
+            own_cfg.get("learning_rate") or self.trainer.aux_learning_rate(cfg["learning_rate"]))
+        batches = None if self.is_toy else self.batches()
+        # compile: the forward (objective and estimator) compiled once; a temperature schedule
+        # changes a guarded float, so it recompiles (and falls back to eager past dynamo's
+        # recompile limit).
+        estimate = (torch.compile(self.objective.estimate, dynamic=False) if cfg.get("compile")
+                    else self.objective.estimate)
+        self.trainer.train()
+        started = time.perf_counter()
+        for step in range(steps + 1):
+            if step in checkpoints:
+                self.measure(step)
+            if step == steps:
+                break
+            _follow_schedule(self.trainer, self.config.get("trainer_temperature"), step)
+            x = None if batches is None else next(batches)
+            out = estimate(x, self.trainer, S)
+            loss = -out.loss.mean()
+            aux = out.aux_loss.mean() if out.aux_loss is not None and own else None
+            for value in (loss, aux):
+                if value is not None and not torch.isfinite(value):
+                    raise CellFailure(f"non-finite loss ({float(value)}) at training step {step}")
+            assert optimizer is not None
+            for opt in (optimizer, own_optimizer):
+                if opt is not None:
+                    opt.zero_grad(set_to_none=True)
+            # Separate passes: the model loss trains only the model, aux_loss only the estimator.
+            loss.backward(inputs=parameters, retain_graph=aux is not None)
+            if aux is not None:
+                aux.backward(inputs=own)
+            norm = _finite_grad_norm(parameters + own)
+            if not math.isfinite(norm):
+                raise CellFailure(f"non-finite gradient (norm {norm}) at training step {step}")
+            for opt in (optimizer, own_optimizer):
+                if opt is not None:
+                    opt.step()
+            if step % cfg["log_every"] == 0 or step == steps - 1:
+                self.record(step, "train/objective", out.value.mean())
+                self.record(step, "train/seconds", time.perf_counter() - started)
+                self.record(step, "train/load_1min", metrics.machine_load()["load_1min"])
+
+    def evaluations(self) -> int:
+        """Evaluations of f per batch element in one estimate of the measured estimator (in
+        eval mode: no state update)."""
+        mode = self.estimator.training
+        self.estimator.eval()
+        try:
+            return int(self.objective.estimate(self.eval_batch, self.estimator,
+                                               self.config["num_samples"]).evaluations)
+        finally:
+            self.estimator.train(mode)
+
+    def measure_throughput(self) -> None:
+        m, steps = self.config["metrics"], self.config["training"]["steps"]
+        evaluations = self.evaluations()
+        self.record(steps, "estimator/evaluations", evaluations)
+        variance = [v for s, n, v in self.rows
+                    if s == steps and n == "grad/distribution/total_variance"]
+        if variance:
+            self.record(steps, "efficiency/variance_x_evaluations",
+                        metrics.evaluation_normalized_variance(variance[-1], evaluations))
+        if not m["throughput"]:
+            return
+        result = metrics.throughput(
+            self.objective, self.estimator,
+            x=None if self.is_toy else self.eval_batch,
+            num_samples=self.config["num_samples"], device=str(self.device),
+            min_run_time=m["throughput_min_run_time"],
+        )
+        for name, value in result.as_dict().items():
+            if isinstance(value, (int, float)):
+                self.record(steps, f"time/{name}", value)
+        if variance:
+            self.record(steps, "efficiency/variance_x_time",
+                        metrics.work_normalized_variance(variance[-1],
+                                                         result.time_per_estimate))
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> dict[str, Any]:
+    return metrics.environment()
+
+
+def run_cell(config: dict[str, Any], device: str = "cpu", threads: int = 1) -> CellResult:
+    """Train and measure one cell; failures come back as status 'failed' with the reason."""
+    torch.set_num_threads(threads)  # one thread per cell: same numbers under every executor
+    started = time.time()
+    env = dict(_environment(), threads=threads)
+    rows: list[Row] = []
+    try:
+        dev = resolve_device(device)
+        env["device"] = str(dev)
+        cell = _Cell(config, dev)
+        rows = cell.rows
+        cell.train()
+        cell.measure_throughput()
+        status, reason = "ok", None
+    except CellFailure as err:
+        status, reason = "failed", str(err)
+    except Exception as err:  # a crashing cell must not take the run down
+        last = traceback.format_exception_only(type(err), err)[-1].strip()
+        status, reason = "failed", last
+    return CellResult(key=cell_key(config), config=config, status=status, reason=reason,
+                      started=started, finished=time.time(), environment=env,
+                      metrics=rows)  # a failed cell keeps its partial curves
+
+
+def failed(config: dict[str, Any], reason: str) -> CellResult:
+    """The record of a cell that failed before it could run (its estimator is broken)."""
+    now = time.time()
+    return CellResult(key=cell_key(config), config=config, status="failed", reason=reason,
+                      started=now, finished=now, environment={}, metrics=[])
+
+
+def not_applicable(config: dict[str, Any], reason: str) -> CellResult:
+    """The record of a pair that does not apply (never run)."""
+    now = time.time()
+    return CellResult(key=cell_key(config), config=config, status="not_applicable",
+                      reason=reason, started=now, finished=now, environment={}, metrics=[])

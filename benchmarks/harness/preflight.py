@@ -1,0 +1,34 @@
+"""Checks a suite can only pass against its data, made before any cell runs: a suite that the
+data cannot feed is refused up front (exit 2), never started and left to hang or fail."""
+
+from __future__ import annotations
+
+from estibench.benchmarks import data as datasets
+from estibench.benchmarks import objectives
+from estibench.benchmarks.objectives import LatentVariableModel
+from estibench.benchmarks.suites.schema import Suite, SuiteError
+
+
+def check_against_data(suite: Suite, train: datasets.Dataset) -> None:
+    """Training batches must fit in the training set (an epoch of none would loop forever) and
+    every model's input dimension must be the data's."""
+    models = [(i, spec, objectives.get(spec.name, **spec.options))
+              for i, spec in enumerate(suite.objectives)]
+    models = [(i, spec, m) for i, spec, m in models if isinstance(m, LatentVariableModel)]
+    if not models:
+        return  # toys read no data
+    batch_size = suite.training.batch_size
+    if suite.training.steps > 0 and batch_size > len(train):
+        raise SuiteError(
+            f"training.batch_size = {batch_size} is larger than the training set of dataset "
+            f"{suite.data.name!r} ({len(train)} examples with data.test_fraction = "
+            f"{suite.data.test_fraction}); choose a batch_size <= {len(train)}")
+    for i, spec, model in models:
+        example = model.example_input()
+        assert example is not None
+        dim = int(example.shape[-1])
+        if dim != train.num_features:
+            raise SuiteError(
+                f"objectives.{i} ({spec.id}): input_dim = {dim} does not match dataset "
+                f"{suite.data.name!r}, whose examples have {train.num_features} features; set "
+                f"options.input_dim = {train.num_features}")

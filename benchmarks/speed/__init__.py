@@ -1,5 +1,0 @@
-"""Speed measurements behind the issue's targets, printed by running code (never constants):
-
-    python -m benchmarks.speed.engine        # vectorized vs loop, per-estimate cost, overhead
-    python -m benchmarks.speed.handwritten   # one estimate vs a hand-written plain-torch step
-"""

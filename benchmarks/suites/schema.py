@@ -1,0 +1,436 @@
+"""Suites: a TOML file listing data, objectives, estimators, seeds, training and metric settings.
+
+Validated with pydantic: unknown keys and bad values fail with the field path, the value and
+what is allowed; misspelt names get a "did you mean". Shipped suites live in
+`benchmarks/suites/*.toml` and are found by name (`load_suite("standard")`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import traceback
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from estibench import estimators
+from estibench.benchmarks import data as datasets
+from estibench.benchmarks import objectives
+from estibench.benchmarks.suites.claims import Claim, errors_against
+
+SUITES_DIR = Path(__file__).parent  # the shipped suites: *.toml beside this module
+
+
+class SuiteError(ValueError):
+    """A suite that cannot be loaded: the message names the field, the value and what is allowed."""
+
+
+class _Strict(BaseModel):
+    # No inf or NaN anywhere: a learning rate or temperature of inf is accepted, then measures
+    # nothing.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+MAX_SEED = 2**40  # cells derive further seeds from it (seed * 100_003 + step) within int64
+MAX_SIZE = 1_000_000  # a layer, latent or toy dimension; beyond it nothing fits in memory
+MAX_NUM_SAMPLES = 2**20
+MIN_TEMPERATURE = 1e-6  # below it logits / tau overflow in float32
+# Objective options that are sizes: positive integers (hidden: one or a list of them).
+SIZE_OPTIONS = ("input_dim", "latent_dim", "variables", "categories", "hidden", "dims")
+
+
+def _unique(field: str, values: list[Any]) -> None:
+    repeated = sorted({repr(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{field} must not repeat a value (it would run the same cells "
+                         f"twice), got {values}; repeated: {', '.join(repeated)}")
+
+
+def _check_sizes(options: dict[str, Any]) -> None:
+    for key in SIZE_OPTIONS:
+        if key not in options:
+            continue
+        value = options[key]
+        sizes = value if key == "hidden" and isinstance(value, list) else [value]
+        for size in sizes:
+            if isinstance(size, bool) or not isinstance(size, int) or not (
+                    1 <= size <= MAX_SIZE):
+                raise ValueError(f"options.{key} must be "
+                                 + ("an integer or a list of integers" if key == "hidden"
+                                    else "an integer")
+                                 + f" in [1, {MAX_SIZE}], got {value!r}")
+
+
+def _check_name(kind: str, name: str, names: list[str]) -> str:
+    if name not in names:
+        hint = estimators.did_you_mean(name, names)
+        raise ValueError(f"unknown {kind} {name!r}{hint}; available: {', '.join(names)}")
+    return name
+
+
+class DataSpec(_Strict):
+    name: str = "digits"
+    binarization: Literal["fixed", "dynamic"] = "fixed"
+    threshold: float = Field(0.5, gt=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    split_seed: int = 0
+    path: str | None = None  # full MNIST: a directory of IDX files or an .npz
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _check_name("dataset", v, datasets.available())
+
+
+class ObjectiveSpec(_Strict):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _check_name("objective", v, objectives.available())
+
+    @model_validator(mode="after")
+    def _buildable(self) -> ObjectiveSpec:
+        _check_sizes(self.options)
+        _build(self.name, self.options, objectives.get, any_error=True)
+        return self
+
+    @property
+    def id(self) -> str:
+        """The label results use: `label`, else the name with its non-default options
+        (categorical_vae-4-4), so two sizes of one model are two rows, never one."""
+        return self.label or _label(self.name, self.options, objectives.registry.factory)
+
+
+class EstimatorSpec(_Strict):
+    # optional: an estimator that may not be registered (not implemented yet, plugin missing):
+    # then its cells are recorded as not applicable, with the reason, and its claims not run.
+    optional: bool = False
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = None
+    num_samples: list[int] | None = None  # overrides the suite's list for this estimator
+    # The estimator's own parameters (a baseline network, a control variate), trained from its
+    # aux_loss alone: optimizer and learning rate (None: the estimator's `aux_learning_rate`).
+    optimizer: Literal["adam", "sgd"] = "adam"
+    learning_rate: float | None = Field(None, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        if info.data.get("optional") and v not in estimators.available():
+            return v
+        return _check_name("estimator", v, estimators.available())
+
+    @property
+    def missing(self) -> str | None:
+        """Why an optional estimator cannot run (it is not registered), else None."""
+        if self.name in estimators.available():
+            return None
+        return (f"optional estimator {self.name!r} is not registered (not implemented in this "
+                "version, or its plugin is not installed)")
+
+    @field_validator("num_samples")
+    @classmethod
+    def _positive(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None:
+            _check_num_samples(v)
+        return v
+
+    @model_validator(mode="after")
+    def _buildable(self) -> EstimatorSpec:
+        if self.missing is None:
+            _build(self.name, self.options, estimators.get)
+        return self
+
+    def own_training(self) -> dict[str, Any]:
+        """The settings of the estimator's own optimizer that differ from the defaults."""
+        return {k: getattr(self, k) for k in ("optimizer", "learning_rate")
+                if getattr(self, k) != type(self).model_fields[k].default}
+
+    @property
+    def id(self) -> str:
+        """The label results use: `label`, else the canonical name (aliases resolved: u2g is
+        disarm) with its non-default options (reinforce-loo); an unregistered optional
+        estimator: its name and option values."""
+        if self.label:
+            return self.label
+        if self.missing is not None:
+            return "-".join([self.name, *(str(v) for _, v in sorted(self.options.items()))])
+        name, options = estimators.registry.resolve(self.name, self.options)
+        return _label(name, options, estimators.registry.factory)
+
+
+class TemperatureSchedule(_Strict):
+    """tau(step) = max(minimum, initial * exp(-rate * step)) (Jang et al. 2017). It drives the
+    estimators that have a temperature and do not set one in their options: an option is what
+    runs. Each cell records what ran in its config ("temperature")."""
+
+    initial: float = Field(1.0, ge=MIN_TEMPERATURE)
+    minimum: float = Field(0.5, ge=MIN_TEMPERATURE)
+    rate: float = Field(0.0, ge=0)
+
+
+class TrainingSpec(_Strict):
+    steps: int = Field(200, ge=0)
+    batch_size: int = Field(32, ge=1)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0)
+    log_every: int = Field(10, ge=1)
+    temperature: TemperatureSchedule | None = None  # None: every estimator keeps its own
+    compile: bool = False  # the training step's forward through torch.compile (cell.train)
+
+
+class MetricsSpec(_Strict):
+    checkpoints: list[int] = Field(default_factory=lambda: [0, -1])  # -1: the final step
+    # M gradient estimates per measurement, or "auto": chunks until the total variance's
+    # relative standard error is <= replicas_target, between replicas_min and replicas_max.
+    replicas: int | Literal["auto"] = 64
+    replicas_target: float = Field(0.05, gt=0, lt=1)
+    replicas_min: int = Field(128, ge=3)
+    replicas_max: int = Field(4096, ge=3)
+    eval_batch_size: int = Field(32, ge=1)
+    wrt: list[Literal["distribution", "encoder", "decoder"]] = Field(
+        default_factory=lambda: ["distribution", "encoder"]
+    )
+    bounds: bool = True
+    bounds_examples: int = Field(200, ge=1)
+    iwae_ks: list[int] = Field(default_factory=lambda: [1, 10, 100])
+    throughput: bool = True
+    throughput_min_run_time: float = Field(0.1, gt=0)
+
+    @field_validator("iwae_ks")
+    @classmethod
+    def _ks(cls, v: list[int]) -> list[int]:
+        if not v or min(v) < 1:
+            raise ValueError(f"iwae_ks must be a non-empty list of integers >= 1, got {v}")
+        return sorted(set(v))
+
+    @field_validator("replicas", mode="before")
+    @classmethod
+    def _replicas(cls, v: object) -> object:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 2):
+            return v
+        raise ValueError(f"replicas must be an integer >= 2 or 'auto', got {v!r}")
+
+    @model_validator(mode="after")
+    def _replica_range(self) -> MetricsSpec:
+        if self.replicas_min > self.replicas_max:
+            raise ValueError(f"replicas_min ({self.replicas_min}) must be <= replicas_max "
+                             f"({self.replicas_max})")
+        return self
+
+
+class QuickSpec(_Strict):
+    """`[quick]`: what `estibench run NAME --quick` overrides (fewer steps, replicas, seeds)."""
+
+    seeds: list[int] | None = Field(None, min_length=1)
+    training: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("training", "metrics")
+    @classmethod
+    def _partial(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # every key and value as strict as in the full sections
+        {"training": TrainingSpec, "metrics": MetricsSpec}[info.field_name].model_validate(v)
+        return v
+
+
+class LeftOut(_Strict):
+    """What command-line overrides took out of the suite (`estibench run --estimator ...`):
+    claims may still name these labels, and their parts come out "not run" (no cell in the
+    run) instead of the suite failing validation; `steps` is the suite's own number of training
+    steps when `--steps` replaced it (a claim's pinned step need not be a checkpoint then)."""
+
+    estimators: list[str] = Field(default_factory=list)
+    objectives: list[str] = Field(default_factory=list)
+    steps: int | None = None
+
+
+def apply_quick(raw: dict[str, Any]) -> dict[str, Any]:
+    """The raw suite with its `[quick]` overrides applied and mode = "quick" (stored so)."""
+    quick = raw.get("quick") or {}
+    out = dict(raw, mode="quick")
+    if quick.get("seeds") is not None:
+        out["seeds"] = quick["seeds"]
+    for section in ("training", "metrics"):
+        out[section] = {**raw.get(section, {}), **quick.get(section, {})}
+    return out
+
+
+class Suite(_Strict):
+    name: str
+    description: str = ""
+    mode: Literal["full", "quick"] = "full"
+    protocol: Literal["independent", "shared"] = "independent"
+    train_with: str | None = None  # shared protocol: the estimator label that trains
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    num_samples: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    data: DataSpec = DataSpec()
+    training: TrainingSpec = TrainingSpec()
+    metrics: MetricsSpec = MetricsSpec()
+    objectives: list[ObjectiveSpec] = Field(min_length=1)
+    estimators: list[EstimatorSpec] = Field(min_length=1)
+    claims: list[Claim] = Field(default_factory=list)
+    quick: QuickSpec | None = None
+    left_out: LeftOut = LeftOut()  # set by command-line overrides, never by a suite file
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Suite:
+        _unique("seeds", self.seeds)
+        bad_seeds = [s for s in self.seeds if not 0 <= s < MAX_SEED]
+        if bad_seeds:
+            raise ValueError(f"seeds must be integers in [0, 2^40), got {bad_seeds}")
+        _check_num_samples(self.num_samples)
+        steps = self.training.steps
+        bad = [c for c in self.metrics.checkpoints if c != -1 and not 0 <= c <= steps]
+        if bad:
+            raise ValueError(f"metrics.checkpoints must be steps in [0, training.steps = "
+                             f"{steps}] or -1 (the final step), got {bad}")
+        for field, specs in (("objectives", self.objectives), ("estimators", self.estimators)):
+            ids = [spec.id for spec in specs]
+            for i, label in enumerate(ids):
+                if (first := ids.index(label)) != i:
+                    raise ValueError(
+                        f"{field}[{first}] and {field}[{i}] have the same label {label!r} "
+                        f"(labels must be unique, results are grouped by them); set `label` "
+                        f"on one of them"
+                    )
+        labels = [e.id for e in self.estimators]
+        if self.protocol == "shared":
+            if self.train_with is None:
+                raise ValueError("protocol 'shared' needs train_with = one of the estimator "
+                                 f"labels: {', '.join(labels)}")
+            _check_name("train_with estimator", self.train_with, labels)
+        errors = [InitErrorDetails(type=PydanticCustomError("claim", message), loc=loc,
+                                   input=value) for loc, message, value in errors_against(self)]
+        if errors:  # raised as a ValidationError: each keeps its field path (claims.0.metric)
+            raise ValidationError.from_exception_data("Suite", errors)
+        return self
+
+    def estimator(self, label: str) -> EstimatorSpec:
+        return next(e for e in self.estimators if e.id == label)
+
+
+def _label(name: str, options: dict[str, Any], factory: Any) -> str:
+    """name-value-value...: the options that differ from the factory's defaults, sorted by
+    option name; a list reads as 512x256."""
+    def plain(v: Any) -> Any:
+        return tuple(v) if isinstance(v, (list, tuple)) else v
+
+    def text(v: Any) -> str:
+        return "x".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    defaults = {k: p.default for k, p in inspect.signature(factory(name)).parameters.items()}
+    changed = [text(v) for k, v in sorted(options.items()) if plain(defaults.get(k)) != plain(v)]
+    return "-".join([name, *changed])
+
+
+def _check_num_samples(values: list[int]) -> None:
+    if not values or not all(1 <= v <= MAX_NUM_SAMPLES for v in values):
+        raise ValueError(f"num_samples must be a non-empty list of integers in [1, 2^20], "
+                         f"got {values}")
+    _unique("num_samples", values)
+
+
+def _build(name: str, options: dict[str, Any], factory: Any, any_error: bool = False) -> None:
+    """Construct once so bad options fail at load time with the library's own message.
+
+    any_error: any exception is bad input (objectives: torch refusing a size). Otherwise only
+    ValueError and TypeError are; an estimator plugin that raises something else fails its
+    own cells instead (`estibench.benchmarks.harness.runner.expand`)."""
+    try:
+        factory(name, **options)
+    except (ValueError, TypeError) as err:
+        raise ValueError(str(err)) from None
+    except Exception as err:
+        if not any_error:
+            return
+        last = traceback.format_exception_only(type(err), err)[-1].strip()
+        raise ValueError(f"{name!r} cannot be built with options {options}: {last}") from None
+
+
+def available_suites() -> list[str]:
+    """Names of the suites shipped in `benchmarks/suites/`."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+def suite_path(name_or_path: str | Path) -> Path:
+    """A shipped suite's file by name, or the given path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if path.is_dir():
+            raise SuiteError(f"suite {str(path)!r} is a directory; give a suite's .toml file")
+        if not path.is_file():
+            raise SuiteError(f"suite file {str(path)!r} does not exist")
+        return path
+    names = available_suites()
+    if str(name_or_path) not in names:
+        hint = estimators.did_you_mean(str(name_or_path), names)
+        raise SuiteError(
+            f"unknown suite {str(name_or_path)!r}{hint}; shipped suites: {', '.join(names)} "
+            "(or give a path to a .toml file)"
+        )
+    return SUITES_DIR / f"{name_or_path}.toml"
+
+
+def _format(err: ValidationError, source: str) -> str:
+    lines = [f"invalid suite {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {loc}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def parse_suite(raw: dict[str, Any], source: str = "<dict>", quick: bool = False) -> Suite:
+    """Validate a suite given as a dict (the parsed TOML); `quick` applies its `[quick]`."""
+    if quick:
+        if not raw.get("quick"):
+            raise SuiteError(f"suite {source} has no [quick] table: it has no quick mode")
+        raw = apply_quick(raw)
+    try:
+        return Suite.model_validate(raw)
+    except ValidationError as err:
+        raise SuiteError(_format(err, source)) from None
+
+
+def load_suite(name_or_path: str | Path | Suite, quick: bool = False) -> Suite:
+    """Load and validate a suite by shipped name, by path, or pass a `Suite` through;
+    `quick` applies the suite's `[quick]` overrides."""
+    if isinstance(name_or_path, Suite):
+        if quick:
+            return parse_suite(name_or_path.model_dump(), name_or_path.name, quick=True)
+        return name_or_path
+    path = suite_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a BOM is not TOML
+    except tomllib.TOMLDecodeError as err:
+        raise SuiteError(f"suite {str(path)!r} is not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise SuiteError(f"suite {str(path)!r} is not UTF-8 text: {err}") from None
+    raw.setdefault("name", path.stem)
+    if "left_out" in raw:  # it would let claims name labels the suite does not define
+        raise SuiteError(f"suite {str(path)!r}: left_out = {raw['left_out']!r} is recorded by "
+                         "command-line overrides (--estimator, --objective, --steps); a suite "
+                         "file cannot set it: remove it")
+    return parse_suite(raw, repr(str(path)), quick=quick)

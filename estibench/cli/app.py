@@ -1,0 +1,252 @@
+"""The `estibench` app: run, show, export and claims here; list, suite, report and compare
+registered from their modules. A thin layer over `estibench.run` and `estibench.reports`.
+
+Exit codes: 0 all cells ok; 1 some cells failed (listed) or a comparison found a regression;
+2 bad input (a message, no traceback).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from estibench.cli import report as report_commands
+from estibench.cli.catalogue import list_, suite_app
+from estibench.cli.common import INTERRUPTED, console, errors, fail
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+# torch, pandas and the suite models are imported inside the commands that need them:
+# `estibench --help` and `estibench list suites` answer without them.
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Benchmark Monte Carlo gradient estimators on shared VAE objectives.")
+app.command("list")(list_)
+app.add_typer(suite_app, name="suite")
+
+
+def bad_input() -> tuple[type[Exception], ...]:
+    """The errors that mean bad input (exit 2), imported when a command needs them."""
+    from estibench import estimators
+    from estibench.benchmarks import data as datasets
+    from estibench.benchmarks.objectives import ObjectiveError
+    from estibench.benchmarks.results.store import StoreError
+    from estibench.benchmarks.suites.schema import SuiteError
+
+    return (SuiteError, ObjectiveError, estimators.EstimatorError, datasets.DataError,
+            StoreError, ValueError, FileNotFoundError)
+
+
+def _table(frame, title: str) -> Table:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(escape(str(column)))
+    for row in frame.itertuples(index=False):
+        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else escape(str(v)) for v in row])
+    return table
+
+
+@app.command()
+def run(
+    suite: Annotated[str | None, typer.Argument(
+        help="Shipped suite name or path to a .toml \\[default: standard]")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Run directory (default runs/<suite>-<time>)")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Resume this run directory")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    seeds: Annotated[str | None, typer.Option(
+        help="Comma-separated seeds overriding the suite")] = None,
+    data_path: Annotated[str | None, typer.Option(help="Data file/dir (full MNIST)")] = None,
+    executor: Annotated[str, typer.Option(help="inprocess | pool | dask")] = "inprocess",
+    workers: Annotated[int, typer.Option(help="Worker processes for --executor pool "
+                                         "(> 1 implies pool)")] = 1,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Dask scheduler address, tcp://HOST:PORT (--executor dask)")] = None,
+    local_workers: Annotated[int | None, typer.Option(
+        help="Start a local Dask cluster with N worker processes (--executor dask)")] = None,
+    dashboard: Annotated[bool, typer.Option(help="Serve the Dask dashboard (local cluster)")]
+    = False,
+    report: Annotated[bool, typer.Option(help="Write the HTML/Markdown report at the end")] = True,
+    dry_run: Annotated[bool, typer.Option(
+        help="Print the cells, the pairs that do not apply and an estimated time; run nothing")]
+    = False,
+    estimator: Annotated[str | None, typer.Option(
+        help="Only these estimators (comma-separated labels or names; recorded in the run)")]
+    = None,
+    objective: Annotated[str | None, typer.Option(
+        help="Only these objectives (comma-separated labels or names; recorded in the run)")]
+    = None,
+    steps: Annotated[int | None, typer.Option(
+        help="Training steps overriding the suite (recorded in the run)")] = None,
+    image_format: Annotated[str, typer.Option(help="Report figures: png | svg | pdf")] = "png",
+    dpi: Annotated[int | None, typer.Option(help="Report figure resolution (png)")] = None,
+    quick: Annotated[bool, typer.Option(help="Apply the suite's \\[quick] table (fewer steps, "
+                                        "replicas, seeds)")] = False,
+) -> None:
+    """Run a suite: every cell trained and measured, results in RUN_DIR/results.sqlite."""
+    from estibench.benchmarks.harness.executors import make_executor
+    from estibench.benchmarks.harness.runner import run as run_suite
+    from estibench.benchmarks.suites.schema import load_suite
+    from estibench.cli.plan import apply_overrides
+    from estibench.cli.plan import dry_run as print_plan
+    from estibench.progress import RunProgress
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    except ValueError:
+        raise fail(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    try:
+        if suite is None and resume is None:
+            suite = "standard"
+        if resume is not None and (estimator or objective or steps is not None):
+            raise ValueError("--estimator, --objective and --steps change the suite; a resumed "
+                             "run keeps the suite stored in its directory")
+        spec = None if suite is None else load_suite(suite, quick=quick)
+        if spec is not None and resume is None:  # overrides go into the stored suite
+            spec = apply_overrides(spec, estimator, objective, seed_list, steps)
+            seed_list = None
+        if dry_run:
+            if spec is None:
+                raise ValueError("--dry-run needs a suite")
+            if data_path is not None:
+                spec = spec.model_copy(update={
+                    "data": spec.data.model_copy(update={"path": data_path})})
+            print_plan(spec, console)
+            return
+        if executor == "inprocess" and (scheduler is not None or local_workers is not None):
+            executor = "dask"  # naming a cluster means running on it
+        if executor == "inprocess" and workers > 1:
+            executor = "pool"
+        runner = make_executor(executor, workers=workers, scheduler=scheduler,
+                               local_workers=local_workers, dashboard=dashboard)
+    except bad_input() as err:
+        raise fail(str(err)) from None
+    if getattr(runner, "dashboard_link", None):
+        console.print(f"Dask dashboard: {escape(runner.dashboard_link)}")
+    run_dir = resume if resume is not None else out  # known once the runner claims one
+
+    failed: list[tuple[str, str]] = []
+    with RunProgress(console) as progress:
+
+        def on_cell(result, done: int, todo: int) -> None:
+            if result.status == "failed":
+                from estibench.benchmarks.harness.cost import describe
+
+                failed.append((describe(result.config), result.reason or ""))
+            progress.on_cell(result, done, todo)
+
+        def claimed(path: Path) -> None:
+            nonlocal run_dir
+            run_dir = path
+
+        try:
+            run_dir = run_suite(spec, out=out, resume=resume, device=device, seeds=seed_list,
+                                data_path=data_path, executor=runner, on_run_dir=claimed,
+                                on_todo=progress.on_todo, on_start=progress.on_start,
+                                on_cell=on_cell)
+        except bad_input() as err:
+            raise fail(str(err)) from None
+        except KeyboardInterrupt:
+            if run_dir is None:
+                errors.print("interrupted before any cell ran", highlight=False)
+            else:
+                errors.print(f"interrupted: completed cells are kept in {escape(str(run_dir))}; "
+                             f"finish the run with: estibench run --resume "
+                             f"{escape(str(run_dir))}", highlight=False)
+            raise typer.Exit(INTERRUPTED) from None
+        finally:
+            runner.close()
+    _print_summary(run_dir)
+    from estibench.cli.claims import print_claims
+
+    print_claims(run_dir)  # findings, not failures: the exit status does not change
+    if report:
+        _write_report(run_dir, image_format, dpi)
+    console.print(f"run directory: [bold]{escape(str(run_dir))}[/]")
+    if failed:
+        errors.print(f"[bold red]{len(failed)} cell(s) failed:[/]")
+        for label, reason in failed:
+            errors.print(f"  {escape(label)}: {escape(reason)}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _print_summary(run_dir: Path) -> None:
+    from estibench.benchmarks.results.summary import summary
+
+    table = summary(run_dir)
+    if not table.empty:
+        console.print(_table(table, "summary (means over seeds)"))
+
+
+def _write_report(run_dir: Path, image_format: str = "png", dpi: int | None = None) -> None:
+    from estibench.api import write_report
+
+    try:
+        html = write_report(run_dir, image_format, dpi)
+    except OSError as err:  # a full disk or a read-only directory: the cells are safe
+        raise fail(f"the cells are stored in {run_dir}, but the report could not be written "
+                   f"({err.strerror or err}); write it later with `estibench report "
+                   f"{run_dir}`") from None
+    console.print(f"report: [bold]{escape(str(html))}[/]")
+
+
+@app.command()
+def show(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> None:
+    """Show a run: cells by status, failures and inapplicable pairs with reasons, summary."""
+    from estibench.benchmarks.results.summary import cell_table
+
+    try:
+        cells = cell_table(run_dir)
+    except bad_input() as err:
+        raise fail(str(err)) from None
+    console.print(f"[bold]{escape(str(run_dir))}[/]: {len(cells)} cells")
+    for status, count in cells["status"].value_counts().items():
+        console.print(f"  {status}: {count}")
+    for status in ("failed", "not_applicable"):
+        rows = cells[cells["status"] == status]
+        if len(rows):
+            frame = rows[["objective", "estimator", "seed", "reason"]].drop_duplicates(
+                ["objective", "estimator", "reason"])
+            console.print(_table(frame, status.replace("_", " ")))
+    _print_summary(run_dir)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory")],
+    format: Annotated[str, typer.Option("--format", help="csv | parquet")] = "csv",
+    out: Annotated[Path | None, typer.Option(help="Output file")] = None,
+) -> None:
+    """Write the tidy metrics table (one row per cell, step, metric) as CSV or Parquet."""
+    from estibench.benchmarks.results.store import export as export_table
+
+    try:
+        path = export_table(run_dir, format, out)
+    except bad_input() as err:
+        raise fail(str(err)) from None
+    console.print(escape(str(path)), highlight=False)
+
+
+app.command()(report_commands.report)
+app.command()(report_commands.compare)
+
+
+@app.command()
+def claims(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> None:
+    """Check the claims of a run's suite: exit 1 when a claim is not reproduced (for CI)."""
+    from estibench.cli.claims import claims as check
+
+    check(run_dir)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

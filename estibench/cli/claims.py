@@ -1,0 +1,59 @@
+"""The claims table on the terminal, and `estibench claims RUN_DIR` (exit 1 when a claim is not
+reproduced, for CI; 0 otherwise; 2 for bad input)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from estibench.cli.common import console, errors, fail
+
+STYLE = {"reproduced": "green", "not reproduced": "bold red", "inconclusive": "yellow",
+         "not run": "dim"}
+
+
+def claims_table(results: list) -> Table:
+    table = Table(title="claims", box=box.SIMPLE_HEAD,
+                  caption="evidence: the deciding part (the weakest when reproduced); "
+                          "intervals are Bonferroni-corrected over a claim's parts")
+    for column in ("#", "claim", "source", "verdict", "evidence"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        style = STYLE.get(r.verdict, "")
+        table.add_row(str(r.index), escape(r.claim.statement), escape(r.claim.source),
+                      f"[{style}]{r.verdict}[/]", escape(r.evidence()))
+    return table
+
+
+def print_claims(run_dir: Path) -> list:
+    """Print the run's claims table (nothing when its suite states no claims)."""
+    from estibench.benchmarks.claims.check import check_run
+
+    results = check_run(run_dir)
+    if results:
+        console.print(claims_table(results))
+    return results
+
+
+def claims(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> None:
+    """Check a run's claims: exit 1 when any is not reproduced (0 otherwise)."""
+    from estibench.benchmarks.results.store import StoreError
+    from estibench.benchmarks.suites.schema import SuiteError
+
+    try:
+        results = print_claims(run_dir)
+    except (SuiteError, StoreError, OSError) as err:
+        raise fail(str(err)) from None
+    if not results:
+        console.print("the run's suite states no claims")
+    failed = [r for r in results if r.verdict == "not reproduced"]
+    if failed:
+        errors.print(
+            f"[bold red]{len(failed)} claim(s) not reproduced:[/] "
+            + ", ".join(f"#{r.index}" for r in failed), highlight=False)
+        raise typer.Exit(1)

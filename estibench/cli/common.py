@@ -1,0 +1,42 @@
+"""What every command shares: the one console, the one error exit, the one did-you-mean.
+
+torch-free on purpose: `estibench --help` and `estibench list suites` import only this, typer
+and rich.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+PIPE_WIDTH = 160  # off a terminal rich would assume 80 columns and wrap every table row
+BAD_INPUT = 2
+INTERRUPTED = 130  # the shell's code for SIGINT
+
+
+def _console() -> Console:
+    """The terminal's own width; PIPE_WIDTH for logs and pipes, unless COLUMNS says otherwise."""
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        return Console()
+    return Console(width=PIPE_WIDTH)
+
+
+console = _console()
+errors = Console(stderr=True, soft_wrap=True)  # a reason stays on one line, for grep
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a bad-input message on stderr; the caller raises the returned Exit(2)."""
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    return typer.Exit(BAD_INPUT)
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or ''."""
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

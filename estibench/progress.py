@@ -1,0 +1,81 @@
+"""Progress of a run on the console: an ETA by cost done, the current cell.
+
+On a terminal a live bar (its length is the work of the cells, not their number); elsewhere
+(CI logs, pipes) one line per finished cell, so a log shows how far a run got.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from estibench.benchmarks.harness.cost import Clock, describe
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "estimating"
+    return str(datetime.timedelta(seconds=round(seconds)))
+
+
+class RunProgress:
+    """`on_todo`, `on_start` and `on_cell` callbacks of `estibench.run` that print progress."""
+
+    def __init__(self, console: Console, live: bool | None = None) -> None:
+        self.console = console
+        self.live = console.is_terminal if live is None else live
+        self.clock: Clock | None = None
+        self.total = 0
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def __enter__(self) -> RunProgress:
+        if self.live:
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(),
+                TextColumn("{task.fields[cells]}"), TimeElapsedColumn(),
+                TextColumn("ETA {task.fields[eta]}"), console=self.console)
+            self.progress.__enter__()
+            self.task = self.progress.add_task("planning", total=None, cells="", eta="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
+
+    def on_todo(self, todo: list[dict[str, Any]]) -> None:
+        self.clock = Clock(todo)
+
+    def on_start(self, total: int, todo: int) -> None:
+        self.total = todo
+        skipped = total - todo
+        line = f"{todo} of {total} cells to run" + (f" ({skipped} done or not applicable)"
+                                                    if skipped else "")
+        if self.progress is None:
+            self.console.print(line, highlight=False)
+        self._refresh()
+
+    def on_cell(self, result: Any, done: int, todo: int) -> None:
+        assert self.clock is not None
+        self.clock.finish(result.key)
+        if self.progress is None:
+            seconds = result.finished - result.started
+            reason = f": {result.reason}" if result.reason else ""
+            line = f"[{done}/{todo}] {describe(result.config)}: {result.status}{reason}"
+            self.console.print(f"{escape(line)} ({seconds:.1f} s; ETA "
+                               f"{_duration(self.clock.eta())})", highlight=False)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self.progress is None or self.clock is None:
+            return
+        current = self.clock.current()
+        shown = f"running {describe(current)}" if current is not None else "done"
+        self.progress.update(self.task, total=self.clock.total_units,
+                             completed=self.clock.units_done, description=escape(shown),
+                             cells=f"{len(self.clock.done)}/{self.total} cells",
+                             eta=_duration(self.clock.eta()))

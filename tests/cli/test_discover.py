@@ -1,0 +1,171 @@
+"""Finding what exists: `estibench list`, `suite schema | show`, `run --dry-run`, start-up cost.
+
+Through the real CLI as a subprocess.
+"""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import tomllib
+
+from estibench import estimators
+from estibench.benchmarks import objectives
+from estibench.benchmarks.harness.catalogue import (
+    BUILTIN_EVALUATIONS,
+    ENUMERATES,
+    builtin,
+    describe_estimators,
+    dry_run_text,
+    evaluations,
+    options,
+)
+from estibench.benchmarks.suites.reference import DESCRIPTIONS, SECTIONS, reference_markdown
+from estibench.benchmarks.suites.schema import load_suite
+from tests.cli_support import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_list_estimators_prints_family_support_bias_evaluations_and_options():
+    result = cli("list", "estimators")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines()
+            if line.startswith("│") and line.split("│")[1].strip()}
+    assert set(estimators.available()) <= set(rows)
+    assert "score_function" in rows["reinforce"] and "yes" in rows["reinforce"]
+    assert "'none' | 'ema' | 'loo'" in result.stdout  # the Literal's allowed values
+    assert "no" in rows["gumbel_softmax"].split("│")[4]
+    assert ENUMERATES in rows["exact"] and "max_configurations=4096" in rows["exact"]
+
+
+def test_list_objectives_prints_latent_and_options():
+    result = cli("list", "objectives")
+    assert result.returncode == 0, result.stderr
+    assert "Independent(OneHotCategorical)" in result.stdout
+    assert "categories=8" in result.stdout and "kl='analytic'" in result.stdout
+
+
+def test_options_come_from_the_signature():
+    for name in estimators.available():
+        factory = estimators.registry.factory(name)
+        listed = [o.name for o in options(factory)]
+        assert listed == list(inspect.signature(factory).parameters), name
+    baseline = next(o for o in options(estimators.registry.factory("reinforce"))
+                    if o.name == "baseline")
+    assert baseline.default == "none" and set(baseline.allowed) == {"none", "ema", "loo"}
+
+
+def test_evaluations_are_counted_by_a_dry_run():
+    toy = objectives.get("bernoulli_toy", dims=2)
+    assert evaluations(toy, estimators.get("reinforce", baseline="loo"), 3) == 3
+    # the toy's batch is independent Bernoullis: 2 configurations each, whatever S
+    assert evaluations(toy, estimators.get("exact"), 3) == evaluations(
+        toy, estimators.get("exact"), 6) == 2
+    vae = objectives.get("categorical_vae", variables=2, categories=3, hidden=8)
+    assert evaluations(vae, estimators.get("exact"), 1) == 9
+    # MuProp evaluates f at its S samples and once at the mean-field point: S + 1, which is
+    # neither S per sample nor a count fixed by the support
+    muprop = estimators.get("muprop")
+    assert [evaluations(toy, muprop, s) for s in (3, 6)] == [4, 7]
+    assert dry_run_text("muprop") == "1 + 1 per estimate"
+
+
+def test_listed_evaluations_are_what_the_dry_run_counts():
+    """The listing reads the built-ins' counts from a table instead of running them: every
+    row shown must equal the dry run, and every built-in must have its entry."""
+    assert set(BUILTIN_EVALUATIONS) == {n for n in estimators.available() if builtin(n)}
+    for row in describe_estimators():
+        if row.family != "broken":
+            assert row.evaluations_per_sample == dry_run_text(row.name), row.name
+
+
+def test_suite_schema_is_the_committed_reference_page():
+    result = cli("suite", "schema")
+    assert result.returncode == 0, result.stderr
+    page = (ROOT / "docs" / "suite-reference.md").read_text()
+    assert result.stdout == page == reference_markdown(), (
+        "docs/suite-reference.md is stale: estibench suite schema > docs/suite-reference.md")
+    assert "`train_with`" in page and "`label`" in page and "[training.temperature]" in page
+    assert '"independent" \\| "shared"' in page  # allowed values from the Literal
+
+
+def test_every_suite_key_has_a_description_and_none_is_stale():
+    for _, model in SECTIONS:
+        assert set(DESCRIPTIONS[model.__name__]) == set(model.model_fields), model.__name__
+        assert all(DESCRIPTIONS[model.__name__].values())
+
+
+def test_suite_schema_json_and_suite_show():
+    schema = cli("suite", "schema", "--json")
+    assert schema.returncode == 0 and '"properties"' in schema.stdout
+    shown = cli("suite", "show", "smoke")
+    assert shown.returncode == 0, shown.stderr
+    raw = tomllib.loads(shown.stdout)
+    raw.setdefault("name", "smoke")
+    assert load_suite("smoke").model_dump() == load_suite("smoke").model_validate(raw
+                                                                                 ).model_dump()
+    missing = cli("suite", "show", "smok")
+    assert missing.returncode == 2 and "did you mean 'smoke'" in missing.stderr
+
+
+def test_dry_run_lists_cells_and_inapplicable_pairs_and_runs_nothing(tmp_path):
+    out = tmp_path / "run"
+    result = cli("run", "smoke", "--dry-run", "--out", str(out), "--seeds", "0,1")
+    assert result.returncode == 0, result.stderr
+    plan_cells = [line for line in result.stdout.splitlines() if " / seed " in line]
+    assert len(plan_cells) == 2 * 2 * 3  # objectives x seeds x applicable estimators
+    assert "not applicable" in result.stdout and "pathwise" in result.stdout
+    assert "does not apply" in result.stdout and "estimated time: about" in result.stdout
+    assert not out.exists()
+
+
+def test_unknown_override_names_the_suite_entries(tmp_path):
+    result = cli("run", "smoke", "--dry-run", "--estimator", "reinfroce")
+    assert result.returncode == 2
+    assert "--estimator 'reinfroce'" in result.stderr and "did you mean 'reinforce'" in (
+        result.stderr)
+
+
+_LOADED = """
+import sys
+from estibench.cli.app import app
+try:
+    app([{args}])
+except SystemExit:
+    pass
+heavy = [m for m in ("torch", "pandas", "seaborn", "matplotlib", "dask") if m in sys.modules]
+print("HEAVY", heavy)
+"""
+
+
+def test_help_and_list_suites_import_no_heavy_library():
+    for args in ('"--help"', '"list", "suites"', '"run", "--help"', '"suite", "show", "smoke"'):
+        result = subprocess.run([sys.executable, "-c", _LOADED.format(args=args)],
+                                capture_output=True, text=True, timeout=120)
+        assert "HEAVY []" in result.stdout, (args, result.stdout[-500:], result.stderr)
+
+
+def test_help_texts_survive_rich_markup():
+    """Typer renders help with rich markup: an unescaped `[word` is read as a style tag and
+    vanishes from `--help` (it hid `[quick]` and `[default: standard]`)."""
+    import re
+
+    import typer
+
+    from estibench.cli.app import app
+
+    def walk(command, path: str):
+        for param in command.params:
+            yield f"{path} {param.name}", getattr(param, "help", None) or ""
+        yield path, command.help or ""
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    texts = list(walk(typer.main.get_command(app), "estibench"))
+    assert len(texts) > 20
+    eaten = [(where, text) for where, text in texts if re.search(r"(?<!\\)\[[a-zA-Z]", text)]
+    assert not eaten, eaten

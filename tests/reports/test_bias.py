@@ -1,0 +1,146 @@
+"""Bias told from noise in the reports, and the conventions table: on the fabricated run of
+`tests/reports/fabricate.py`, whose values are known formulas."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PathCollection
+
+from estibench import reports
+from estibench.reports.bias import bias_summary, verdict
+from estibench.reports.conventions import (
+    bound_text,
+    conventions,
+    direct_term_text,
+    kl_text,
+    samples_text,
+    temperature_text,
+)
+from estibench.reports.figures.palette import estimator_palette
+from estibench.reports.figures.standard import bias_variance
+from tests.reports.fabricate import (
+    ESTIMATORS,
+    SEEDS,
+    STEPS,
+    fabricate_run,
+    p_value,
+    replicas,
+    squared_bias,
+    total_variance,
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fabricate_run(tmp_path_factory.mktemp("bias") / "run")
+
+
+@pytest.fixture(scope="module")
+def frame(run: Path) -> pd.DataFrame:
+    return reports.load(run)
+
+
+def estimator(label: str):
+    return next(e for e in ESTIMATORS if e.label == label)
+
+
+def test_bias_summary_combines_seeds_by_hand(frame: pd.DataFrame) -> None:
+    table = bias_summary(frame).set_index(["objective", "estimator", "wrt"])
+    assert set(table.index.get_level_values("objective")) == {"bernoulli_vae"}  # exact only
+    for label in ("gumbel_softmax", "reinforce-loo"):
+        e = estimator(label)
+        row = table.loc[("bernoulli_vae", label, "distribution")]
+        assert row["seeds"] == 3
+        assert row["squared_bias"] == pytest.approx(squared_bias(e))
+        se = [0.1 * squared_bias(e) + 1e-6] * 3
+        assert row["squared_bias_se"] == pytest.approx(math.sqrt(sum(v**2 for v in se)) / 3)
+        floors = [total_variance(e, s, STEPS, "distribution") / replicas(e, s, STEPS)
+                  for s in SEEDS]
+        assert row["noise_floor"] == pytest.approx(float(np.mean(floors)))
+        assert row["p_value"] == pytest.approx(min(1.0, 3 * min(p_value(e, s) for s in SEEDS)))
+    assert table.loc[("bernoulli_vae", "gumbel_softmax", "distribution"), "verdict"] == \
+        "biased, p = 3e-06"
+    loo = table.loc[("bernoulli_vae", "reinforce-loo", "distribution")]
+    assert (loo["replicas_min"], loo["replicas_max"]) == (128, 4096)
+    assert loo["verdict"] == "no bias detected at M = 128–4096 (p = 0.9)"
+
+
+def test_verdict_texts() -> None:
+    assert verdict(0.004, "128") == "biased, p = 0.004"
+    assert verdict(0.01, "128") == "no bias detected at M = 128 (p = 0.01)"
+    assert verdict(math.nan, "128") == "not tested"
+
+
+def test_the_report_shows_bias_against_the_floor_and_no_raw_bias_columns(run: Path,
+                                                                         tmp_path: Path) -> None:
+    md = Path(reports.write_report(run, tmp_path / "out")["md"]).read_text()
+    assert "Bias told from noise" in md and "noise floor tr(Var)/M" in md
+    assert "| bernoulli_vae | gumbel_softmax | distribution | 3 | 128 | 0.0900 ± 0.0052 |" in md
+    assert "no bias detected at M = 128–4096" in md
+    assert "relative bias (distribution)" not in md and "bias norm (distribution)" not in md
+    assert "| M (distribution) |" in md and "128–4096" in md
+    assert "2.000 ± 0.023 †" in md  # reinforce-loo seed 0 ran to the cap: precision not met
+    assert "Conventions that ran" in md and "analytic (closed form)" in md
+
+
+def test_the_bias_variance_figure_draws_every_cell_with_a_variance(frame: pd.DataFrame) -> None:
+    fig = bias_variance(frame, estimator_palette(frame["estimator"]))
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert len(axes) == 2  # bernoulli_vae: distribution and encoder
+    for ax in axes:
+        hollow = filled = 0
+        for collection in ax.collections:
+            if isinstance(collection, PathCollection):
+                n = len(collection.get_offsets())
+                if len(collection.get_facecolors()) == 0:
+                    hollow += n
+        for container in ax.containers:
+            filled += len(container.lines[0].get_xdata())
+        # 3 seeds each: gumbel_softmax biased (filled), reinforce-loo not (hollow at the floor)
+        assert (filled, hollow) == (3, 3)
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert any("noise floor" in label for label in labels)
+    assert any("bias detected" in label for label in labels)
+
+
+def test_conventions_read_from_the_configs() -> None:
+    analytic = {"objective_name": "categorical_vae", "objective_options": {"variables": 2,
+                "categories": 2, "hidden": 4, "input_dim": 4}, "kl": "analytic",
+                "estimator_name": "reinforce", "estimator_options": {}}
+    assert kl_text(analytic) == "analytic (closed form)"
+    assert direct_term_text(analytic) == "dropped (no effect: no sampled KL)"  # its default
+    sampled = dict(analytic, kl="sampled", estimator_name="gumbel_softmax",
+                   estimator_options={"temperature": 0.5})
+    assert kl_text(sampled) == "sampled: Concrete densities at the relaxed sample"
+    assert direct_term_text(sampled) == "kept"
+    assert kl_text(dict(sampled, estimator_name="reinforce", estimator_options={
+        "direct_term": True})) == "sampled: densities at the sample"
+    toy = {"objective_name": "bernoulli_toy", "objective_options": {}, "kl": "analytic",
+           "estimator_name": "reinforce", "estimator_options": {}}
+    assert kl_text(toy) == "– (toy, no KL)"
+    assert temperature_text(dict(sampled, temperature=0.5)) == "0.5"
+    assert temperature_text(dict(analytic, temperature=None)) == "–"
+    schedule = {"initial": 1.0, "minimum": 0.5, "rate": 0.001}
+    assert temperature_text(dict(sampled, temperature=schedule)) == \
+        "schedule max(0.5, 1 exp(-0.001 step))"
+    assert temperature_text(sampled) == "not recorded"  # a run from before it was recorded
+    assert temperature_text(analytic) == "–"
+    assert bound_text(analytic) == "ELBO" and bound_text(toy) == "– (toy)"
+    assert bound_text(dict(analytic, bound="iwae")) == "IWAE-S"
+    assert samples_text(sampled) == "q"
+    tempered = dict(sampled, estimator_name="st_gumbel",
+                    estimator_options={"forward_temperature": 0.5})
+    assert samples_text(tempered) == "not q: softmax(logits / 0.5) (forward temperature)"
+
+
+def test_conventions_table_of_a_run(run: Path, frame: pd.DataFrame) -> None:
+    table = conventions(reports.load_cells(run), frame).set_index(["objective", "estimator"])
+    row = table.loc[("bernoulli_vae", "reinforce-loo")]
+    assert row["S"] == 4 and row["M"] == "128–4096"
+    assert row["KL"] == "analytic (closed form)"
+    assert ("bernoulli_vae", "pathwise") not in table.index  # not applicable: nothing ran
