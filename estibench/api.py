@@ -41,13 +41,12 @@ class RunResult:
 
 def counts(run_dir: Path) -> RunResult:
     """The cells of a run directory, counted by status, with the failures' reasons."""
-    from estibench.benchmarks.harness.cost import describe
-    from estibench.benchmarks.results.store import Store
+    from estibench.benchmarks.results.store import Store, describe_cell
 
     with Store.open(run_dir, create=False) as store:
         cells = store.cells()
     statuses = cells["status"]
-    failures = [(describe(c), r or "") for c, s, r in
+    failures = [(describe_cell(c), r or "") for c, s, r in
                 zip(cells["config"], statuses, cells["reason"], strict=True) if s == "failed"]
     return RunResult(run_dir, int((statuses == "ok").sum()), int((statuses == "failed").sum()),
                      int((statuses == "not_applicable").sum()), failures)

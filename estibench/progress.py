@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from estibench.benchmarks.harness.cost import Clock, describe
+from estibench.benchmarks.harness.cost import Clock
+from estibench.benchmarks.results.store import describe_cell
 
 
 def _duration(seconds: float | None) -> str:
@@ -65,7 +66,7 @@ class RunProgress:
         if self.progress is None:
             seconds = result.finished - result.started
             reason = f": {result.reason}" if result.reason else ""
-            line = f"[{done}/{todo}] {describe(result.config)}: {result.status}{reason}"
+            line = f"[{done}/{todo}] {describe_cell(result.config)}: {result.status}{reason}"
             self.console.print(f"{escape(line)} ({seconds:.1f} s; ETA "
                                f"{_duration(self.clock.eta())})", highlight=False)
         self._refresh()
@@ -74,7 +75,7 @@ class RunProgress:
         if self.progress is None or self.clock is None:
             return
         current = self.clock.current()
-        shown = f"running {describe(current)}" if current is not None else "done"
+        shown = f"running {current.describe()}" if current is not None else "done"
         self.progress.update(self.task, total=self.clock.total_units,
                              completed=self.clock.units_done, description=escape(shown),
                              cells=f"{len(self.clock.done)}/{self.total} cells",

@@ -39,21 +39,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import sampling
+from . import distributions, noise
 from .antithetic import ARM, DisARM
 from .base import Estimator, EstimatorOutput, Integrand
 from .control_variates import NVIL, REBAR, RELAX, MuProp
-from .enumeration import IndeCateR, UnorderedSet
 from .errors import EstimatorError, UnsupportedDistributionError
 from .exact import Exact
-from .iwae import IWAE, DReG
 from .measure_valued import MeasureValued
-from .multi_sample import VIMCO
+from .multi_sample import IWAE, VIMCO, DReG
+from .partial_enumeration import IndeCateR, UnorderedSet
 from .pathwise import Pathwise
 from .registry import Registry, did_you_mean
-from .relaxed import GumbelSoftmax, STGumbel, StraightThrough
+from .relaxed import GumbelSoftmax
 from .score_function import Reinforce
-from .straight_through import GappedST, GumbelRao, ReinMax
+from .straight_through import GappedST, GumbelRao, ReinMax, STGumbel, StraightThrough
 
 registry: Registry[Estimator] = Registry("estimator", "estibench.estimators")
 for _cls in (Pathwise, Reinforce, GumbelSoftmax, STGumbel, StraightThrough, Exact,
@@ -109,8 +108,9 @@ __all__ = [
     "UnsupportedDistributionError",
     "available",
     "did_you_mean",
+    "distributions",
     "get",
+    "noise",
     "register",
     "registry",
-    "sampling",
 ]

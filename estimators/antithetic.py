@@ -20,8 +20,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution
 
-from . import sampling
+from . import distributions
 from .base import Estimator, EstimatorOutput, Integrand
+from .noise import draw_noise, hard_sample
 
 
 def sum_variables(x: Tensor, variables: int) -> Tensor:
@@ -39,7 +40,7 @@ class _AntitheticPair(Estimator):
         super().__init__(direct_term=direct_term)
 
     def applies_to(self, q: Distribution) -> bool:
-        return type(sampling.base_of(q)) is Bernoulli
+        return type(distributions.base_of(q)) is Bernoulli
 
     def pair_weight(self, u: Tensor, b1: Tensor, b2: Tensor, logits: Tensor) -> Tensor:
         """The factor multiplying f(b1) - f(b2) in the estimate of d/dphi, per coordinate."""
@@ -48,13 +49,13 @@ class _AntitheticPair(Estimator):
     def estimate(
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
     ) -> EstimatorOutput:
-        u = sampling.draw_noise(q, num_samples) if noise is None else noise
+        u = draw_noise(q, num_samples) if noise is None else noise
         # Both halves of the pair from one threshold, stacked as f takes them (one call).
-        pair = sampling.hard_sample(q, torch.cat([u, 1 - u]))
+        pair = hard_sample(q, torch.cat([u, 1 - u]))
         halves = [num_samples, num_samples]  # split_with_sizes: `split` is a Python wrapper
         f1, f2 = self.evaluate_many(f, pair, q).split_with_sizes(halves)
         b1, b2 = pair.split_with_sizes(halves)
-        logits = sampling.base_of(q).logits
+        logits = distributions.base_of(q).logits
         # f values are (S, *B); the logits carry the variables of an Independent after B.
         variables = logits.dim() - len(q.batch_shape)
         diff = (f1 - f2).detach().reshape(*f1.shape, *[1] * variables)

@@ -10,8 +10,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from . import sampling
+from . import distributions
 from .errors import ContractError, EstimatorError, UnsupportedDistributionError
+from .noise import draw_noise, noise_shape, supports_noise
 
 T = TypeVar("T")
 Integrand = Callable[[Tensor], Tensor]
@@ -102,7 +103,7 @@ class Estimator(nn.Module):
     def check(self, q: Distribution) -> None:
         """Raise `UnsupportedDistributionError` unless this estimator applies to `q`."""
         if not self.applies_to(q):
-            raise UnsupportedDistributionError(self.name, sampling.describe(q), self.supports)
+            raise UnsupportedDistributionError(self.name, distributions.describe(q), self.supports)
 
     def forward(
         self,
@@ -128,19 +129,19 @@ class Estimator(nn.Module):
             )
         if noise is not None:
             expected = self.noise_shape(q, num_samples)
-            if not sampling.supports_noise(q):
+            if not supports_noise(q):
                 raise EstimatorError(
                     f"estimator '{self.name}': explicit noise is supported for "
                     f"Normal, Bernoulli, Categorical and OneHotCategorical, not "
-                    f"{sampling.describe(q)}"
+                    f"{distributions.describe(q)}"
                 )
             if noise.shape != expected:
                 raise EstimatorError(
                     f"estimator '{self.name}': noise has shape {tuple(noise.shape)}, "
                     f"expected {tuple(expected)} for {num_samples} samples"
                 )
-        elif sampling.supports_noise(q):
-            noise = sampling.draw_noise(q, num_samples, streams=self.noise_streams)
+        elif supports_noise(q):
+            noise = draw_noise(q, num_samples, streams=self.noise_streams)
         return self.counted_estimate(q, f, num_samples, noise)
 
     def prepare(self, q: Distribution) -> None:
@@ -180,7 +181,7 @@ class Estimator(nn.Module):
 
     def noise_shape(self, q: Distribution, num_samples: int) -> torch.Size:
         """The shape of the base noise this estimator consumes for `num_samples` samples."""
-        return sampling.noise_shape(q, num_samples, self.noise_streams)
+        return noise_shape(q, num_samples, self.noise_streams)
 
     def estimate(
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
@@ -203,19 +204,20 @@ class Estimator(nn.Module):
         """
         if type(self).relax is Estimator.relax:  # f sees samples of q: from its parameters
             if self.direct_term:  # the same tensor the score term reads (`sample_log_prob`)
-                return self.sample_log_prob(q, z, sampling.log_prob)
+                return self.sample_log_prob(q, z, distributions.log_prob)
             # Detached parameters, not a detached result: z may carry a gradient (DReG, REBAR).
-            return sampling.log_prob(q, z, detach=True)
-        density = q if self.direct_term else sampling.detached(q)
+            return distributions.log_prob(q, z, detach=True)
+        density = q if self.direct_term else distributions.detached(q)
         return self.relax(density).log_prob(z)
 
-    def sample_log_prob(self, q: Distribution, z: Tensor,
-                        compute: Callable[[Distribution, Tensor], Tensor] = sampling.hard_log_prob
-                        ) -> Tensor:
+    def sample_log_prob(
+        self, q: Distribution, z: Tensor,
+        compute: Callable[[Distribution, Tensor], Tensor] = distributions.hard_log_prob,
+    ) -> Tensor:
         """log q(z), with its gradient to q's parameters, computed once per call for a given q
         and z: f's `log_q(q, z)` (a sampled KL, the log-weights) and the estimator's score term
         read the same tensor. A score-function estimator calls it for the samples it drew
-        (`compute`: `sampling.hard_log_prob`, which reads a one-hot sample as z . logits). The
+        (`compute`: `distributions.hard_log_prob`, which reads a one-hot sample as z . logits). The
         memo is keyed by object identity (the same q, the same z: the same value) and cleared
         when the call returns; `log_q` reads it only where the direct term is kept."""
         memo = self._log_prob_memo

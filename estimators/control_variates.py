@@ -25,15 +25,16 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Categorical, Distribution, OneHotCategorical
 from torch.nn import functional as F
 
-from . import sampling
+from . import distributions
 from .base import Estimator, EstimatorOutput, Integrand, check_temperature, inside_transform
 from .errors import EstimatorError
+from .noise import gumbel_max, hard_sample, logistic, neg_gumbel, split_streams
 
 DISCRETE = "Bernoulli and OneHotCategorical (optionally inside Independent)"
 
 
 def _discrete(q: Distribution) -> bool:
-    return type(sampling.base_of(q)) in (Bernoulli, OneHotCategorical)
+    return type(distributions.base_of(q)) in (Bernoulli, OneHotCategorical)
 
 
 def _per_example(t: Tensor, leading: torch.Size) -> Tensor:
@@ -67,7 +68,7 @@ def _apply(network: nn.Module, inputs: Tensor) -> Tensor:
     """network (built by `_network`) on inputs (..., n) -> (...), in the network's dtype,
     returned in the inputs'."""
     dtype = network[0].weight.dtype  # next(network.parameters()) walks the modules: 2x slower
-    return sampling.cast(network(sampling.cast(inputs, dtype)).squeeze(-1), inputs.dtype)
+    return distributions.cast(network(distributions.cast(inputs, dtype)).squeeze(-1), inputs.dtype)
 
 
 def _score_surrogate(fz: Tensor, signal: Tensor, log_q: Tensor) -> Tensor:
@@ -145,14 +146,14 @@ class NVIL(Estimator):
         return not self.variance_normalization
 
     def applies_to(self, q: Distribution) -> bool:
-        return type(sampling.base_of(q)) in (Bernoulli, Categorical, OneHotCategorical)
+        return type(distributions.base_of(q)) in (Bernoulli, Categorical, OneHotCategorical)
 
     def features(self, q: Distribution) -> Tensor:
         """q's detached logits per example (*B, n): the baseline's input."""
-        return _per_example(sampling.base_of(q).logits.detach(), q.batch_shape)
+        return _per_example(distributions.base_of(q).logits.detach(), q.batch_shape)
 
     def prepare(self, q: Distribution) -> None:
-        logits = sampling.base_of(q).logits
+        logits = distributions.base_of(q).logits
         inputs = math.prod(logits.shape[len(q.batch_shape):])  # `features(q)`'s width
         network = _network(self, self.baseline, inputs, self.hidden, logits)
         if network is not self.baseline:  # assigned once: nn.Module.__setattr__ is not free
@@ -164,12 +165,12 @@ class NVIL(Estimator):
     def estimate(self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
                  ) -> EstimatorOutput:
         assert self.baseline is not None
-        z = sampling.hard_sample(q, noise) if noise is not None else q.sample((num_samples,))
+        z = hard_sample(q, noise) if noise is not None else q.sample((num_samples,))
         fz = self.evaluate(f, z, num_samples, q)
         learned = _apply(self.baseline, self.features(q))  # (*B)
         signal = fz.detach()
-        centre, variance = (sampling.cast(self.centre, signal.dtype),
-                            sampling.cast(self.variance, signal.dtype))
+        centre, variance = (distributions.cast(self.centre, signal.dtype),
+                            distributions.cast(self.variance, signal.dtype))
         centred = signal - centre - learned.detach()
         scale = variance.sqrt().clamp_min(1.0) if self.variance_normalization else 1.0
         loss = _score_surrogate(fz, centred / scale, self.sample_log_prob(q, z))
@@ -217,8 +218,8 @@ class MuProp(Estimator):
     def estimate(self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
                  ) -> EstimatorOutput:
         assert noise is not None
-        b = sampling.hard_sample(q, noise)
-        mean = sampling.mean_of(q)
+        b = hard_sample(q, noise)
+        mean = distributions.mean_of(q)
         point = mean[None]  # in theta's graph (requires_grad_ is refused inside torch.func)
         fb, f_mean = self.evaluate_sets(f, [b, point], q)
         if torch.is_grad_enabled() and point.requires_grad:
@@ -288,14 +289,14 @@ class _ConditionalRelaxation(Estimator):
     def estimate(self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
                  ) -> EstimatorOutput:
         assert noise is not None
-        u, v = sampling.split_streams(noise, 2)
-        base = sampling.base_of(q)
+        u, v = split_streams(noise, 2)
+        base = distributions.base_of(q)
         theta = base.logits
         temperature = self.log_temperature.exp()
         categorical = not isinstance(base, Bernoulli)
         if categorical:  # theta = log pi, normalized (Categorical keeps its logits so)
-            mapped = sampling.neg_gumbel(u)  # -Gumbel(u), for b and z alike
-            b = sampling.gumbel_max(q, mapped)
+            mapped = neg_gumbel(u)  # -Gumbel(u), for b and z alike
+            b = gumbel_max(q, mapped)
             z = theta - mapped
             z_tilde = _conditional_gumbel(theta, v, b)
             y = torch.cat([z, z_tilde]) / temperature
@@ -304,8 +305,8 @@ class _ConditionalRelaxation(Estimator):
             relaxed = (y - y.logsumexp(-1, keepdim=True)).exp()
             mean = theta.exp()
         else:
-            b = sampling.hard_sample(q, u)
-            z = theta + sampling.logistic(u)
+            b = hard_sample(q, u)
+            z = theta + logistic(u)
             z_tilde = _conditional_logistic(theta, v, b)
             relaxed = torch.sigmoid(torch.cat([z, z_tilde]) / temperature)
             mean = torch.sigmoid(theta)
@@ -380,8 +381,7 @@ class RELAX(_ConditionalRelaxation):
     evaluation of f per sample (3 with relaxed_f), 2 of c_psi, and a double backward when
     training: the overhead per evaluation of f is several times REINFORCE's
     (`estibench.benchmarks.regression.speed.per_evaluation`), as the network's two passes, its
-    gradient in the
-    relaxed sample and the double backward are not evaluations of f.
+    gradient in the relaxed sample and the double backward are not evaluations of f.
     """
 
     name = "relax"
@@ -398,7 +398,7 @@ class RELAX(_ConditionalRelaxation):
     def prepare(self, q: Distribution) -> None:
         if not _discrete(q):
             return  # refused by `check`
-        logits = sampling.base_of(q).logits
+        logits = distributions.base_of(q).logits
         inputs = math.prod(q.event_shape)
         network = _network(self, self.network, inputs, self.hidden, logits)
         if network is not self.network:  # assigned once: nn.Module.__setattr__ is not free

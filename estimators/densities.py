@@ -8,7 +8,7 @@ as a log-space variable v and handed to f in probability space: categorical v = 
 log_softmax((logits + g) / tau), f sees x = exp(y); binary v = s = (logits + l) / tau (l
 logistic), f sees x = sigmoid(s). At small tau the components of x underflow in float32, and a
 density computed from x takes the log of 0; computed from v it is finite. So the sample carries
-v (`estibench.estimators.sampling.log_space`), and the densities read it.
+v (`estibench.estimators.noise.log_space`), and the densities read it.
 
 ExpConcrete, derived. Write a = logits, p = a + g (K independent Gumbel(a_k)), c =
 logsumexp(p / tau), so y = p / tau - c and p_k = tau (y_k + c). In the coordinates (y_1..y_{K-1},
@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent, OneHotCategorical
 
-from . import sampling
+from .noise import log_space
 
 
 def exp_concrete_log_prob(logits: Tensor, temperature: float, y: Tensor) -> Tensor:
@@ -96,7 +96,7 @@ class Concrete(_At):
         self.temperature = float(temperature)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        v = sampling.log_space(value)
+        v = log_space(value)
         logits = self.base.logits
         if self.binary:
             v = torch.logit(value) if v is None else v
@@ -109,7 +109,7 @@ class StraightThroughConcrete(Concrete):
     density's at the relaxed sample the hard one carries."""
 
     def log_prob(self, value: Tensor) -> Tensor:
-        if sampling.log_space(value) is None:
+        if log_space(value) is None:
             raise ValueError("a straight-through Concrete density needs the relaxed sample: "
                              "evaluate it at the sample st_gumbel gave f")
         relaxed = super().log_prob(value)

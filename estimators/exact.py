@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Bernoulli, Categorical, Distribution, OneHotCategorical
 
-from . import sampling
+from . import distributions
 from .base import Estimator, EstimatorOutput, Integrand
 from .errors import EstimatorError, UnsupportedDistributionError
 
 
 def support_size(q: Distribution) -> tuple[int, int]:
     """(values per dimension K, number of independent dimensions n) of a discrete `q`."""
-    base = sampling.base_of(q)
+    base = distributions.base_of(q)
     event_dims = len(q.event_shape) - len(base.event_shape)
     n = math.prod(q.event_shape[:event_dims]) if event_dims else 1
     k = 2 if isinstance(base, Bernoulli) else base.logits.shape[-1]
@@ -31,7 +31,7 @@ def support_size(q: Distribution) -> tuple[int, int]:
 
 def enumerate_support(q: Distribution) -> Tensor:
     """Every configuration of `q`, shape (K^n, *batch, *event), in lexicographic order."""
-    base = sampling.base_of(q)
+    base = distributions.base_of(q)
     k, n = support_size(q)
     grids = torch.meshgrid(*[torch.arange(k, device=base.logits.device)] * n, indexing="ij")
     index = torch.stack(grids, -1).reshape(-1, *q.event_shape[: len(q.event_shape)
@@ -68,19 +68,19 @@ class Exact(Estimator):
         )
 
     def applies_to(self, q: Distribution) -> bool:
-        base = sampling.base_of(q)
+        base = distributions.base_of(q)
         if type(base) not in (Bernoulli, Categorical, OneHotCategorical):
             return False
         k, n = support_size(q)
         return k**n <= self.max_configurations
 
     def check(self, q: Distribution) -> None:
-        if type(sampling.base_of(q)) in (Bernoulli, Categorical, OneHotCategorical):
+        if type(distributions.base_of(q)) in (Bernoulli, Categorical, OneHotCategorical):
             k, n = support_size(q)
             if k**n > self.max_configurations:
                 raise UnsupportedDistributionError(
                     self.name,
-                    f"{sampling.describe(q)} with {k}^{n} = {k**n} configurations",
+                    f"{distributions.describe(q)} with {k}^{n} = {k**n} configurations",
                     f"{self.supports} (option max_configurations={self.max_configurations}; "
                     f"estimators.get('exact', max_configurations={k**n}) would enumerate "
                     "this one, if time and memory allow)",

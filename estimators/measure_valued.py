@@ -25,8 +25,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Normal
 
-from . import sampling
+from . import distributions
 from .base import Estimator, EstimatorOutput, Integrand
+from .noise import reparameterized_sample, split_streams
 
 
 def weibull(u: Tensor) -> Tensor:
@@ -55,21 +56,21 @@ class MeasureValued(Estimator):
         super().__init__(direct_term=True)
 
     def applies_to(self, q: Distribution) -> bool:
-        return isinstance(sampling.base_of(q), Normal)
+        return isinstance(distributions.base_of(q), Normal)
 
     def estimate(
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
     ) -> EstimatorOutput:
         assert noise is not None
-        base = sampling.base_of(q)
+        base = distributions.base_of(q)
         shape = (*q.batch_shape, *q.event_shape)
         loc, scale = base.loc, base.scale
         if loc.shape != shape or scale.shape != shape:  # a shared parameter, broadcast
             loc, scale = loc.expand(shape), scale.expand(shape)
         coords = math.prod(q.event_shape)
-        u0, u_w, u_r, u_n, u_s, u_c = sampling.split_streams(noise, self.noise_streams)
+        u0, u_w, u_r, u_n, u_s, u_c = split_streams(noise, self.noise_streams)
         with torch.no_grad():
-            x = sampling.reparameterized_sample(q, u0)
+            x = reparameterized_sample(q, u0)
             w = weibull(u_w)
             m = double_sided_maxwell(u_r, u_n, u_s)
             mu, sigma = loc.detach(), scale.detach()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from torch import Tensor
 from torch.distributions import Distribution
 
-from . import sampling
 from .base import Estimator, EstimatorOutput, Integrand, output
+from .noise import reparameterized_sample
 
 
 class Pathwise(Estimator):
@@ -29,8 +29,6 @@ class Pathwise(Estimator):
     def estimate(
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
     ) -> EstimatorOutput:
-        if noise is not None:
-            z = sampling.reparameterized_sample(q, noise)
-        else:
-            z = q.rsample((num_samples,))
+        z = (reparameterized_sample(q, noise) if noise is not None
+             else q.rsample((num_samples,)))
         return output(self.evaluate(f, z, num_samples, q), z)

@@ -25,9 +25,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from . import sampling
 from .base import Estimator, EstimatorOutput, Integrand
 from .errors import EstimatorError
+from .noise import hard_sample
 
 Baseline = Literal["none", "ema", "loo"]
 BASELINES = ("none", "ema", "loo")
@@ -80,7 +80,7 @@ class Reinforce(Estimator):
     def estimate(
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
     ) -> EstimatorOutput:
-        z = sampling.hard_sample(q, noise) if noise is not None else q.sample((num_samples,))
+        z = hard_sample(q, noise) if noise is not None else q.sample((num_samples,))
         fz = self.evaluate(f, z, num_samples, q)
         log_q = self.sample_log_prob(q, z)
         held = fz.detach()

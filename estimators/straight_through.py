@@ -1,5 +1,13 @@
-"""The modern straight-through family: a hard sample of q forward, a designed backward pass.
+"""Straight-through estimators: a hard sample of q forward, a designed backward pass.
 
+- straight_through (Bengio et al. 2013): the gradient flows through q's mean
+  (hard + probs - stop_grad(probs)), the plain ST estimator. A sampled KL: the discrete
+  densities extended linearly in z, so their gradient flows the same way.
+- st_gumbel (Jang et al. 2017): the gradient flows through the relaxed sample
+  (hard + soft - stop_grad(soft)). A sampled KL: the discrete densities' value at the hard
+  sample, the Concrete densities' gradient at the relaxed one.
+
+The modern members below (reinmax, gumbel_rao, gapped_st) share one shape.
 Every estimator here sends f the hard sample D = the sample REINFORCE draws from the same base
 noise (stream 0), so `value` is an unbiased estimate of E_q[f]; only the gradient is biased (by
 design: the harness measures the bias). Each estimates grad_theta E_q[f] by M^T g, with g = df/dy
@@ -22,6 +30,7 @@ is the indicator of the second category.
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar, Literal
 
 import torch
@@ -29,10 +38,23 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution
 
-from . import sampling
-from .base import EstimatorOutput, Integrand, output
+from . import densities, distributions
+from .base import Estimator, EstimatorOutput, Integrand, check_temperature, output
 from .errors import EstimatorError
-from .relaxed import _Relaxed
+from .noise import (
+    carrying,
+    gumbel,
+    gumbel_max,
+    hard_of_relaxed,
+    hard_sample,
+    log_space,
+    logistic,
+    neg_gumbel,
+    relaxed_sample,
+    split_streams,
+    stacked_streams,
+)
+from .relaxed import DISCRETE_SUPPORT, _relaxable, _Relaxed
 
 ConditionalGradient = Literal["stopped", "total"]
 CONDITIONAL_GRADIENTS = ("stopped", "total")
@@ -46,7 +68,7 @@ def softmax_jacobian_product(p: Tensor, delta: Tensor) -> Tensor:
 def categorical_view(q: Distribution, sample: Tensor) -> tuple[Tensor, Tensor]:
     """(logits (*B, *event, K), one-hot sample (S, *B, *event, K)) of a Bernoulli (K = 2, logits
     (0, phi)) or one-hot categorical q; the logits keep q's graph."""
-    base = sampling.base_of(q)
+    base = distributions.base_of(q)
     if isinstance(base, Bernoulli):
         logits = torch.stack([torch.zeros_like(base.logits), base.logits], -1)
         return logits, torch.stack([1 - sample, sample], -1)
@@ -55,7 +77,99 @@ def categorical_view(q: Distribution, sample: Tensor) -> tuple[Tensor, Tensor]:
 
 def from_categorical_view(q: Distribution, y: Tensor) -> Tensor:
     """The inverse of `categorical_view` for a sample-shaped y: a Bernoulli keeps category 1."""
-    return y[..., 1] if isinstance(sampling.base_of(q), Bernoulli) else y
+    return y[..., 1] if isinstance(distributions.base_of(q), Bernoulli) else y
+
+
+class STGumbel(_Relaxed):
+    """Straight-through Gumbel-Softmax: hard sample forward, relaxed sample backward.
+
+    Decoupled temperatures (Shah et al. 2024, arXiv:2410.13331), used when `forward_temperature`
+    or `backward_temperature` is given: forward argmax(logits / tau_f + g), backward through
+    softmax(logits / tau_b + g) with the same Gumbel g (note: logits / tau + g, not
+    (logits + g) / tau); tau_f defaults to 1, tau_b to `temperature` (so a schedule anneals it).
+    With tau_f != 1 the forward samples come from softmax(logits / tau_f), not from q:
+    `samples_from_q` is then False and `value` estimates the expectation under that tempered
+    distribution.
+    """
+
+    name = "st_gumbel"
+
+    def __init__(self, temperature: float = 1.0, forward_temperature: float | None = None,
+                 backward_temperature: float | None = None, direct_term: bool = True) -> None:
+        super().__init__(temperature=temperature, direct_term=direct_term)
+        self.forward_temperature = (None if forward_temperature is None else
+                                    check_temperature(self.name, forward_temperature))
+        self.backward_temperature = (None if backward_temperature is None else
+                                     check_temperature(self.name, backward_temperature))
+
+    @property
+    def decoupled(self) -> bool:
+        return self.forward_temperature is not None or self.backward_temperature is not None
+
+    @property
+    def samples_from_q(self) -> bool:
+        """Whether f sees samples of q (False for a forward temperature other than 1)."""
+        return self.forward_temperature in (None, 1.0)
+
+    def relax(self, p: Distribution) -> Distribution:
+        # Decoupled temperatures relax logits / tau_b + g, not the Concrete family: a sampled
+        # KL there uses the discrete density extended linearly in z, as straight_through does.
+        if self.decoupled:
+            return densities.at_samples(p, densities.LinearDiscrete)
+        return densities.at_samples(
+            p, lambda base: densities.StraightThroughConcrete(base, self.temperature))
+
+    def estimate(
+        self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
+    ) -> EstimatorOutput:
+        assert noise is not None
+        if self.decoupled:
+            return self._decoupled(q, f, num_samples, noise)
+        soft = relaxed_sample(q, noise, self.temperature)
+        # Parenthesised so the forward value is exactly the hard sample (soft - soft == 0).
+        z = hard_of_relaxed(q, soft) + (soft - soft.detach())
+        z = carrying(z, log_space(soft))  # for the densities in f
+        return output(self.evaluate(f, z, num_samples, q), z.detach())
+
+    def _decoupled(self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor
+                   ) -> EstimatorOutput:
+        base = distributions.base_of(q)
+        binary = isinstance(base, Bernoulli)
+        g = logistic(noise) if binary else gumbel(noise)
+        squash = torch.sigmoid if binary else functools.partial(torch.softmax, dim=-1)
+        forward = (base.logits.detach() / (self.forward_temperature or 1.0) + g).detach()
+        soft = squash(base.logits / (self.backward_temperature or self.temperature) + g)
+        z = hard_of_relaxed(q, squash(forward)) + (soft - soft.detach())
+        return output(self.evaluate(f, z, num_samples, q), z.detach())
+
+    def extra_repr(self) -> str:
+        return (f"forward_temperature={self.forward_temperature}, backward_temperature="
+                f"{self.backward_temperature}, {super().extra_repr()}")
+
+
+class StraightThrough(Estimator):
+    """Plain straight-through: hard sample forward, gradient through q's mean."""
+
+    name = "straight_through"
+    supports = DISCRETE_SUPPORT
+    unbiased = False
+
+    def __init__(self, direct_term: bool = True) -> None:
+        super().__init__(direct_term=direct_term)
+
+    def applies_to(self, q: Distribution) -> bool:
+        return _relaxable(q)
+
+    def relax(self, p: Distribution) -> Distribution:
+        return densities.at_samples(p, densities.LinearDiscrete)
+
+    def estimate(
+        self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
+    ) -> EstimatorOutput:
+        assert noise is not None
+        mean = distributions.mean_of(q)
+        z = hard_sample(q, noise) + (mean - mean.detach())
+        return output(self.evaluate(f, z, num_samples, q), z.detach())
 
 
 class _StraightThroughFamily(_Relaxed):
@@ -80,7 +194,7 @@ class _StraightThroughFamily(_Relaxed):
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
     ) -> EstimatorOutput:
         assert noise is not None
-        hard = sampling.hard_sample(q, sampling.split_streams(noise, self.noise_streams)[0])
+        hard = hard_sample(q, split_streams(noise, self.noise_streams)[0])
         z = hard + self.backward_term(q, hard, noise)  # the forward value is the hard sample
         return output(self.evaluate(f, z, num_samples, q), hard)
 
@@ -180,20 +294,20 @@ class GumbelRao(_StraightThroughFamily):
     ) -> EstimatorOutput:
         assert noise is not None
         mapped = self.mapped_noise(q, noise)  # once: for the sample and for the K draws
-        if isinstance(sampling.base_of(q), Bernoulli):
-            hard = sampling.hard_sample(q, mapped[0])
+        if isinstance(distributions.base_of(q), Bernoulli):
+            hard = hard_sample(q, mapped[0])
         else:
-            hard = sampling.gumbel_max(q, mapped[0])
+            hard = gumbel_max(q, mapped[0])
         z = hard + self.relaxed_term(q, hard, mapped)  # the forward value is the hard sample
         return output(self.evaluate(f, z, num_samples, q), hard)
 
     def mapped_noise(self, q: Distribution, noise: Tensor) -> Tensor:
         """The K noise streams (K, S, ...): uniforms for a Bernoulli, log E = log(-log u) of
         the Exp(1) variates for a categorical (the Gumbel-max sample reads stream 0 of them)."""
-        streams = sampling.stacked_streams(noise, self.mc)
-        if isinstance(sampling.base_of(q), Bernoulli):
+        streams = stacked_streams(noise, self.mc)
+        if isinstance(distributions.base_of(q), Bernoulli):
             return streams
-        return sampling.neg_gumbel(streams)
+        return neg_gumbel(streams)
 
     def perturbed(self, q: Distribution, hard: Tensor, noise: Tensor) -> Tensor:
         """theta + G_k given the sample `hard`, (K, S, *B, *event[, categories]): differentiable
@@ -201,7 +315,7 @@ class GumbelRao(_StraightThroughFamily):
         return self._perturbed(q, hard, self.mapped_noise(q, noise))
 
     def _perturbed(self, q: Distribution, hard: Tensor, mapped: Tensor) -> Tensor:
-        base = sampling.base_of(q)
+        base = distributions.base_of(q)
         total = self.conditional_gradient == "total"
         # "stopped" draws from detached logits: a graph through the draw would be thrown away
         logits = base.logits if total else base.logits.detach()
@@ -216,7 +330,7 @@ class GumbelRao(_StraightThroughFamily):
     def relaxed_term(self, q: Distribution, hard: Tensor, mapped: Tensor) -> Tensor:
         """`backward_term` from the mapped noise (`mapped_noise`)."""
         y = self._perturbed(q, hard, mapped) / self.temperature
-        if isinstance(sampling.base_of(q), Bernoulli):
+        if isinstance(distributions.base_of(q), Bernoulli):
             soft = torch.sigmoid(y).mean(0)
         else:
             soft = torch.softmax(y, -1).mean(0)
@@ -249,7 +363,7 @@ def binary_conditional(phi: Tensor, b: Tensor, u: Tensor) -> Tensor:
 def categorical_conditional(theta: Tensor, d: Tensor, log_e: Tensor) -> Tensor:
     """theta + G given argmax(theta + G) = d (one-hot), one draw per set of log E_i in log_e
     (K, S, *B, *event, categories), the logs of Exp(1) variates E = -log u
-    (`sampling.neg_gumbel(u)`); log_e[0] is the noise d was drawn from (its own draw)."""
+    (`neg_gumbel(u)`); log_e[0] is the noise d was drawn from (its own draw)."""
     log_z = torch.logsumexp(theta, -1, keepdim=True)
     # The sample's own E (from detached logits, no graph): log T_i = log E'_i - theta_i;
     # T_D = min T; E_D = Z T_D and, by memorylessness, E_i = (T_i - T_D) e^{theta_i}, i != D.

@@ -15,7 +15,7 @@ from estibench.reports.aggregate import final_values, load_suite_config, problem
 from estibench.reports.bias import bias_summary
 from estibench.reports.claims import ClaimTables, claim_tables
 from estibench.reports.conventions import conventions
-from estibench.reports.figures.standard import RenderedFigure, SkippedFigure
+from estibench.reports.figures.axes import RenderedFigure, SkippedFigure
 from estibench.reports.glossary import NOTES
 from estibench.reports.load import busy_note
 from estibench.reports.tables import (

@@ -9,7 +9,7 @@ from pathlib import Path
 import jinja2
 
 from estibench.reports.context import ReportData
-from estibench.reports.figures.standard import RenderedFigure
+from estibench.reports.figures.axes import RenderedFigure
 
 TEMPLATE = "report.md.j2"
 

@@ -35,9 +35,10 @@ def write_report(
     # Imported here: matplotlib and seaborn are slow to import and `estibench.cli.report` is
     # imported by the CLI at start-up.
     from estibench.reports.context import collect
+    from estibench.reports.figures.axes import DPI, IMAGE_FORMATS
     from estibench.reports.figures.palette import estimator_palette
     from estibench.reports.figures.paper import draw_paper_figures
-    from estibench.reports.figures.standard import DPI, FIGURES, IMAGE_FORMATS, draw_all
+    from estibench.reports.figures.standard import FIGURES, draw_all
     from estibench.reports.html import render_html
     from estibench.reports.markdown import render_markdown
 

@@ -27,7 +27,7 @@ import torch
 
 from estibench import estimators
 from estibench.benchmarks import objectives
-from estibench.estimators import sampling
+from estibench.estimators import distributions
 
 ENUMERATES = "whole support"
 
@@ -67,20 +67,23 @@ def _allowed(annotation: Any) -> tuple[Any, ...] | None:
     return None
 
 
-def evaluations(objective: Any, estimator: Any, num_samples: int) -> int:
-    """Points f is evaluated at by one estimate on the objective's example input."""
-    with torch.no_grad():
-        out = objective.estimate(objective.example_input(), estimator, num_samples)
+def evaluations(objective: Any, estimator: Any, num_samples: int, out: Any = None) -> int:
+    """Points f is evaluated at by one estimate on the objective's example input (`out`: that
+    estimate, when the caller already made it)."""
+    if out is None:
+        with torch.no_grad():
+            out = objective.estimate(objective.example_input(), estimator, num_samples)
     counted = getattr(out, "evaluations", None)
     return int(counted) if counted is not None else int(out.samples.shape[0])
 
 
-def evaluations_per_sample(objective: Any, estimator: Any, num_samples: int) -> float:
+def evaluations_per_sample(objective: Any, estimator: Any, num_samples: int,
+                           out: Any = None) -> float:
     """f evaluations per requested sample for this pair (K^N / S for enumeration)."""
     declared = getattr(estimator, "evaluations_per_sample", None)
     if declared is not None:
         return float(declared)
-    return evaluations(objective, estimator, num_samples) / num_samples
+    return evaluations(objective, estimator, num_samples, out) / num_samples
 
 
 # Toys the dry run tries, in order: the first the estimator applies to is used. A Bernoulli has
@@ -185,7 +188,7 @@ def describe_objectives() -> list[ObjectiveRow]:
         objective = objectives.get(name)
         with torch.no_grad():
             q = objective.posterior(objective.example_input())
-        rows.append(ObjectiveRow(name, sampling.describe(q),
+        rows.append(ObjectiveRow(name, distributions.describe(q),
                                  "yes" if objective.has_exact else "no",
                                  options(objectives.registry.factory(name))))
     return rows

@@ -1,6 +1,6 @@
 """One cell of a suite: train an objective with an estimator and measure it at checkpoints.
 
-`run_cell(config, device)` is a plain top-level function of JSON-able arguments so that every
+`run_cell(spec, device)` is a plain top-level function of picklable arguments so that every
 executor (in-process, process pool, Dask) can ship it; it never raises for a failing cell: the
 failure (NaN loss or gradient, an exception) comes back as a `CellResult` with status "failed"
 and the reason, and the run goes on. Everything in a cell is deterministic from its seed.
@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 
-from estibench import estimators
-from estibench.benchmarks import metrics, objectives
+from estibench.benchmarks import metrics
 from estibench.benchmarks.data.cache import open_data
+from estibench.benchmarks.harness.spec import CellSpec
+from estibench.benchmarks.harness.temperature import follow_schedule
 from estibench.benchmarks.objectives import LatentVariableModel
 from estibench.benchmarks.results.store import CellResult, cell_key
 
@@ -41,44 +42,6 @@ def resolve_device(device: str, check_available: bool = True) -> torch.device:
     return torch.device(device)
 
 
-def temperature_at(schedule: dict[str, float], step: int) -> float:
-    """tau(step) = max(minimum, initial * exp(-rate * step))."""
-    return max(schedule["minimum"], schedule["initial"] * math.exp(-schedule["rate"] * step))
-
-
-Temperature = float | dict[str, float] | None
-
-
-def temperature_of(name: str, options: dict[str, Any],
-                   schedule: dict[str, float] | None) -> Temperature:
-    """The temperature a cell runs estimator `name` at: None when it has no temperature, the
-    suite's schedule where there is one, `options` do not set a temperature (an option is what
-    runs) and the estimator's temperature is one that anneals, else the fixed number."""
-    estimator = estimators.get(name, **options)
-    if not hasattr(estimator, "temperature"):
-        return None
-    # ReinMax's and gapped ST's tau are their own fixed hyperparameters, never annealed.
-    annealed = getattr(estimator, "scheduled_temperature", True)
-    if schedule is not None and "temperature" not in options and annealed:
-        return dict(schedule)
-    return float(estimator.temperature)
-
-
-def _follow_schedule(estimator: estimators.Estimator, temperature: Temperature,
-                     step: int) -> None:
-    if isinstance(temperature, dict):
-        estimator.temperature = temperature_at(temperature, step)
-
-
-def _replicas(m: dict[str, Any]) -> int | metrics.AutoReplicas:
-    """The suite's replicas: a number, or "auto" with its target and range."""
-    if m["replicas"] != "auto":
-        return int(m["replicas"])
-    return metrics.AutoReplicas(target=m.get("replicas_target", 0.05),
-                                minimum=m.get("replicas_min", 128),
-                                maximum=m.get("replicas_max", 4096))
-
-
 def _finite_grad_norm(parameters: list[torch.nn.Parameter]) -> float:
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
@@ -94,38 +57,35 @@ def _optimizer(name: str, parameters: list[torch.nn.Parameter], lr: float
 
 
 class _Cell:
-    def __init__(self, config: dict[str, Any], device: torch.device) -> None:
-        self.config = config
+    def __init__(self, spec: CellSpec, device: torch.device) -> None:
+        self.spec = spec
         self.device = device
         self.rows: list[Row] = []
-        torch.manual_seed(config["seed"])
-        self.objective = objectives.get(config["objective_name"], **config["objective_options"])
+        torch.manual_seed(spec.seed)
+        self.objective = spec.build_objective()
         self.objective.to(device)
-        self.estimator = estimators.get(config["estimator_name"], **config["estimator_options"])
+        self.estimator = spec.estimator.build()
         self.estimator.to(device)
-        if config["trainer_name"] == config["estimator_name"] and (
-            config["trainer_options"] == config["estimator_options"]
-        ):
+        if spec.trains_with_the_measured_estimator():
             self.trainer = self.estimator
         else:
-            self.trainer = estimators.get(config["trainer_name"], **config["trainer_options"])
+            self.trainer = spec.trainer.build()
             self.trainer.to(device)
         self.is_toy = not isinstance(self.objective, LatentVariableModel)
-        train, test = open_data(config["data"])
+        train, test = open_data(spec.data)
         self.train_set = train
-        generator = torch.Generator().manual_seed(config["seed"])
-        self.generator = generator
-        test_x = test.binary(torch.Generator().manual_seed(config["seed"])).to(device)
-        m = config["metrics"]
-        self.eval_batch = None if self.is_toy else test_x[: m["eval_batch_size"]]
-        self.held_out = None if self.is_toy else test_x[: m["bounds_examples"]]
+        self.generator = torch.Generator().manual_seed(spec.seed)
+        test_x = test.binary(torch.Generator().manual_seed(spec.seed)).to(device)
+        m = spec.metrics
+        self.eval_batch = None if self.is_toy else test_x[: m.eval_batch_size]
+        self.held_out = None if self.is_toy else test_x[: m.bounds_examples]
 
     def record(self, step: int, name: str, value: float) -> None:
         self.rows.append((step, name, float(value)))
 
     def batches(self):
         """Training batches forever: a fresh permutation (and binarization) each epoch."""
-        batch_size = self.config["training"]["batch_size"]
+        batch_size = self.spec.training.batch_size
         while True:
             x = self.train_set.binary(self.generator).to(self.device)
             order = torch.randperm(len(x), generator=self.generator).to(self.device)
@@ -133,15 +93,15 @@ class _Cell:
                 yield x[order[i : i + batch_size]]
 
     def measure(self, step: int) -> None:
-        m, S = self.config["metrics"], self.config["num_samples"]
-        _follow_schedule(self.estimator, self.config.get("temperature"), step)
+        m, S = self.spec.metrics, self.spec.num_samples
+        follow_schedule(self.estimator, self.spec.estimator.temperature, step)
         groups = self.objective.parameter_groups()
-        for wrt in m["wrt"]:
+        for wrt in m.wrt:
             if wrt != "distribution" and not groups.get(wrt):
                 continue  # toys have no networks
             stats = metrics.gradient_stats(
-                self.objective, self.estimator, self.eval_batch, replicas=_replicas(m),
-                num_samples=S, wrt=wrt, seed=self.config["seed"] * 100_003 + step,
+                self.objective, self.estimator, self.eval_batch, replicas=m.replicas_setting(),
+                num_samples=S, wrt=wrt, seed=self.spec.seed * 100_003 + step,
             )
             for name, value in stats.as_dict().items():
                 self.record(step, f"grad/{wrt}/{name}", value)
@@ -151,31 +111,31 @@ class _Cell:
             with torch.no_grad():
                 x = self.held_out
                 self.record(step, "test/exact_objective", self.objective.exact(x).mean())
-        if m["bounds"] and not self.is_toy:
-            result = metrics.bounds(self.objective, self.held_out, ks=tuple(m["iwae_ks"]),
-                                    seed=self.config["seed"])
+        if m.bounds and not self.is_toy:
+            result = metrics.bounds(self.objective, self.held_out, ks=tuple(m.iwae_ks),
+                                    seed=self.spec.seed)
             for name, value in result.as_dict().items():
                 self.record(step, f"test/{name}", value)
 
     def train(self) -> None:
-        cfg = self.config["training"]
-        steps, S = cfg["steps"], self.config["num_samples"]
-        checkpoints = {steps if c == -1 else c for c in self.config["metrics"]["checkpoints"]}
+        cfg = self.spec.training
+        steps, S = cfg.steps, self.spec.num_samples
+        checkpoints = {steps if c == -1 else c for c in self.spec.metrics.checkpoints}
         parameters = list(self.objective.parameters())
-        optimizer = _optimizer(cfg["optimizer"], parameters, cfg["learning_rate"])
+        optimizer = _optimizer(cfg.optimizer, parameters, cfg.learning_rate)
         # The estimator's own parameters: their own optimizer, trained from aux_loss alone.
-        own_cfg = self.config.get("trainer_training", {})
+        own_cfg = self.spec.trainer_training
         with torch.no_grad():
             self.trainer.prepare(self.objective.posterior(self.eval_batch))
         own = list(self.trainer.parameters())
         own_optimizer = _optimizer(
             own_cfg.get("optimizer", "adam"), own,
-            own_cfg.get("learning_rate") or self.trainer.aux_learning_rate(cfg["learning_rate"]))
+            own_cfg.get("learning_rate") or self.trainer.aux_learning_rate(cfg.learning_rate))
         batches = None if self.is_toy else self.batches()
         # compile: the forward (objective and estimator) compiled once; a temperature schedule
         # changes a guarded float, so it recompiles (and falls back to eager past dynamo's
         # recompile limit).
-        estimate = (torch.compile(self.objective.estimate, dynamic=False) if cfg.get("compile")
+        estimate = (torch.compile(self.objective.estimate, dynamic=False) if cfg.compile
                     else self.objective.estimate)
         self.trainer.train()
         started = time.perf_counter()
@@ -184,7 +144,7 @@ class _Cell:
                 self.measure(step)
             if step == steps:
                 break
-            _follow_schedule(self.trainer, self.config.get("trainer_temperature"), step)
+            follow_schedule(self.trainer, self.spec.trainer.temperature, step)
             x = None if batches is None else next(batches)
             out = estimate(x, self.trainer, S)
             loss = -out.loss.mean()
@@ -206,7 +166,7 @@ class _Cell:
             for opt in (optimizer, own_optimizer):
                 if opt is not None:
                     opt.step()
-            if step % cfg["log_every"] == 0 or step == steps - 1:
+            if step % cfg.log_every == 0 or step == steps - 1:
                 self.record(step, "train/objective", out.value.mean())
                 self.record(step, "train/seconds", time.perf_counter() - started)
                 self.record(step, "train/load_1min", metrics.machine_load()["load_1min"])
@@ -218,12 +178,12 @@ class _Cell:
         self.estimator.eval()
         try:
             return int(self.objective.estimate(self.eval_batch, self.estimator,
-                                               self.config["num_samples"]).evaluations)
+                                               self.spec.num_samples).evaluations)
         finally:
             self.estimator.train(mode)
 
     def measure_throughput(self) -> None:
-        m, steps = self.config["metrics"], self.config["training"]["steps"]
+        m, steps = self.spec.metrics, self.spec.training.steps
         evaluations = self.evaluations()
         self.record(steps, "estimator/evaluations", evaluations)
         variance = [v for s, n, v in self.rows
@@ -231,13 +191,13 @@ class _Cell:
         if variance:
             self.record(steps, "efficiency/variance_x_evaluations",
                         metrics.evaluation_normalized_variance(variance[-1], evaluations))
-        if not m["throughput"]:
+        if not m.throughput:
             return
         result = metrics.throughput(
             self.objective, self.estimator,
             x=None if self.is_toy else self.eval_batch,
-            num_samples=self.config["num_samples"], device=str(self.device),
-            min_run_time=m["throughput_min_run_time"],
+            num_samples=self.spec.num_samples, device=str(self.device),
+            min_run_time=m.throughput_min_run_time,
         )
         for name, value in result.as_dict().items():
             if isinstance(value, (int, float)):
@@ -253,7 +213,7 @@ def _environment() -> dict[str, Any]:
     return metrics.environment()
 
 
-def run_cell(config: dict[str, Any], device: str = "cpu", threads: int = 1) -> CellResult:
+def run_cell(spec: CellSpec, device: str = "cpu", threads: int = 1) -> CellResult:
     """Train and measure one cell; failures come back as status 'failed' with the reason."""
     torch.set_num_threads(threads)  # one thread per cell: same numbers under every executor
     started = time.time()
@@ -262,7 +222,7 @@ def run_cell(config: dict[str, Any], device: str = "cpu", threads: int = 1) -> C
     try:
         dev = resolve_device(device)
         env["device"] = str(dev)
-        cell = _Cell(config, dev)
+        cell = _Cell(spec, dev)
         rows = cell.rows
         cell.train()
         cell.measure_throughput()
@@ -272,20 +232,23 @@ def run_cell(config: dict[str, Any], device: str = "cpu", threads: int = 1) -> C
     except Exception as err:  # a crashing cell must not take the run down
         last = traceback.format_exception_only(type(err), err)[-1].strip()
         status, reason = "failed", last
+    config = spec.to_json()
     return CellResult(key=cell_key(config), config=config, status=status, reason=reason,
                       started=started, finished=time.time(), environment=env,
                       metrics=rows)  # a failed cell keeps its partial curves
 
 
-def failed(config: dict[str, Any], reason: str) -> CellResult:
+def failed(spec: CellSpec, reason: str) -> CellResult:
     """The record of a cell that failed before it could run (its estimator is broken)."""
     now = time.time()
+    config = spec.to_json()
     return CellResult(key=cell_key(config), config=config, status="failed", reason=reason,
                       started=now, finished=now, environment={}, metrics=[])
 
 
-def not_applicable(config: dict[str, Any], reason: str) -> CellResult:
+def not_applicable(spec: CellSpec, reason: str) -> CellResult:
     """The record of a pair that does not apply (never run)."""
     now = time.time()
+    config = spec.to_json()
     return CellResult(key=cell_key(config), config=config, status="not_applicable",
                       reason=reason, started=now, finished=now, environment={}, metrics=[])

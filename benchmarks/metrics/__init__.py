@@ -1,8 +1,8 @@
 """estibench.benchmarks.metrics: the measurement engine.
 
 - `gradient_stats`: variance, SNR, bias and a calibrated unbiasedness test of M gradient
-  estimates at a frozen checkpoint, vectorized with torch.func and streamed (`common_noise`
-  for paired comparisons);
+  estimates at a frozen checkpoint, streamed; the estimates come from `engine`, vectorized with
+  torch.func (`common_noise` for paired comparisons);
 - `bounds`: ELBO, IWAE-k, log p(x) and the gap on held-out data, chunked over samples;
 - `throughput`: time per estimate and per step, the bare-network floor, peak memory;
 - `work_normalized_variance`: variance x time; `evaluation_normalized_variance`: variance x
@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from .bounds import BoundsResult, bounds
 from .efficiency import evaluation_normalized_variance, work_normalized_variance
+from .engine import common_noise
 from .environment import environment, machine_load
 from .errors import MetricsError, NonFiniteGradientError
-from .gradients import AutoReplicas, GradientStats, common_noise, gradient_stats
+from .gradient_statistics import AutoReplicas, GradientStats, gradient_stats
 from .throughput import ThroughputResult, throughput
 
 __all__ = [

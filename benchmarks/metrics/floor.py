@@ -22,14 +22,14 @@ from torch import Tensor
 from torch.distributions import Bernoulli, Categorical, Normal, OneHotCategorical
 
 from estibench.benchmarks.objectives import LatentVariableModel, Objective
-from estibench.estimators import sampling
+from estibench.estimators import distributions
 
 from .errors import MetricsError
 
 
 def plain_sample(q: torch.distributions.Distribution, num_samples: int) -> Tensor:
     """S differentiable samples (S, *batch, *event) of `q` by plain tensor ops."""
-    base = sampling.base_of(q)
+    base = distributions.base_of(q)
     if isinstance(base, Normal):
         u = torch.rand((num_samples, *base.loc.shape), dtype=base.loc.dtype,
                        device=base.loc.device)
@@ -41,7 +41,7 @@ def plain_sample(q: torch.distributions.Distribution, num_samples: int) -> Tenso
         if isinstance(base, Bernoulli):
             return torch.sigmoid(logits + torch.log(u) - torch.log1p(-u))
         return torch.softmax(logits - torch.log(-torch.log(u)), -1)
-    raise MetricsError(f"no plain sampler for {sampling.describe(q)}")
+    raise MetricsError(f"no plain sampler for {distributions.describe(q)}")
 
 
 def bare_step(objective: Objective, x: Tensor | None, num_samples: int) -> Callable[[], None]:

@@ -21,8 +21,7 @@ gamma = the sample skewness of y,
 a monotone map of theta (its derivative is (1 + gamma theta / 3)^2), compared with Student t
 with M - 1 degrees of freedom, two-sided (measured 1.4% on the same coordinate, and at most
 its level on light tails; tests/benchmarks/metrics/test_unbiasedness.py measures the cases the
-harness
-meets). The directions are combined by Bonferroni, p = min(1, K min_k p_k), valid under any
+harness meets). The directions are combined by Bonferroni, p = min(1, K min_k p_k), valid under any
 dependence between them.
 
 Memory: the projections, M x K float64 scalars (64 KiB for M = 4096), not M x P.

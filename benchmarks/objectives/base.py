@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
-from estibench.estimators import Estimator, EstimatorError, EstimatorOutput, Exact, sampling
+from estibench.estimators import Estimator, EstimatorError, EstimatorOutput, Exact, distributions
 from estibench.estimators.base import cached_constant
 from estibench.estimators.exact import enumerate_support
 
@@ -108,7 +108,7 @@ class Objective(nn.Module):
     ) -> EstimatorOutput:
         """The objective for batch x estimated by `estimator`: `loss` (B,) to maximise.
 
-        noise: base noise for the estimator (see `estibench.estimators.sampling`);
+        noise: base noise for the estimator (see `estibench.estimators.noise`);
         params: distribution parameters to use instead of `posterior_params(x)`.
         """
         raise NotImplementedError
@@ -194,7 +194,7 @@ class LatentVariableModel(Objective):
         def integrand(z: Tensor) -> Tensor:
             # Relaxed inside f: by the time the estimator calls f it has checked that q (and so
             # the prior) is a family it applies to; relaxing first would crash on the others.
-            log_prior = sampling.log_prob(estimator.relax(prior), z)
+            log_prior = distributions.log_prob(estimator.relax(prior), z)
             return self.log_likelihood(x, z) + log_prior - estimator.log_q(q, z)
 
         return estimator(q, integrand, num_samples, noise=noise)
@@ -215,7 +215,8 @@ class LatentVariableModel(Objective):
         prior = self.prior(x)
 
         def log_weights(z: Tensor) -> Tensor:
-            return self.log_likelihood(x, z) + sampling.log_prob(prior, z) - estimator.log_q(q, z)
+            log_prior = distributions.log_prob(prior, z)
+            return self.log_likelihood(x, z) + log_prior - estimator.log_q(q, z)
 
         return estimator(q, log_weights, num_samples, noise=noise)
 
@@ -249,7 +250,7 @@ class LatentVariableModel(Objective):
 def standard_normal(dim: int, dtype: torch.dtype, device: torch.device) -> Distribution:
     """N(0, I_dim) as an Independent Normal (the fixed prior of the Gaussian models)."""
     zeros = torch.zeros(dim, dtype=dtype, device=device)
-    return sampling.marked_standard_normal(Independent(
+    return distributions.marked_standard_normal(Independent(
         Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False))
 
 

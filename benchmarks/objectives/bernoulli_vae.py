@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
-from estibench.estimators import sampling
+from estibench.estimators import distributions
 
 from .base import DiscreteLatentModel
 from .likelihoods import bernoulli_log_likelihood
@@ -46,10 +46,10 @@ class BernoulliVAE(DiscreteLatentModel):
         return self.encoder(x)
 
     def distribution(self, params: Tensor) -> Distribution:
-        return Independent(sampling.bernoulli(params), 1, validate_args=False)
+        return Independent(distributions.bernoulli(params), 1, validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:
-        return Independent(sampling.bernoulli(self.prior_logits), 1, validate_args=False)
+        return Independent(distributions.bernoulli(self.prior_logits), 1, validate_args=False)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         return bernoulli_log_likelihood(self.decoder(z), x)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent
 
-from estibench.estimators import sampling
+from estibench.estimators import distributions
 
 from .base import DiscreteLatentModel
 from .likelihoods import bernoulli_log_likelihood
@@ -59,13 +59,13 @@ class CategoricalVAE(DiscreteLatentModel):
         return self.encoder(x).unflatten(-1, (self.variables, self.categories))
 
     def distribution(self, params: Tensor) -> Distribution:
-        return Independent(sampling.one_hot_categorical(params), 1, validate_args=False)
+        return Independent(distributions.one_hot_categorical(params), 1, validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:
         def uniform(dtype: torch.dtype, device: torch.device) -> Distribution:
             logits = torch.full((self.variables, self.categories), -math.log(self.categories),
                                 dtype=dtype, device=device)
-            return Independent(sampling.one_hot_categorical(logits), 1,
+            return Independent(distributions.one_hot_categorical(logits), 1,
                                validate_args=False)
 
         # x, when given, is what the encoder reads: it has the parameters' dtype and device

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution, Independent
 
-from estibench.estimators import sampling
+from estibench.estimators import distributions
 
 from .base import LatentVariableModel
 from .gaussian_vae import MIN_SCALE
@@ -25,7 +25,7 @@ from .networks import mlp
 
 def _gaussian(params: Tensor) -> Distribution:
     scale = F.softplus(params[..., 1, :]) + MIN_SCALE
-    return Independent(sampling.normal(params[..., 0, :], scale), 1, validate_args=False)
+    return Independent(distributions.normal(params[..., 0, :], scale), 1, validate_args=False)
 
 
 class ConditionalVAE(LatentVariableModel):

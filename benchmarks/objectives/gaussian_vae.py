@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution, Independent
 
-from estibench.estimators import sampling
+from estibench.estimators import distributions
 
 from .base import LatentVariableModel, standard_normal
 from .likelihoods import bernoulli_log_likelihood
@@ -41,7 +41,7 @@ class GaussianVAE(LatentVariableModel):
 
     def distribution(self, params: Tensor) -> Distribution:
         scale = F.softplus(params[..., 1, :]) + MIN_SCALE
-        return Independent(sampling.normal(params[..., 0, :], scale), 1, validate_args=False)
+        return Independent(distributions.normal(params[..., 0, :], scale), 1, validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:
         # x, when given, is what the encoder reads: it has the parameters' dtype and device

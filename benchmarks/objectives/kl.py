@@ -19,7 +19,7 @@ from torch.distributions import (
     kl_divergence,
 )
 
-from estibench.estimators import sampling
+from estibench.estimators import distributions
 
 
 def analytic_kl(q: Distribution, p: Distribution) -> Tensor:
@@ -28,7 +28,7 @@ def analytic_kl(q: Distribution, p: Distribution) -> Tensor:
     if isinstance(q, Independent) and isinstance(p, Independent):
         ndims = q.reinterpreted_batch_ndims
         base_q, base_p = q.base_dist, p.base_dist
-        if type(base_q) is Normal and sampling.is_standard_normal(p):
+        if type(base_q) is Normal and distributions.is_standard_normal(p):
             # KL(N(m, s^2) || N(0, 1)) = (s^2 + m^2 - 1) / 2 - log s.
             loc, scale = base_q.loc, base_q.scale
             return (0.5 * (scale**2 + loc**2 - 1) - scale.log()).sum(tuple(range(-ndims, 0)))

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
-from estibench.estimators import sampling
+from estibench.estimators import distributions
 
 from .base import LatentVariableModel, NoExactValue, ObjectiveError, standard_normal
 
@@ -51,7 +51,7 @@ class LinearGaussian(LatentVariableModel):
         return torch.stack([loc, self.encoder.log_scale.expand_as(loc)], -2)
 
     def distribution(self, params: Tensor) -> Distribution:
-        normal = sampling.normal(params[..., 0, :], params[..., 1, :].exp())
+        normal = distributions.normal(params[..., 0, :], params[..., 1, :].exp())
         return Independent(normal, 1, validate_args=False)
 
     def prior(self, x: Tensor | None = None) -> Distribution:

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
-from estibench.estimators import Estimator, EstimatorError, EstimatorOutput, sampling
+from estibench.estimators import Estimator, EstimatorError, EstimatorOutput, distributions
 from estibench.estimators.exact import enumerate_support
 from estibench.estimators.score_function import Reinforce
 
@@ -52,7 +52,7 @@ from .networks import mlp
 
 def bernoulli(logits: Tensor) -> Distribution:
     """Independent Bernoulli units with these logits (the last dimension is the event)."""
-    return Independent(sampling.bernoulli(logits), 1, validate_args=False)
+    return Independent(distributions.bernoulli(logits), 1, validate_args=False)
 
 
 def _units(units: int | Sequence[int], layers: int) -> tuple[int, ...]:
@@ -168,13 +168,13 @@ class SigmoidBeliefNet(DiscreteLatentModel):
             if k == 0:
                 value = self.log_likelihood(below, z)
             else:  # log p(z_k | z_{k+1}) at z_k as the estimator that drew it sees it
-                value = sampling.log_prob(chain[k - 1].relax(bernoulli(self.decoder[k](z))),
+                value = distributions.log_prob(chain[k - 1].relax(bernoulli(self.decoder[k](z))),
                                           below)
             if top and kl == "analytic":
                 return value
             value = value - est.log_q(q, z)
             if top:
-                return value + sampling.log_prob(est.relax(self.prior()), z)
+                return value + distributions.log_prob(est.relax(self.prior()), z)
             inner = self._level(k + 1, z, self.encoder[k + 1](z), chain, num_samples, kl, None)
             above = int(inner.evaluations or 1)
             # Forward: the inner Monte Carlo estimate; gradient: the inner surrogate's.

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Dirichlet, Distribution
 
-from estibench.estimators import Estimator, EstimatorOutput, sampling
+from estibench.estimators import Estimator, EstimatorOutput, distributions
 
 from .base import Objective, ObjectiveError
 
@@ -71,7 +71,7 @@ class BernoulliToy(_Toy):
         self.phi = nn.Parameter(torch.full((self.dims,), float(init)))
 
     def distribution(self, params: Tensor) -> Distribution:
-        return sampling.bernoulli(params)
+        return distributions.bernoulli(params)
 
     def cost(self, z: Tensor) -> Tensor:
         return (z - self.target) ** 2
@@ -122,7 +122,7 @@ class GaussianToy(_Toy):
 
     def distribution(self, params: Tensor) -> Distribution:
         mu, log_std = self._mean_log_std(params)
-        return sampling.normal(mu, log_std.exp())
+        return distributions.normal(mu, log_std.exp())
 
     def cost(self, z: Tensor) -> Tensor:
         k = self.target

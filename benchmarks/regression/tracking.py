@@ -1,21 +1,18 @@
 """Regression tracking over commits with asv: record commits one by one, gate two of them.
 
-    python -m estibench.benchmarks.regression record --commits 3          # the last 3 commits of
-    HEAD
-    python -m estibench.benchmarks.regression record A..B                 # every commit in a git
-    range
-    python -m estibench.benchmarks.regression gate BASE HEAD --factor 1.5 # exit 1 on a regression
+    python -m estibench.benchmarks.regression record --commits 3   # the last 3 commits of HEAD
+    python -m estibench.benchmarks.regression record A..B          # every commit in a git range
+    python -m estibench.benchmarks.regression gate BASE HEAD --factor 1.5  # exit 1: regression
 
 `record` never builds an environment: for each commit (oldest first) it checks the commit out
 into a temporary `git worktree add --detach`, puts that worktree first on the benchmark
-processes' path (ASV_PYTHONPATH; asv discards PYTHONPATH) so that `estimators` and `benchmarks`
-are that commit's code (ESTIBENCH_CODE names the worktree: the suite checks that it measures
-it, and ignores an editable install's fallback for modules the commit lacks), and runs
+processes' path (ASV_PYTHONPATH; asv discards PYTHONPATH) so that `estibench` and its
+subpackages are that commit's code (ESTIBENCH_CODE names the worktree: the suite checks that it
+measures it, and ignores an editable install's fallback for modules the commit lacks), and runs
 `asv run -E existing:<python> --set-commit-hash <sha>` with the repository's asv.conf.json.
 The benchmark suite (benchmarks/regression/asv) is the one of the current checkout for every
-commit, as
-asv does with the environments it builds, so old commits are measured by today's benchmarks and
-their results are comparable. Results land in the config's `results_dir`
+commit, as asv does with the environments it builds, so old commits are measured by today's
+benchmarks and their results are comparable. Results land in the config's `results_dir`
 (.asv/results/<machine>/<sha8>-<env>.json); `asv publish` turns them into HTML.
 
 `gate` reads the two commits' result files (asv's format version 2: `result_columns` names the

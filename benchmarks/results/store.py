@@ -174,6 +174,12 @@ def cell_key(config: Mapping[str, Any]) -> str:
     return digest[:_KEY_HEX_CHARS]
 
 
+def describe_cell(config: Mapping[str, Any]) -> str:
+    """objective / estimator / S / seed: how a cell is named on screen."""
+    return (f"{config['objective']} / {config['estimator']} / S={config['num_samples']} / "
+            f"seed {config['seed']}")
+
+
 def legacy_cell_key(config: Mapping[str, Any]) -> str:
     """The key this config had before data content hashes were recorded (path included): what
     cells of older run directories are stored under, so that resuming them skips those."""

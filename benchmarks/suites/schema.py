@@ -27,6 +27,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from estibench import estimators
 from estibench.benchmarks import data as datasets
 from estibench.benchmarks import objectives
+from estibench.benchmarks.metrics import AutoReplicas
 from estibench.benchmarks.suites.claims import Claim, errors_against
 
 SUITES_DIR = Path(__file__).parent  # the shipped suites: *.toml beside this module
@@ -201,9 +202,9 @@ class MetricsSpec(_Strict):
     # M gradient estimates per measurement, or "auto": chunks until the total variance's
     # relative standard error is <= replicas_target, between replicas_min and replicas_max.
     replicas: int | Literal["auto"] = 64
-    replicas_target: float = Field(0.05, gt=0, lt=1)
-    replicas_min: int = Field(128, ge=3)
-    replicas_max: int = Field(4096, ge=3)
+    replicas_target: float = Field(AutoReplicas.target, gt=0, lt=1)
+    replicas_min: int = Field(AutoReplicas.minimum, ge=3)
+    replicas_max: int = Field(AutoReplicas.maximum, ge=3)
     eval_batch_size: int = Field(32, ge=1)
     wrt: list[Literal["distribution", "encoder", "decoder"]] = Field(
         default_factory=lambda: ["distribution", "encoder"]
@@ -227,6 +228,12 @@ class MetricsSpec(_Strict):
         if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 2):
             return v
         raise ValueError(f"replicas must be an integer >= 2 or 'auto', got {v!r}")
+
+    def replicas_setting(self) -> int | AutoReplicas:
+        """What `gradient_stats` takes: M, or "auto" with its target and range."""
+        if self.replicas == "auto":
+            return AutoReplicas(self.replicas_target, self.replicas_min, self.replicas_max)
+        return self.replicas
 
     @model_validator(mode="after")
     def _replica_range(self) -> MetricsSpec:
@@ -353,7 +360,7 @@ def _build(name: str, options: dict[str, Any], factory: Any, any_error: bool = F
 
     any_error: any exception is bad input (objectives: torch refusing a size). Otherwise only
     ValueError and TypeError are; an estimator plugin that raises something else fails its
-    own cells instead (`estibench.benchmarks.harness.runner.expand`)."""
+    own cells instead (`estibench.benchmarks.harness.plan.expand`)."""
     try:
         factory(name, **options)
     except (ValueError, TypeError) as err:

@@ -135,9 +135,9 @@ def run(
 
         def on_cell(result, done: int, todo: int) -> None:
             if result.status == "failed":
-                from estibench.benchmarks.harness.cost import describe
+                from estibench.benchmarks.results.store import describe_cell
 
-                failed.append((describe(result.config), result.reason or ""))
+                failed.append((describe_cell(result.config), result.reason or ""))
             progress.on_cell(result, done, todo)
 
         def claimed(path: Path) -> None:

@@ -87,24 +87,24 @@ def apply_overrides(
 
 def dry_run(suite: Suite, console: Console) -> None:
     """Print the cells a run of `suite` would have, the inapplicable pairs and a rough time."""
-    from estibench.benchmarks.harness.cost import cell_units, describe, estimate_seconds
-    from estibench.benchmarks.harness.runner import expand
+    from estibench.benchmarks.harness.cost import cell_units, estimate_seconds
+    from estibench.benchmarks.harness.plan import expand
 
     plan = expand(suite)
     table = Table(title=f"{suite.name}: {len(plan.runnable)} cells to run")
     for column in ("cell", "work (f evaluations)"):
         table.add_column(column)
-    for config in plan.runnable:
-        table.add_row(escape(describe(config)), f"{cell_units(config):.3g}")
+    for cell in plan.runnable:
+        table.add_row(escape(cell.describe()), f"{cell_units(cell):.3g}")
     console.print(table)
     if plan.inapplicable:
         skipped = Table(title=f"{len(plan.inapplicable)} cells not applicable")
         for column in ("objective", "estimator", "S", "seeds", "reason"):
             skipped.add_column(column, overflow="fold")
         pairs: dict[tuple[str, str, int], tuple[list[int], str]] = {}
-        for config, reason in plan.inapplicable:
-            key = (config["objective"], config["estimator"], config["num_samples"])
-            pairs.setdefault(key, ([], reason))[0].append(config["seed"])
+        for cell, reason in plan.inapplicable:
+            key = (cell.objective, cell.estimator.label, cell.num_samples)
+            pairs.setdefault(key, ([], reason))[0].append(cell.seed)
         for (obj, est, s), (seeds, reason) in pairs.items():
             skipped.add_row(obj, est, str(s), ",".join(map(str, seeds)), escape(reason))
         console.print(skipped)

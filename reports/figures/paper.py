@@ -19,8 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from estibench.reports.aggregate import mean_se
-from estibench.reports.figures.palette import Palette
-from estibench.reports.figures.standard import (
+from estibench.reports.figures.axes import (
     IMAGE_FORMATS,
     NoData,
     RenderedFigure,
@@ -33,6 +32,7 @@ from estibench.reports.figures.standard import (
     plain_log_labels,
     style,
 )
+from estibench.reports.figures.palette import Palette
 
 Suite = dict[str, Any]
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from estibench.benchmarks.harness.runner import expand
+from estibench.benchmarks.harness.plan import expand
 from estibench.benchmarks.results.store import Store
 from estibench.benchmarks.suites.schema import load_suite
 from estibench.cli.app import app

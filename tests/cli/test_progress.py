@@ -3,6 +3,7 @@ exits 130 with the resume command, and `estibench.run` returns what happened."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import estibench
 from estibench.benchmarks.harness.cost import STEP_UNITS, Clock, cell_units
-from estibench.benchmarks.harness.runner import expand
+from estibench.benchmarks.harness.plan import expand
 from estibench.benchmarks.suites.schema import parse_suite
 from tests.cli.test_cli import KILLABLE, cli
 
@@ -48,7 +49,7 @@ name = "st_gumbel"
 def test_cell_cost_follows_steps_samples_replicas_and_enumeration():
     plan = expand(parse_suite({**TINY, "objectives": [
         {"name": "categorical_vae", "options": {"variables": 2, "categories": 3, "hidden": 8}}]}))
-    by_estimator = {c["estimator"]: c for c in plan.runnable}
+    by_estimator = {c.estimator.label: c for c in plan.runnable}
     rloo, exact = by_estimator["reinforce-loo"], by_estimator["exact"]
     # steps x (batch x S + per-step dispatch) + checkpoints x wrt x replicas x eval batch x S
     # + bounds
@@ -56,13 +57,14 @@ def test_cell_cost_follows_steps_samples_replicas_and_enumeration():
     assert cell_units(rloo) == 3 * (32 * 2 + STEP_UNITS) + 1 * 2 * 4 * 32 * 2 + bounds
     # exact evaluates f at all 3^2 = 9 configurations whatever S
     assert cell_units(exact) == 3 * (32 * 9 + STEP_UNITS) + 1 * 2 * 4 * 32 * 9 + bounds
-    longer = dict(rloo, training={**rloo["training"], "steps": 30})
+    longer = dataclasses.replace(rloo, training=rloo.training.model_copy(update={"steps": 30}))
     assert cell_units(longer) - cell_units(rloo) == 27 * (32 * 2 + STEP_UNITS)
 
 
 def test_eta_is_by_cost_done_not_cells_done():
     cheap = expand(parse_suite(TINY)).runnable[0]
-    dear = dict(cheap, seed=1, training={**cheap["training"], "steps": 3000})
+    dear = dataclasses.replace(cheap, seed=1,
+                               training=cheap.training.model_copy(update={"steps": 3000}))
     clock = Clock([cheap, dear])
     assert clock.eta() is None and clock.current() is cheap
     clock.started -= 10.0  # the cheap cell took 10 s (no fixed-time part: throughput off)
@@ -82,8 +84,8 @@ def test_dry_run_estimate_is_training_time_when_training_is_all_there_is(monkeyp
         elapsed.extend([0.5] + [0.01] * steps)  # a slow warm-up step, ignored
 
     monkeypatch.setattr(cost, "_timed_steps", steps_of_10ms)
-    cell = dict(expand(parse_suite({**TINY, "training": {"steps": 400}})).runnable[0])
-    cell["metrics"] = {**cell["metrics"], "checkpoints": []}
+    cell = expand(parse_suite({**TINY, "training": {"steps": 400}})).runnable[0]
+    cell = dataclasses.replace(cell, metrics=cell.metrics.model_copy(update={"checkpoints": []}))
     assert abs(cost.estimate_seconds([cell]) - 400 * 0.01) < 1e-9
 
 
@@ -96,8 +98,9 @@ def test_dry_run_times_the_gradient_statistics_on_their_own(monkeypatch):
     monkeypatch.setattr(cost, "_timed_steps",
                         lambda o, e, x, s, steps, elapsed: elapsed.extend([0.01] * (steps + 1)))
     monkeypatch.setattr(cost, "statistics_seconds", lambda config: (0.5, 0.002))
-    cell = dict(expand(parse_suite({**TINY, "training": {"steps": 0}})).runnable[0])
-    cell["metrics"] = {**cell["metrics"], "checkpoints": [0, -1], "replicas": 1000}
+    cell = expand(parse_suite({**TINY, "training": {"steps": 0}})).runnable[0]
+    cell = dataclasses.replace(cell, metrics=cell.metrics.model_copy(
+        update={"checkpoints": [0, -1], "replicas": 1000}))
     assert cost._checkpoints(cell) == 1  # step 0 and the final step coincide
     assert abs(cost.estimate_seconds([cell]) - (0.5 + 1000 * 0.002)) < 1e-9
 

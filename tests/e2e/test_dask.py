@@ -7,6 +7,7 @@ tests.benchmarks.harness.test_executors.SUITE.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -15,7 +16,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -30,8 +30,9 @@ from estibench.benchmarks.harness.executors.dask_cluster import (
     ExecutorError,
     needs_gpu,
 )
-from estibench.benchmarks.harness.runner import expand
-from estibench.benchmarks.results.store import CellResult, cell_key
+from estibench.benchmarks.harness.plan import expand
+from estibench.benchmarks.harness.spec import CellSpec
+from estibench.benchmarks.results.store import CellResult
 from estibench.benchmarks.suites.schema import parse_suite
 from estibench.cli.app import app
 from tests.benchmarks.harness.test_executors import SUITE, numbers, reference_numbers, statuses
@@ -89,7 +90,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(cluster, t
         remote.close()
     plan = expand(parse_suite(SUITE))
     assert victims
-    assert sorted(seen) == sorted(cell_key(c) for c in plan.runnable)  # each yielded once
+    assert sorted(seen) == sorted(c.key for c in plan.runnable)  # each yielded once
     cells = statuses(run_dir)  # unique keys: each written once
     assert len(cells) == plan.size and (cells != "failed").all()
     assert set(victims) <= set(cells[cells == "ok"].index)
@@ -112,10 +113,11 @@ def test_cuda_cells_run_only_on_workers_with_the_gpu_resource(cluster):
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         cluster.client.wait_for_workers(3, timeout=60)
-        configs = [{"probe": i} for i in range(4)]
+        cell = expand(parse_suite(SUITE)).runnable[0]
+        cells = [dataclasses.replace(cell, seed=i) for i in range(4)]
         with DaskExecutor(scheduler=address, cell_function=where_it_ran) as remote:
-            ran = {r.config["probe"]: r.environment["worker"]
-                   for r in remote.run(configs, "cuda:0")}
+            ran = {r.config["seed"]: r.environment["worker"]
+                   for r in remote.run(cells, "cuda:0")}
         assert ran == dict.fromkeys(range(4), "gpu-worker")
     finally:
         worker.terminate()
@@ -126,46 +128,50 @@ def test_cuda_cells_run_only_on_workers_with_the_gpu_resource(cluster):
             worker.wait()
 
 
-def where_it_ran(config: dict[str, Any], device: str, threads: int = 1) -> CellResult:
+def where_it_ran(cell: CellSpec, device: str, threads: int = 1) -> CellResult:
     """A stand-in cell recording the name of the worker that ran it."""
     name = distributed.get_worker().name
-    return CellResult(key=cell_key(config), config=config, status="ok", reason=None,
+    return CellResult(key=cell.key, config=cell.to_json(), status="ok", reason=None,
                       started=0.0, finished=0.0, environment={"worker": str(name)})
 
 
-def faulty_cell(config: dict[str, Any], device: str, threads: int = 1) -> CellResult:
-    """run_cell, unless the config asks its task to raise or to kill its worker process."""
-    fault = config.get("fault")
+# cell seed -> the fault its task injects
+FAULTS = {100: "raise", 101: "die"}
+
+
+def faulty_cell(cell: CellSpec, device: str, threads: int = 1) -> CellResult:
+    """run_cell, unless the cell's seed asks its task to raise or to kill its worker process."""
+    fault = FAULTS.get(cell.seed)
     if fault == "raise":
-        raise RuntimeError(f"injected fault in cell {config['seed']}")
+        raise RuntimeError(f"injected fault in cell {cell.seed}")
     if fault == "die":
         # Give the worker time to report the tasks it finished before (a death right after a
         # task errs can beat the worker's report of that error to the scheduler, and the
         # scheduler then blames the death on it too), then die as a segfault would.
         time.sleep(2.0)
         os._exit(1)
-    return run_cell(config, device, threads)
+    return run_cell(cell, device, threads)
 
 
 def test_a_task_that_raises_or_kills_its_worker_becomes_a_failed_cell():
     plan = expand(parse_suite(SUITE))
     first, second = plan.runnable[:2]
-    raising = dict(first, fault="raise")
-    dying = dict(second, fault="die")
+    raising = dataclasses.replace(first, seed=100)
+    dying = dataclasses.replace(second, seed=101)
     # allowed_failures=0: the first worker death fails the cell (KilledWorker). The dying cell
     # goes last so that no innocent cell is on the worker when it dies.
     with DaskExecutor(local_workers=1, allowed_failures=0, cell_function=faulty_cell) as ex:
         results = list(ex.run([first, raising, second, dying], "cpu"))
     by_key = {r.key: r for r in results}
     assert len(results) == len(by_key) == 4
-    assert by_key[cell_key(first)].status == by_key[cell_key(second)].status == "ok"
-    failed = by_key[cell_key(raising)]
+    assert by_key[first.key].status == by_key[second.key].status == "ok"
+    failed = by_key[raising.key]
     assert failed.status == "failed" and failed.metrics == []
-    assert failed.reason == f"RuntimeError: injected fault in cell {first['seed']}"
-    killed = by_key[cell_key(dying)]
+    assert failed.reason == "RuntimeError: injected fault in cell 100"
+    killed = by_key[dying.key]
     assert killed.status == "failed"
     assert killed.reason.startswith("distributed.scheduler.KilledWorker: ")
-    assert cell_key(dying) in killed.reason
+    assert dying.key in killed.reason
 
 
 def test_an_unreachable_scheduler_exits_2_with_a_message(tmp_path):

@@ -7,6 +7,7 @@ environment that sees the current one's packages (torch and the rest are not ins
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -30,8 +31,12 @@ def _run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.Complet
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    # built from a copy: setuptools' build/ in the checkout may hold files since removed
+    source = tmp_path_factory.mktemp("source") / "estibench"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "*.egg-info", ".asv", "runs", "__pycache__", ".*_cache"))
     out = tmp_path_factory.mktemp("wheel")
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
          cwd=out)
     (found,) = out.glob("estibench-*.whl")
     return found

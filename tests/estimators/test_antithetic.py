@@ -163,7 +163,7 @@ def test_the_pair_is_reinforces_sample_and_its_antithetic_copy() -> None:
     torch.manual_seed(42)
     phi = torch.randn(50, 3)
     q = Independent(Bernoulli(logits=phi), 1)
-    u = estimators.sampling.draw_noise(q, 4)
+    u = estimators.noise.draw_noise(q, 4)
     pair = estimators.get("disarm")(q, lambda z: z.sum(-1), 4, noise=u).samples
     reinforce = estimators.get("reinforce")(q, lambda z: z.sum(-1), 4, noise=u).samples
     assert torch.equal(pair[:4], reinforce)

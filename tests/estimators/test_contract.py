@@ -21,8 +21,15 @@ from torch.distributions import (
 )
 
 from estibench import estimators
-from estibench.estimators import Estimator, EstimatorError, UnsupportedDistributionError, sampling
+from estibench.estimators import Estimator, EstimatorError, UnsupportedDistributionError
 from estibench.estimators.base import output
+from estibench.estimators.noise import (
+    draw_noise,
+    noise_shape,
+    split_streams,
+    stacked_streams,
+    uniform,
+)
 from tests.plugin_support import write_plugin
 
 REPO = Path(__file__).resolve().parents[2]
@@ -220,7 +227,7 @@ def test_bad_num_samples_are_refused(key: str, bad) -> None:
 def test_noise_of_the_wrong_shape_is_refused(key: str) -> None:
     family = "Independent(Normal)" if key == "pathwise" else "Independent(OneHotCategorical)"
     q = make(family, (2,))[0]
-    expected = tuple(sampling.noise_shape(q, 3))
+    expected = tuple(noise_shape(q, 3))
     wrong = torch.rand(3, 2, 5)
     refusal(lambda: build(key)(q, _f, 3, noise=wrong), f"estimator '{key}'", "noise",
             str((3, 2, 5)), str(expected))
@@ -460,10 +467,10 @@ def test_evaluate_sets_calls_f_once_and_splits_by_set() -> None:
 
 def test_further_noise_streams_leave_the_first_stream_unchanged() -> None:
     q = torch.distributions.Bernoulli(logits=torch.zeros(5))
-    one = sampling.draw_noise(q, 3, torch.Generator().manual_seed(0))
-    two = sampling.draw_noise(q, 3, torch.Generator().manual_seed(0), streams=2)
-    assert two.shape == sampling.noise_shape(q, 3, streams=2) == (6, 5)
-    u, v = sampling.split_streams(two, 2)
+    one = draw_noise(q, 3, torch.Generator().manual_seed(0))
+    two = draw_noise(q, 3, torch.Generator().manual_seed(0), streams=2)
+    assert two.shape == noise_shape(q, 3, streams=2) == (6, 5)
+    u, v = split_streams(two, 2)
     assert torch.equal(u, one) and not torch.equal(u, v)
 
 
@@ -474,18 +481,18 @@ def test_several_streams_on_cpu_are_one_draw_equal_to_the_streams_drawn_in_turn(
     """draw_noise takes the streams in one draw on CPU; the oracle draws them one by one."""
     q = torch.distributions.Bernoulli(logits=torch.zeros(shape, dtype=dtype))
     for streams in (2, 10):
-        got = sampling.draw_noise(q, 2, torch.Generator().manual_seed(3), streams=streams)
+        got = draw_noise(q, 2, torch.Generator().manual_seed(3), streams=streams)
         g = torch.Generator().manual_seed(3)
-        one_by_one = torch.cat([sampling.uniform(sampling.noise_shape(q, 2), dtype, generator=g)
+        one_by_one = torch.cat([uniform(noise_shape(q, 2), dtype, generator=g)
                                 for _ in range(streams)])
         assert got.dtype == one_by_one.dtype and torch.equal(got, one_by_one)
         torch.manual_seed(4)  # the global generator, as the estimators draw by default
-        got = sampling.draw_noise(q, 2, streams=streams)
+        got = draw_noise(q, 2, streams=streams)
         torch.manual_seed(4)
-        assert torch.equal(got, torch.cat([sampling.uniform(sampling.noise_shape(q, 2), dtype)
+        assert torch.equal(got, torch.cat([uniform(noise_shape(q, 2), dtype)
                                            for _ in range(streams)]))
-    assert torch.equal(sampling.stacked_streams(got, streams)[1],
-                       sampling.split_streams(got, streams)[1])
+    assert torch.equal(stacked_streams(got, streams)[1],
+                       split_streams(got, streams)[1])
 
 
 def test_aliases_build_the_canonical_estimator_and_refuse_contradictions() -> None:

@@ -20,7 +20,7 @@ from torch.distributions import Bernoulli, Independent, OneHotCategorical
 
 from estibench import estimators
 from estibench.benchmarks import objectives
-from estibench.estimators import sampling
+from estibench.estimators.noise import uniform
 from tests.helpers import (
     Summary,
     assert_unbiased_with_power,
@@ -126,7 +126,7 @@ def assert_mc_variance(draw, variance: float, fourth: float, label: str, cap: in
 
 
 def uniforms(shape, seed: int) -> torch.Tensor:
-    return sampling.uniform(shape, F64, generator=torch.Generator().manual_seed(seed))
+    return uniform(shape, F64, generator=torch.Generator().manual_seed(seed))
 
 
 def zero_network(estimator) -> None:

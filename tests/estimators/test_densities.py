@@ -24,12 +24,22 @@ from torch.overrides import TorchFunctionMode
 
 from estibench import estimators
 from estibench.benchmarks import objectives
-from estibench.estimators import densities, sampling
+from estibench.estimators import densities, distributions
+from estibench.estimators.noise import (
+    carrying,
+    draw_noise,
+    gumbel,
+    hard_sample,
+    log_space,
+    logistic,
+    relaxed_sample,
+    uniform,
+)
 from tests.helpers import binary_batch, small_bernoulli_vae, small_categorical_vae
 
 
 def _exp_concrete_sample(logits: torch.Tensor, tau: float, n: int) -> torch.Tensor:
-    g = sampling.gumbel(sampling.uniform((n, *logits.shape), logits.dtype))
+    g = gumbel(uniform((n, *logits.shape), logits.dtype))
     return torch.log_softmax((logits + g) / tau, -1)
 
 
@@ -47,7 +57,7 @@ def test_log_space_densities_match_torch_in_float64_where_finite(tau: float) -> 
     torch.testing.assert_close(densities.exp_concrete_log_prob(logits, tau, y),
                                ExpRelaxedCategorical(t, logits=logits).log_prob(y),
                                rtol=1e-9, atol=1e-9)
-    s = (logits[..., 0] + sampling.logistic(torch.rand(200, 5, dtype=torch.float64))) / tau
+    s = (logits[..., 0] + logistic(torch.rand(200, 5, dtype=torch.float64))) / tau
     torch.testing.assert_close(densities.logit_concrete_log_prob(logits[..., 0], tau, s),
                                LogitRelaxedBernoulli(t, logits=logits[..., 0]).log_prob(s))
     x = torch.sigmoid(s)
@@ -96,7 +106,7 @@ def test_the_concrete_density_integrates_to_one_and_is_the_samplers_law() -> Non
     q = OneHotCategorical(logits=logits)
     n = 200_000
     torch.manual_seed(3)
-    soft = sampling.relaxed_sample(q, sampling.draw_noise(q, n), 1.0)
+    soft = relaxed_sample(q, draw_noise(q, n), 1.0)
     freq = float((soft[:, 0] > 0.5).double().mean())
     assert abs(freq - p) < 5 * math.sqrt(p * (1 - p) / n) + 2e-3
 
@@ -176,7 +186,7 @@ def _setup(model: str, seed: int = 7):
     x = binary_batch(3, 8)
     with torch.no_grad():
         q = objective.posterior(x)
-    noise = sampling.draw_noise(q, 4, torch.Generator().manual_seed(seed))
+    noise = draw_noise(q, 4, torch.Generator().manual_seed(seed))
     prior_logits = objective.prior(x).base_dist.logits.detach()
     return objective, x, noise, prior_logits, model == "bernoulli"
 
@@ -207,7 +217,7 @@ def test_straight_through_sampled_kl_gradient_flows_through_the_mean(model: str)
     ours = _kl_gradient(objective, estimators.get("straight_through"), x, noise)
 
     logits = objective.posterior_params(x).detach().requires_grad_(True)
-    hard = sampling.hard_sample(objective.distribution(logits), noise)
+    hard = hard_sample(objective.distribution(logits), noise)
     probs = torch.sigmoid(logits) if binary else torch.softmax(logits, -1)
     z = hard + (probs - probs.detach())
     if binary:  # log q(z) = z log sigmoid(l) + (1 - z) log sigmoid(-l), linear in z
@@ -236,13 +246,13 @@ def test_straight_through_elbo_values_are_those_of_the_discrete_model(model: str
 
 def test_the_discrete_kl_terms_match_torch_densities() -> None:
     objective, x, noise, prior_logits, _ = _setup("categorical")
-    hard = sampling.hard_sample(objective.posterior(x), noise)
+    hard = hard_sample(objective.posterior(x), noise)
     for name in ("st_gumbel", "straight_through"):
         estimator = estimators.get(name)
-        z = sampling.hard_sample(objective.posterior(x), noise)
+        z = hard_sample(objective.posterior(x), noise)
         if name == "st_gumbel":  # its densities need the relaxed sample the hard one carries
-            soft = sampling.relaxed_sample(objective.posterior(x), noise, 1.0)
-            z = sampling.carrying(z, sampling.log_space(soft))
+            soft = relaxed_sample(objective.posterior(x), noise, 1.0)
+            z = carrying(z, log_space(soft))
         ours = estimator.relax(objective.posterior(x)).log_prob(z)
         torch.testing.assert_close(ours, _discrete(objective.posterior_params(x), False)
                                    .log_prob(hard))
@@ -270,7 +280,7 @@ def _calls(objective, x, noise) -> int:
 def test_categorical_distributions_do_not_validate_when_told_not_to() -> None:
     objective, x, noise, _, _ = _setup("categorical")
     q = objective.posterior(x)
-    for d in (q, objective.prior(x), sampling.detached(q)):
+    for d in (q, objective.prior(x), distributions.detached(q)):
         assert d.base_dist._validate_args is False
         assert d.base_dist._categorical._validate_args is False
     built = _calls(objective, x, noise)

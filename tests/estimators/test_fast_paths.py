@@ -16,7 +16,8 @@ from torch.distributions import (
 
 from estibench import estimators
 from estibench.benchmarks import objectives
-from estibench.estimators import sampling
+from estibench.estimators import distributions
+from estibench.estimators.noise import draw_noise, hard_sample, reparameterized_sample
 
 
 def families(params: torch.Tensor):
@@ -36,7 +37,7 @@ def families(params: torch.Tensor):
 
 
 def general(q, z, detach):
-    return (sampling.detached(q) if detach else q).log_prob(z)
+    return (distributions.detached(q) if detach else q).log_prob(z)
 
 
 @pytest.mark.parametrize("detach", [False, True])
@@ -49,7 +50,7 @@ def test_log_prob_equals_torch_in_value_and_gradient(index: int, detach: bool) -
     if name in ("normal", "independent normal"):
         z = z.requires_grad_(True)  # a pathwise sample carries a gradient into log q
     expected = general(q, z, detach)
-    got = sampling.log_prob(q, z, detach=detach)
+    got = distributions.log_prob(q, z, detach=detach)
     assert got.shape == expected.shape == (7, *q.batch_shape)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     assert got.requires_grad == expected.requires_grad
@@ -70,7 +71,7 @@ def test_log_prob_reads_relaxed_one_hot_at_its_argmax_like_torch() -> None:
     params = torch.randn(5, 3, 4)
     q = OneHotCategorical(logits=params, validate_args=False)
     soft = torch.softmax(torch.randn(2, 5, 3, 4), -1).requires_grad_(True)
-    got = sampling.log_prob(q, soft)
+    got = distributions.log_prob(q, soft)
     torch.testing.assert_close(got, q.log_prob(soft))
     assert not got.requires_grad  # torch's argmax carries no gradient to the sample
 
@@ -78,10 +79,10 @@ def test_log_prob_reads_relaxed_one_hot_at_its_argmax_like_torch() -> None:
 def test_log_prob_general_path_for_validating_and_other_families() -> None:
     q = OneHotCategorical(logits=torch.randn(3, 4), validate_args=True)
     with pytest.raises(ValueError):
-        sampling.log_prob(q, torch.full((3, 4), 0.5))  # validated, as torch does
+        distributions.log_prob(q, torch.full((3, 4), 0.5))  # validated, as torch does
     relaxed = RelaxedOneHotCategorical(torch.tensor(0.5), logits=torch.randn(3, 4))
     z = relaxed.sample()
-    torch.testing.assert_close(sampling.log_prob(relaxed, z), relaxed.log_prob(z))
+    torch.testing.assert_close(distributions.log_prob(relaxed, z), relaxed.log_prob(z))
 
 
 @pytest.mark.parametrize("name, options, kl", [
@@ -103,7 +104,7 @@ def test_estimator_log_q_equals_the_general_path_inside_the_elbo(name, options, 
     fast, slow = family(direct_term=direct_term), general_family(direct_term=direct_term)
     x = (torch.rand(6, objective.input_dim) < 0.5).float()
     q = objective.posterior(x)
-    u = sampling.draw_noise(q, 3)
+    u = draw_noise(q, 3)
     grads = []
     for estimator in (fast, slow):
         objective.zero_grad(set_to_none=True)
@@ -126,7 +127,7 @@ def test_evaluations_are_set_on_the_estimators_output() -> None:
 
 def test_one_hot_categorical_is_torchs_without_the_inner_check() -> None:
     logits = torch.randn(5, 3, 4, requires_grad=True)
-    fast = sampling.one_hot_categorical(logits)
+    fast = distributions.one_hot_categorical(logits)
     slow = OneHotCategorical(logits=logits, validate_args=False)
     assert type(fast) is OneHotCategorical and not fast._validate_args
     assert not fast._categorical._validate_args and slow._categorical._validate_args
@@ -151,7 +152,7 @@ def test_one_hot_categorical_sets_what_torchs_constructor_sets() -> None:
     """The inner Categorical is built without its constructor: every attribute torch's sets is
     there, equal (the normalization is log_softmax instead of logits - logsumexp)."""
     logits = torch.randn(5, 3, 4)
-    fast, slow = sampling.one_hot_categorical(logits), OneHotCategorical(
+    fast, slow = distributions.one_hot_categorical(logits), OneHotCategorical(
         logits=logits, validate_args=False)
     # torch's inner one keeps the default validate_args (the check this one skips)
     assert set(vars(fast._categorical)) == set(vars(slow._categorical)) | {"_validate_args"}
@@ -174,9 +175,10 @@ def test_bernoulli_log_prob_broadcasts_a_shared_prior_like_torch() -> None:
     """The learned prior's logits (D,) against samples (S, B, D): torch broadcasts them in
     log_prob; z logits - softplus(logits) broadcasts by itself."""
     logits = torch.randn(4, requires_grad=True)
-    q = Independent(sampling.bernoulli(logits), 1, validate_args=False)
+    q = Independent(distributions.bernoulli(logits), 1, validate_args=False)
     z = (torch.rand(7, 5, 4) < 0.5).float()
-    got, expected = sampling.log_prob(q, z), Independent(Bernoulli(logits=logits), 1).log_prob(z)
+    got = distributions.log_prob(q, z)
+    expected = Independent(Bernoulli(logits=logits), 1).log_prob(z)
     assert got.shape == expected.shape == (7, 5)
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(grad_of(got, logits), grad_of(expected, logits))
@@ -184,15 +186,15 @@ def test_bernoulli_log_prob_broadcasts_a_shared_prior_like_torch() -> None:
 
 @pytest.mark.parametrize("family", ["bernoulli", "normal"])
 def test_bernoulli_and_normal_constructors_set_what_torchs_set(family: str) -> None:
-    """`sampling.bernoulli` and `sampling.normal` skip torch's broadcast_all: the attributes,
-    values, gradients and samples are torch's."""
+    """`distributions.bernoulli` and `distributions.normal` skip torch's broadcast_all: the
+    attributes, values, gradients and samples are torch's."""
     torch.manual_seed(0)
     loc = torch.randn(5, 3, requires_grad=True)
     scale = torch.nn.functional.softplus(loc) + 0.1
     if family == "bernoulli":
-        fast, slow = sampling.bernoulli(loc), Bernoulli(logits=loc, validate_args=False)
+        fast, slow = distributions.bernoulli(loc), Bernoulli(logits=loc, validate_args=False)
     else:
-        fast, slow = sampling.normal(loc, scale), Normal(loc, scale, validate_args=False)
+        fast, slow = distributions.normal(loc, scale), Normal(loc, scale, validate_args=False)
     assert type(fast) is type(slow) and set(vars(fast)) == set(vars(slow))
     for name, value in vars(slow).items():
         if isinstance(value, torch.Tensor):
@@ -210,7 +212,7 @@ def test_bernoulli_and_normal_constructors_set_what_torchs_set(family: str) -> N
     torch.testing.assert_close(a, slow.sample((4,)))
     assert fast.expand(torch.Size([2, 5, 3])).batch_shape == (2, 5, 3)
     if family == "normal":  # parameters of different shapes: torch's constructor broadcasts
-        q = sampling.normal(loc, torch.ones(3))
+        q = distributions.normal(loc, torch.ones(3))
         assert q.batch_shape == (5, 3) and q.scale.shape == (5, 3)
 
 
@@ -220,11 +222,11 @@ def test_marked_one_hot_sample_log_prob_equals_torchs(detach: bool) -> None:
     argmax-and-gather and the same gradient; any operation on it drops the mark."""
     torch.manual_seed(0)
     logits = torch.randn(5, 3, 4, requires_grad=True)
-    q = Independent(sampling.one_hot_categorical(logits), 1, validate_args=False)
-    z = sampling.hard_sample(q, sampling.draw_noise(q, 7))
+    q = Independent(distributions.one_hot_categorical(logits), 1, validate_args=False)
+    z = hard_sample(q, draw_noise(q, 7))
     unmarked = z.clone()
     assert getattr(z, "_estibench_one_hot", False) and not hasattr(unmarked, "_estibench_one_hot")
-    fast, slow = sampling.log_prob(q, z, detach), sampling.log_prob(q, unmarked, detach)
+    fast, slow = distributions.log_prob(q, z, detach), distributions.log_prob(q, unmarked, detach)
     torch.testing.assert_close(fast, slow)
     torch.testing.assert_close(fast, q.log_prob(unmarked))
     if detach:
@@ -232,8 +234,9 @@ def test_marked_one_hot_sample_log_prob_equals_torchs(detach: bool) -> None:
     else:
         torch.testing.assert_close(grad_of(fast, logits), grad_of(slow, logits))
     # the prior's (N, K) logits broadcast against the (S, B, N, K) sample
-    prior = Independent(sampling.one_hot_categorical(torch.zeros(3, 4)), 1, validate_args=False)
-    torch.testing.assert_close(sampling.log_prob(prior, z), prior.log_prob(unmarked))
+    prior = Independent(distributions.one_hot_categorical(torch.zeros(3, 4)), 1,
+                        validate_args=False)
+    torch.testing.assert_close(distributions.log_prob(prior, z), prior.log_prob(unmarked))
 
 
 def test_marked_standard_normal_log_prob_equals_torchs_and_is_checked() -> None:
@@ -241,16 +244,16 @@ def test_marked_standard_normal_log_prob_equals_torchs_and_is_checked() -> None:
     p = Independent(Normal(zeros, torch.ones(3), validate_args=False), 1, validate_args=False)
     z = torch.randn(7, 5, 3, requires_grad=True)
     expected = p.log_prob(z)
-    assert not sampling.is_standard_normal(p)
-    marked = sampling.marked_standard_normal(p)
-    got = sampling.log_prob(marked, z)
-    assert sampling.is_standard_normal(marked)
+    assert not distributions.is_standard_normal(p)
+    marked = distributions.marked_standard_normal(p)
+    got = distributions.log_prob(marked, z)
+    assert distributions.is_standard_normal(marked)
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(grad_of(got, z), grad_of(expected, z))
     with pytest.raises(ValueError, match="not a Normal with loc 0 and scale 1"):
-        sampling.marked_standard_normal(Normal(zeros, 2 * torch.ones(3)))
+        distributions.marked_standard_normal(Normal(zeros, 2 * torch.ones(3)))
     with pytest.raises(ValueError, match="not a Normal"):
-        sampling.marked_standard_normal(Bernoulli(logits=zeros))
+        distributions.marked_standard_normal(Bernoulli(logits=zeros))
 
 
 def test_analytic_kl_fast_paths_equal_torchs_kl_in_value_and_gradient() -> None:
@@ -267,7 +270,7 @@ def test_analytic_kl_fast_paths_equal_torchs_kl_in_value_and_gradient() -> None:
     unmarked = Independent(Normal(torch.zeros(3), torch.ones(3)), 1)
     logits = torch.randn(5, 3, 4, requires_grad=True)
     cases = [(q, prior, unmarked)]
-    for build in (sampling.one_hot_categorical,
+    for build in (distributions.one_hot_categorical,
                   lambda t: Categorical(logits=t, validate_args=False)):
         cases.append((Independent(build(logits), 1, validate_args=False),
                       Independent(build(torch.randn(3, 4)), 1, validate_args=False), None))
@@ -276,7 +279,7 @@ def test_analytic_kl_fast_paths_equal_torchs_kl_in_value_and_gradient() -> None:
     # torch's Bernoulli KL cannot broadcast the prior (its masked writes): compare with it
     # expanded over the batch
     torch_prior = Independent(Bernoulli(logits=prior_logits.expand(5, 3)), 1)
-    for build in (sampling.bernoulli, lambda t: Bernoulli(logits=t, validate_args=False)):
+    for build in (distributions.bernoulli, lambda t: Bernoulli(logits=t, validate_args=False)):
         # a learned prior (3,) broadcast over the batch, as the Bernoulli VAE's
         cases.append((Independent(build(bernoulli_logits), 1, validate_args=False),
                       Independent(build(prior_logits), 1, validate_args=False), torch_prior))
@@ -302,13 +305,13 @@ def test_minus_is_plus_of_the_negated_term() -> None:
 def test_mean_of_and_one_hot_equal_torchs() -> None:
     """mean_of reads exp(logits) for the categorical (torch: a softmax); one_hot is a scatter."""
     logits = torch.randn(5, 3, 4, requires_grad=True)
-    q = Independent(sampling.one_hot_categorical(logits), 1, validate_args=False)
-    torch.testing.assert_close(sampling.mean_of(q), q.mean)
-    torch.testing.assert_close(grad_of(sampling.mean_of(q), logits), grad_of(q.mean, logits))
+    q = Independent(distributions.one_hot_categorical(logits), 1, validate_args=False)
+    torch.testing.assert_close(distributions.mean_of(q), q.mean)
+    torch.testing.assert_close(grad_of(distributions.mean_of(q), logits), grad_of(q.mean, logits))
     index = torch.randint(4, (7, 5, 3))
     expected = torch.nn.functional.one_hot(index, 4).float()
-    assert torch.equal(sampling.one_hot(index, 4, torch.float32), expected)
-    assert torch.equal(torch.func.vmap(lambda i: sampling.one_hot(i, 4, torch.float32))(index),
+    assert torch.equal(distributions.one_hot(index, 4, torch.float32), expected)
+    assert torch.equal(torch.func.vmap(lambda i: distributions.one_hot(i, 4, torch.float32))(index),
                        expected)
 
 
@@ -318,13 +321,13 @@ def test_log_q_inside_f_and_the_score_term_share_one_log_prob() -> None:
     outlive the call."""
 
     class Recomputing(estimators.get("vimco").__class__):
-        def sample_log_prob(self, q, z, compute=sampling.hard_log_prob):
+        def sample_log_prob(self, q, z, compute=distributions.hard_log_prob):
             return compute(q, z)  # no memo: the log-prob computed at every request
 
     torch.manual_seed(0)
     objective = objectives.get("bernoulli_vae", latent_dim=5, bound="iwae")
     x = (torch.rand(6, objective.input_dim) < 0.5).float()
-    u = sampling.draw_noise(objective.posterior(x), 4)
+    u = draw_noise(objective.posterior(x), 4)
     seen = []
     fast = estimators.get("vimco")
     original = fast.log_q
@@ -350,8 +353,8 @@ def test_log_q_without_the_direct_term_keeps_the_samples_gradient() -> None:
     """With direct_term=False only q's parameters are stopped: a pathwise sample's gradient
     still flows through log q(z) (DReG and REBAR need it), and the result is not the memo."""
     loc = torch.randn(5, 3, requires_grad=True)
-    q = Independent(sampling.normal(loc, torch.ones(5, 3)), 1, validate_args=False)
-    z = sampling.reparameterized_sample(q, sampling.draw_noise(q, 2))
+    q = Independent(distributions.normal(loc, torch.ones(5, 3)), 1, validate_args=False)
+    z = reparameterized_sample(q, draw_noise(q, 2))
     estimator = estimators.get("pathwise", direct_term=False)
     log_q = estimator.log_q(q, z)
     assert log_q.requires_grad and estimator._log_prob_memo is None
@@ -364,7 +367,7 @@ def test_log_q_without_the_direct_term_keeps_the_samples_gradient() -> None:
 def test_iwae_weights_and_value_equal_softmax_and_logsumexp(dtype: torch.dtype) -> None:
     """DReG's weights and bound from one log_softmax against the obvious oracle, for spreads
     from near-uniform weights to one weight that takes everything, and batch shapes."""
-    from estibench.estimators.iwae import iwae_value, weights_and_value
+    from estibench.estimators.multi_sample import iwae_value, weights_and_value
     g = torch.Generator().manual_seed(0)
     for shape in [(1, 3), (4, 32), (7, 2, 5)]:
         for spread in (1e-3, 1.0, 30.0, 1e4):
@@ -380,14 +383,14 @@ def test_indecater_sample_index_and_substitution_equal_the_one_hot_path() -> Non
     and argmax back) and keeps its substitution mask and values once built: the indices must
     be those of `hard_sample`'s sample, for every discrete family it applies to, and the kept
     constants those built afresh (a second call must not rebuild them)."""
-    from estibench.estimators.enumeration import IndeCateR, sample_index, to_index
+    from estibench.estimators.partial_enumeration import IndeCateR, sample_index, to_index
 
     params = torch.randn(6, 3, 4)
     for name, q in families(params):
         if name.endswith("normal"):
             continue
-        u = sampling.draw_noise(q, 5)
-        assert torch.equal(sample_index(q, u), to_index(q, sampling.hard_sample(q, u))), name
+        u = draw_noise(q, 5)
+        assert torch.equal(sample_index(q, u), to_index(q, hard_sample(q, u))), name
     est = IndeCateR()
     mask, value = est.substitution(3, 4, 2, torch.device("cpu"))
     assert mask.shape == (3, 1, 1, 1, 1, 3) and value.shape == (1, 4, 1, 1, 1, 1)

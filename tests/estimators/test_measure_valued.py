@@ -12,7 +12,7 @@ from scipy import integrate
 from torch.distributions import Independent, Normal
 
 from estibench import estimators
-from estibench.estimators import sampling
+from estibench.estimators.noise import uniform
 from tests.helpers import Summary, bonferroni_bound
 
 CASES = [(1.0, 1.0, 0.0), (0.3, 1.7, -0.4)]  # (mu, sigma, k): f = (x - k)^2
@@ -116,7 +116,7 @@ def test_mvd_variates_from_uniforms_have_their_laws() -> None:
     """The Weibull and double-sided Maxwell maps: E w = sqrt(pi / 2), E w^2 = 2 (Rayleigh);
     E m^2 = 3, E m^4 = 15, E m = 0; u m ~ N(0, 1) (E (u m)^2 = 1)."""
     from estibench.estimators.measure_valued import double_sided_maxwell, weibull
-    u = sampling.uniform((5, 400_000), torch.float64, generator=torch.Generator().manual_seed(5))
+    u = uniform((5, 400_000), torch.float64, generator=torch.Generator().manual_seed(5))
     w, m = weibull(u[0]), double_sided_maxwell(u[1], u[2], u[3])
     n = u[4] * m
     stats = torch.stack([w, w**2, m, m**2, m**4 / 5, n**2], 1)

@@ -18,7 +18,8 @@ from torch.distributions import Bernoulli, OneHotCategorical
 
 from estibench import estimators
 from estibench.benchmarks.suites.schema import EstimatorSpec
-from estibench.estimators import EstimatorError, sampling
+from estibench.estimators import EstimatorError
+from estibench.estimators.noise import hard_sample, split_streams, uniform
 from tests.helpers import Summary
 
 T = 0.499  # the Bernoulli toy's target
@@ -72,7 +73,7 @@ def test_reinmax_at_temperature_one_is_zgr_sample_by_sample() -> None:
     for categories in range(2, 7):
         g = torch.Generator().manual_seed(categories)
         logits = 2 * torch.randn(40, categories, generator=g, dtype=torch.float64)
-        noise = sampling.uniform((1, 40, categories), torch.float64, generator=g)
+        noise = uniform((1, 40, categories), torch.float64, generator=g)
         matrices = {}
         for name in ("reinmax", "zgr", "straight_through"):
             estimator = estimators.get(name)
@@ -161,7 +162,7 @@ def test_reinmax_on_the_bernoulli_toy_at_phi_one() -> None:
 @pytest.mark.parametrize("phi", [1.0, -1.0])
 def test_gapped_st_equals_st_sample_by_sample_when_the_logit_is_the_gap(phi: float) -> None:
     gst, st = estimators.get("gapped_st", gap=1.0), estimators.get("straight_through")
-    noise = sampling.uniform((4, 200), torch.float64, generator=torch.Generator().manual_seed(3))
+    noise = uniform((4, 200), torch.float64, generator=torch.Generator().manual_seed(3))
     grads = []
     for est in (gst, st):
         leaf = torch.full((200,), phi, dtype=torch.float64, requires_grad=True)
@@ -206,7 +207,7 @@ def st_gumbel_mean_by_quadrature(phi: float, tau: float, tau_f: float = 1.0,
 def gr_estimates(phi: float, copies: int, seed: int, **options) -> torch.Tensor:
     est = estimators.get("gumbel_rao", **options)
     g = torch.Generator().manual_seed(seed)
-    noise = sampling.uniform((est.noise_streams, copies), torch.float64, generator=g)
+    noise = uniform((est.noise_streams, copies), torch.float64, generator=g)
     leaf = torch.full((copies,), phi, dtype=torch.float64, requires_grad=True)
     out = est(Bernoulli(logits=leaf), lambda z: (z - T) ** 2, 1, noise=noise)
     return torch.autograd.grad(out.loss.sum(), [leaf])[0]
@@ -230,7 +231,7 @@ def test_gumbel_rao_variance_falls_with_k_and_one_draw_is_st_gumbel() -> None:
            for mc in (1, 4, 16)}
     assert var[16] < var[4] < var[1], var
     # K = 1 reuses the sample's own Gumbel noise: ST-Gumbel sample by sample.
-    noise = sampling.uniform((copies,), torch.float64, generator=torch.Generator().manual_seed(8))
+    noise = uniform((copies,), torch.float64, generator=torch.Generator().manual_seed(8))
     grads = []
     for est in (estimators.get("gumbel_rao", temperature=tau, mc=1),
                 estimators.get("st_gumbel", temperature=tau)):
@@ -246,14 +247,14 @@ def test_the_perturbed_logits_always_argmax_to_the_sample(mode: str) -> None:
     g = torch.Generator().manual_seed(9)
     for logits in (torch.tensor([0.7, 0.25, 0.05]).log(), torch.randn(50, 6, generator=g) * 3):
         q = OneHotCategorical(logits=logits.double().expand(500, *logits.shape))
-        noise = sampling.uniform(est.noise_shape(q, 2), torch.float64, generator=g)
-        hard = sampling.hard_sample(q, sampling.split_streams(noise, 8)[0])
+        noise = uniform(est.noise_shape(q, 2), torch.float64, generator=g)
+        hard = hard_sample(q, split_streams(noise, 8)[0])
         y = est.perturbed(q, hard, noise)
         assert torch.equal(y.argmax(-1), hard.argmax(-1).expand(8, *hard.shape[:-1]))
     phi = torch.randn(5000, generator=g, dtype=torch.float64) * 3
     q = Bernoulli(logits=phi)
-    noise = sampling.uniform(est.noise_shape(q, 1), torch.float64, generator=g)
-    hard = sampling.hard_sample(q, noise[:1])
+    noise = uniform(est.noise_shape(q, 1), torch.float64, generator=g)
+    hard = hard_sample(q, noise[:1])
     y = est.perturbed(q, hard, noise)
     assert torch.equal((y > 0).double(), hard.expand_as(y))
 
@@ -294,7 +295,7 @@ def test_gumbel_rao_tends_to_zgr_as_k_grows_and_the_temperature_falls() -> None:
 
 def bernoulli_estimate_random(est, phi: float, b: int, copies: int) -> torch.Tensor:
     """Per-copy estimates given sample b, the conditional draws from random streams."""
-    u = sampling.uniform((est.noise_streams, copies), torch.float64,
+    u = uniform((est.noise_streams, copies), torch.float64,
                          generator=torch.Generator().manual_seed(11))
     u[0] = 1 - 1e-16 if b else 1e-300
     leaf = torch.full((copies,), phi, dtype=torch.float64, requires_grad=True)
@@ -320,7 +321,7 @@ def test_gumbel_rao_on_a_categorical_tends_to_zgr() -> None:
 
 def gr_categorical(est, k: int, f, copies: int) -> torch.Tensor:
     """Gumbel-Rao estimates (copies, 3) at theta = log pi given the sample e_k."""
-    u = sampling.uniform((est.noise_streams, copies, 3), torch.float64,
+    u = uniform((est.noise_streams, copies, 3), torch.float64,
                          generator=torch.Generator().manual_seed(12 + k))
     u[0] = forcing_noise(k, 3)[0]
     leaf = PI.log().expand(copies, 3).clone().requires_grad_(True)
@@ -374,7 +375,7 @@ def test_decoupled_st_gumbel_mean_by_quadrature(tau_f: float, tau_b: float) -> N
     est = estimators.get("st_gumbel", forward_temperature=tau_f, backward_temperature=tau_b)
     assert est.samples_from_q == (tau_f == 1.0)
     g = torch.Generator().manual_seed(14)
-    noise = sampling.uniform((1, copies), torch.float64, generator=g)
+    noise = uniform((1, copies), torch.float64, generator=g)
     leaf = torch.full((copies,), phi, dtype=torch.float64, requires_grad=True)
     out = est(Bernoulli(logits=leaf), lambda z: (z - T) ** 2, 1, noise=noise)
     grads = torch.autograd.grad(out.loss.sum(), [leaf])[0]
@@ -388,7 +389,7 @@ def test_decoupled_st_gumbel_mean_by_quadrature(tau_f: float, tau_b: float) -> N
 
 
 def test_decoupled_st_gumbel_at_temperature_one_is_st_gumbel_and_default_is_unchanged() -> None:
-    noise = sampling.uniform((3, 50, 4), torch.float64, generator=torch.Generator().manual_seed(15))
+    noise = uniform((3, 50, 4), torch.float64, generator=torch.Generator().manual_seed(15))
     logits = torch.randn(50, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(16))
     grads = []
     for options in ({}, {"forward_temperature": 1.0, "backward_temperature": 1.0}):
@@ -405,9 +406,10 @@ def test_decoupled_st_gumbel_at_temperature_one_is_st_gumbel_and_default_is_unch
 def test_a_temperature_schedule_anneals_gumbel_temperatures_only() -> None:
     """ReinMax's and gapped ST's tau are fixed hyperparameters (zgr stays ReinMax at 1); the
     Gumbel-Rao and ST-Gumbel temperatures follow the suite's schedule."""
-    from estibench.benchmarks.harness.cell import temperature_of
+    from estibench.benchmarks.harness.temperature import temperature_of
+
     schedule = {"initial": 1.0, "minimum": 0.5, "rate": 1e-3}
     for name, follows in (("zgr", False), ("gapped_st", False), ("gumbel_rao", True),
                           ("st_gumbel", True)):
         expected = schedule if follows else 1.0
-        assert temperature_of(name, {}, schedule) == expected, name
+        assert temperature_of(estimators.get(name), {}, schedule) == expected, name

@@ -16,9 +16,9 @@ from torch.distributions import Bernoulli, Independent
 from estibench import estimators
 from estibench.benchmarks import metrics, objectives
 from estibench.benchmarks.harness.cell import _Cell
-from estibench.benchmarks.harness.runner import expand
+from estibench.benchmarks.harness.plan import expand
 from estibench.benchmarks.suites.schema import SuiteError, parse_suite
-from estibench.estimators import sampling
+from estibench.estimators.noise import uniform
 from tests.helpers import binary_batch, small_categorical_vae
 
 F64 = torch.float64
@@ -63,7 +63,7 @@ def moved(before, estimator) -> bool:
 
 def test_rebar_and_relax_learn_a_lower_variance_on_the_toy() -> None:
     torch.manual_seed(0)
-    noise = sampling.uniform((2, 100_000), F64, generator=torch.Generator().manual_seed(1))
+    noise = uniform((2, 100_000), F64, generator=torch.Generator().manual_seed(1))
     for name in ("rebar", "relax"):
         estimator = estimators.get(name).double()
         estimator.prepare(Bernoulli(logits=torch.zeros(1, dtype=F64)))
@@ -93,7 +93,7 @@ def test_nvil_learns_a_baseline_on_a_two_bit_toy() -> None:
     estimator = estimators.get("nvil", variance_normalization=False).double()
     leaf, q = q_of(50_000)
     estimator.prepare(q)
-    noise = sampling.uniform(estimator.noise_shape(q, 1), F64,
+    noise = uniform(estimator.noise_shape(q, 1), F64,
                              generator=torch.Generator().manual_seed(3))
 
     def variance() -> float:
@@ -208,7 +208,7 @@ def test_the_runner_trains_estimator_parameters_with_their_own_optimizer() -> No
     assert abs(cell.trainer.eta.item() - eta) > 1e-3
     # The default: the estimator's aux_learning_rate (REBAR: 10x the model's).
     (config,) = expand(parse_suite(SUITE)).runnable
-    assert "trainer_training" not in config  # cell keys of existing runs do not change
+    assert "trainer_training" not in config.to_json()  # cell keys of existing runs stay
     assert init.aux_learning_rate(0.05) == 0.5
 
 
@@ -222,4 +222,4 @@ def test_the_estimators_optimizer_options_are_validated() -> None:
         raise AssertionError("a negative learning rate was accepted")
     raw = {**SUITE, "estimators": [{"name": "rebar", "optimizer": "sgd", "learning_rate": 0.1}]}
     (config,) = expand(parse_suite(raw)).runnable
-    assert config["trainer_training"] == {"optimizer": "sgd", "learning_rate": 0.1}
+    assert config.trainer_training == {"optimizer": "sgd", "learning_rate": 0.1}

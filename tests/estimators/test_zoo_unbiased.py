@@ -1,7 +1,7 @@
 """The zoo's unbiased estimators on the small discrete VAEs: the mean of M estimates matches
 the exact ELBO gradient (enumeration) for the distribution, encoder and decoder parameters,
 with the calibrated test of tests/helpers.py (Bonferroni z-test per coordinate, with power).
-VIMCO, an estimator of the IWAE bound, is tested in tests/estimators/test_vimco.py."""
+VIMCO, an estimator of the IWAE bound, is tested in tests/estimators/test_multi_sample_vimco.py."""
 
 from __future__ import annotations
 

@@ -4,9 +4,8 @@
 2 objectives x 3 estimators x 3 seeds; checkpoints 0/50/100. Every value is a simple function
 of (objective, estimator, seed, step) given below, so tests can recompute aggregates by hand:
 
-- ``bernoulli_vae`` has an exact log p(x) and exact gradients (bias, cosine, unbiasedness
-  test metrics);
-  ``gaussian_vae`` has a reference log p(x) and no exact gradient.
+- ``bernoulli_vae`` has an exact log p(x) and exact gradients (bias, cosine, unbiasedness test
+  metrics); ``gaussian_vae`` has a reference log p(x) and no exact gradient.
 - ``pathwise`` is not applicable to ``bernoulli_vae`` (3 not-applicable cells).
 - ``gaussian_vae`` / ``reinforce-loo`` / seed 2 failed at step 37 (partial curves kept).
 

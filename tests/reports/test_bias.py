@@ -22,7 +22,7 @@ from estibench.reports.conventions import (
     temperature_text,
 )
 from estibench.reports.figures.palette import estimator_palette
-from estibench.reports.figures.standard import bias_variance
+from estibench.reports.figures.variance import bias_variance
 from tests.reports.fabricate import (
     ESTIMATORS,
     SEEDS,

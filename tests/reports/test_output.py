@@ -12,8 +12,9 @@ import pytest
 from estibench import reports
 from estibench.benchmarks.results.store import Store
 from estibench.reports.figures import standard as figures
+from estibench.reports.figures.axes import NoData
 from estibench.reports.figures.palette import estimator_palette
-from estibench.reports.figures.standard import FIGURES, NoData
+from estibench.reports.figures.standard import FIGURES
 from tests.reports.fabricate import (
     FAILED_REASON,
     NOT_APPLICABLE_REASON,
@@ -227,7 +228,7 @@ def test_log_axes_are_labelled_in_plain_text() -> None:
     matplotlib's mathtext labels: they would print as `$\\mathdefault{10^{-3}}$`."""
     from matplotlib.figure import Figure
 
-    from estibench.reports.figures.standard import _log_axes, decade
+    from estibench.reports.figures.axes import _log_axes, decade
 
     ax = Figure().subplots()
     _log_axes(ax)

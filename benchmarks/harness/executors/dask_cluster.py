@@ -3,7 +3,7 @@
     DaskExecutor(scheduler="tcp://10.0.0.5:8786")  # a running cluster (dask scheduler/workers)
     DaskExecutor(local_workers=4)                  # a LocalCluster of 4 processes on 127.0.0.1
 
-Each cell is one task, `run_cell(config, device)`, keyed `cell-<cell key>`. Only the client
+Each cell is one task, `run_cell(spec, device)`, keyed `cell-<cell key>`. Only the client
 writes the store (the runner does, with what `run` yields), so the cluster needs no access to
 the run directory, only the same `estibench` installation on every worker.
 
@@ -32,7 +32,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from estibench.benchmarks.harness.cell import run_cell
-from estibench.benchmarks.results.store import CellResult, cell_key
+from estibench.benchmarks.harness.executors.base import ALLOWED_FAILURES
+from estibench.benchmarks.harness.spec import CellSpec
+from estibench.benchmarks.results.store import CellResult
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
@@ -41,10 +43,6 @@ __all__ = ["ALLOWED_FAILURES", "GPU", "DaskExecutor", "ExecutorError", "failed_c
            "needs_gpu"]
 
 GPU = "GPU"  # the worker resource a CUDA cell asks for: `dask worker --resources GPU=1`
-# Worker deaths a cell may cause before it is failed with KilledWorker. A death is usually not
-# the cell's fault (preemption, a neighbour's OOM), but a cell that kills every worker it
-# touches (segfault, its own OOM) must not restart workers forever.
-ALLOWED_FAILURES = 3
 # Reruns of a task that *raised* (run_cell never raises for a failing cell, so these are
 # environment problems such as a worker that cannot import the harness: another worker may do).
 RETRIES = 1
@@ -67,10 +65,10 @@ def _last_line(error: BaseException) -> str:
     return traceback.format_exception_only(type(error), error)[-1].strip()
 
 
-def failed_cell(config: dict[str, Any], error: BaseException) -> CellResult:
+def failed_cell(cell: CellSpec, error: BaseException) -> CellResult:
     """The record of a cell whose task raised on the cluster (it never produced a result)."""
     now = time.time()
-    return CellResult(key=cell_key(config), config=config, status="failed",
+    return CellResult(key=cell.key, config=cell.to_json(), status="failed",
                       reason=_last_line(error), started=now, finished=now,
                       environment={"executor": "dask"}, metrics=[])
 
@@ -208,7 +206,7 @@ class DaskExecutor:
         workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
         return sum(1 for w in workers if (w.get("resources") or {}).get(GPU, 0) >= 1)
 
-    def run(self, configs: Iterable[dict[str, Any]], device: str) -> Iterator[CellResult]:
+    def run(self, cells: Iterable[CellSpec], device: str) -> Iterator[CellResult]:
         """Submit every cell now; the iterator yields each result once, in completion order.
 
         CUDA cells (device cuda or cuda:N) run only on workers with the GPU resource. Stopping
@@ -217,20 +215,20 @@ class DaskExecutor:
         if self.client is None:
             raise ExecutorError("this DaskExecutor is closed")
         resources = {GPU: 1} if needs_gpu(device) else None
-        pending: dict[str, tuple[Future, dict[str, Any]]] = {}
-        for config in configs:
-            key = f"cell-{cell_key(config)}"
+        pending: dict[str, tuple[Future, CellSpec]] = {}
+        for cell in cells:
+            key = f"cell-{cell.key}"
             if key in pending:
                 continue  # the same cell twice is one task
-            future = self.client.submit(self.cell_function, config, device, key=key,
+            future = self.client.submit(self.cell_function, cell, device, key=key,
                                         pure=False, retries=self.retries, resources=resources)
-            pending[key] = (future, config)
+            pending[key] = (future, cell)
         if resources is not None and pending and self._gpu_workers() == 0:
             warnings.warn(f"{len(pending)} cell(s) on {device} wait for a worker started "
                           f"with --resources {GPU}=1; none is connected yet", stacklevel=2)
         return self._stream(pending)
 
-    def _stream(self, pending: dict[str, tuple[Future, dict[str, Any]]]
+    def _stream(self, pending: dict[str, tuple[Future, CellSpec]]
                 ) -> Iterator[CellResult]:
         if not pending:
             return

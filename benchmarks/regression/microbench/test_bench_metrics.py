@@ -2,11 +2,9 @@
 
 Skipped by the default test run (`--benchmark-skip` in pyproject's addopts); run with
 `python -m pytest benchmarks/regression/microbench/test_bench_metrics.py --benchmark-only -p
-no:cacheprovider`
-and compare the "gradient_stats" group's vectorized and loop rows
-(benchmarks/regression/speed/engine.py
-prints the ratios). Configuration: input 64, hidden 200, 8 variables x 8 categories, a batch of
-32 random binary vectors, M = 256 replicas, one torch thread.
+no:cacheprovider` and compare the "gradient_stats" group's vectorized and loop rows
+(benchmarks/regression/speed/engine.py prints the ratios). Configuration: input 64, hidden 200, 8
+variables x 8 categories, a batch of 32 random binary vectors, M = 256 replicas, one torch thread.
 """
 
 from __future__ import annotations

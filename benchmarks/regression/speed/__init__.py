@@ -1,7 +1,7 @@
-"""Speed measurements behind the issue's targets, printed by running code (never constants):
+"""Speed measurements, printed by running code (never constants):
 
-    python -m estibench.benchmarks.regression.speed.engine        # vectorized vs loop,
-    per-estimate cost, overhead
-    python -m estibench.benchmarks.regression.speed.handwritten   # one estimate vs a hand-written
-    plain-torch step
+    python -m estibench.benchmarks.regression.speed.engine       # vectorized vs loop
+    python -m estibench.benchmarks.regression.speed.handwritten  # against hand-written torch
+    python -m estibench.benchmarks.regression.speed.per_evaluation
+    python -m estibench.benchmarks.regression.speed.step_profile
 """

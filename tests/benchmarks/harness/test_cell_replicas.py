@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from estibench.benchmarks.harness.cell import run_cell
-from estibench.benchmarks.harness.runner import expand
+from estibench.benchmarks.harness.plan import expand
 from estibench.benchmarks.suites.schema import SuiteError, parse_suite
 
 
@@ -29,7 +29,7 @@ def test_auto_cells_record_m_and_the_precision_they_reached() -> None:
         assert result.status == "ok", result.reason
         metrics = {(step, name): value for step, name, value in result.metrics}
         for step in (0, 2):
-            found[config["objective_name"], step] = (
+            found[config.objective_name, step] = (
                 metrics[step, "grad/distribution/replicas"],
                 metrics[step, "grad/distribution/precision_met"],
                 metrics[step, "grad/distribution/total_variance_rse"],

@@ -15,7 +15,7 @@ import pytest
 
 import estibench
 from estibench.benchmarks.harness.executors import InProcess, ProcessPool, make_executor
-from estibench.benchmarks.harness.runner import expand
+from estibench.benchmarks.harness.plan import expand
 from estibench.benchmarks.results.store import Store
 from estibench.benchmarks.suites.schema import parse_suite
 

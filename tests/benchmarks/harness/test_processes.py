@@ -3,6 +3,7 @@ workers that outlive a SIGKILLed client, and pool workers killed mid-cell."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -13,7 +14,9 @@ import pytest
 
 from estibench.benchmarks.harness.cell import run_cell
 from estibench.benchmarks.harness.executors import ProcessPool
-from estibench.benchmarks.harness.runner import expand, run
+from estibench.benchmarks.harness.plan import expand
+from estibench.benchmarks.harness.runner import run
+from estibench.benchmarks.harness.spec import CellSpec
 from estibench.benchmarks.results.rundir import RunDirError
 from estibench.benchmarks.results.store import CellResult, Store
 from estibench.benchmarks.suites.schema import load_suite, parse_suite
@@ -207,27 +210,26 @@ TWO_CELLS = {
 }
 
 
-def kill_worker_once(config: dict, device: str) -> CellResult:
+def kill_worker_once(cell: CellSpec, device: str, marker: str) -> CellResult:
     """Kills its own worker the first time it runs seed 0 (a marker file remembers)."""
-    marker = Path(config["marker"])
-    if config["seed"] == 0 and not marker.exists():
-        marker.write_text("killed")
+    if cell.seed == 0 and not Path(marker).exists():
+        Path(marker).write_text("killed")
         os.kill(os.getpid(), signal.SIGKILL)
-    return run_cell({k: v for k, v in config.items() if k != "marker"}, device)
+    return run_cell(cell, device)
 
 
-def kill_worker_always(config: dict, device: str) -> CellResult:
-    if config["seed"] == 0:
+def kill_worker_always(cell: CellSpec, device: str) -> CellResult:
+    if cell.seed == 0:
         os.kill(os.getpid(), signal.SIGKILL)
-    return run_cell(config, device)
+    return run_cell(cell, device)
 
 
 def test_a_pool_worker_killed_mid_cell_is_replaced_and_its_cell_retried(tmp_path):
     configs = expand(parse_suite(TWO_CELLS)).runnable
-    marked = [dict(c, marker=str(tmp_path / "killed")) for c in configs]
-    pool = ProcessPool(1, cell_function=kill_worker_once)
+    once = functools.partial(kill_worker_once, marker=str(tmp_path / "killed"))
+    pool = ProcessPool(1, cell_function=once)
     try:
-        results = list(pool.run(marked, "cpu"))
+        results = list(pool.run(configs, "cpu"))
     finally:
         pool.close()
     assert (tmp_path / "killed").exists()  # seed 0 did kill its worker once

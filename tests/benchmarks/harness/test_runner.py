@@ -6,7 +6,8 @@ import pytest
 
 from estibench import estimators
 from estibench.benchmarks import objectives
-from estibench.benchmarks.harness.runner import expand, run
+from estibench.benchmarks.harness.plan import expand
+from estibench.benchmarks.harness.runner import run
 from estibench.benchmarks.results.store import Store
 from estibench.benchmarks.suites.schema import load_suite, parse_suite
 
@@ -51,7 +52,7 @@ def _applies(objective, estimator) -> bool:
 def test_standard_suite_covers_every_objective_and_applicable_estimator():
     suite = load_suite("standard")
     plan = expand(suite)
-    ran = {(c["objective"], c["estimator"]) for c in plan.runnable}
+    ran = {(c.objective, c.estimator.label) for c in plan.runnable}
     assert {o.name for o in suite.objectives} == set(objectives.available()) - set(
         NOT_IN_STANDARD)
     aliases = set(estimators.registry.aliases())  # zgr is reinmax at its default temperature
@@ -61,8 +62,8 @@ def test_standard_suite_covers_every_objective_and_applicable_estimator():
         for est in suite.estimators:
             applies = _applies(objective, estimators.get(est.name, **est.options))
             assert ((obj.id, est.id) in ran) == applies, (obj.id, est.id)
-    assert len(plan.runnable) == len({(c["objective"], c["estimator"], c["seed"],
-                                       c["num_samples"]) for c in plan.runnable})
+    assert len(plan.runnable) == len({(c.objective, c.estimator.label, c.seed,
+                                       c.num_samples) for c in plan.runnable})
     # Every seed of every runnable pair, and the inapplicable ones carry their reason.
     assert len(plan.runnable) % len(suite.seeds) == 0
     assert all("does not apply" in reason or "bound" in reason

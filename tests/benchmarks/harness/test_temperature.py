@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from estibench.benchmarks.harness.cell import temperature_of
-from estibench.benchmarks.harness.runner import expand, run
+from estibench import estimators
+from estibench.benchmarks.harness.plan import expand
+from estibench.benchmarks.harness.runner import run
+from estibench.benchmarks.harness.temperature import temperature_of
 from estibench.benchmarks.results.store import Store
 from estibench.benchmarks.suites.schema import parse_suite
 
@@ -87,18 +89,21 @@ def test_the_temperature_that_runs_is_recorded_in_every_cell() -> None:
         {"name": "straight_through"},
         {"name": "reinforce"},
     ]))
-    ran = {c["estimator"]: c["temperature"] for c in expand(suite).runnable}
+    ran = {c.estimator.label: c.estimator.temperature for c in expand(suite).runnable}
     assert ran == {"gumbel_softmax-0.3": 0.3, "st_gumbel": schedule,
                    "straight_through": None, "reinforce": None}
     without = parse_suite(_suite(None, [{"name": "st_gumbel"}]))
     assert without.training.temperature is None
-    assert [c["temperature"] for c in expand(without).runnable] == [1.0]
+    assert [c.estimator.temperature for c in expand(without).runnable] == [1.0]
 
 
 def test_temperature_of_follows_the_options() -> None:
-    assert temperature_of("gumbel_softmax", {"temperature": 2.0}, None) == 2.0
-    assert temperature_of("gumbel_softmax", {}, None) == 1.0
-    assert temperature_of("pathwise", {}, {"initial": 1.0, "minimum": 0.5, "rate": 0.0}) is None
+    def of(name, options, schedule):
+        return temperature_of(estimators.get(name, **options), options, schedule)
+
+    assert of("gumbel_softmax", {"temperature": 2.0}, None) == 2.0
+    assert of("gumbel_softmax", {}, None) == 1.0
+    assert of("pathwise", {}, {"initial": 1.0, "minimum": 0.5, "rate": 0.0}) is None
 
 
 def test_a_schedule_drives_the_measured_temperature(tmp_path) -> None:

@@ -1,7 +1,6 @@
 """Tests for `estibench.benchmarks.metrics.bounds`: ordering of ELBO <= IWAE-k <= log p(x) on
-objectives
-with an exact log p(x), the gap, agreement with the exact ELBO, the chunked computation against
-unchunked oracles, k = 5000, and errors.
+objectives with an exact log p(x), the gap, agreement with the exact ELBO, the chunked computation
+against unchunked oracles, k = 5000, and errors.
 
 "Within standard errors" always means: the mean over examples of a paired per-example difference
 is compared with 4 of its standard errors (sd / sqrt(N)).

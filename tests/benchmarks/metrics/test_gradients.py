@@ -505,7 +505,7 @@ def test_non_finite_estimates_raise_naming_estimator_objective_and_count() -> No
 
 
 def test_further_noise_streams_keep_stream_zero_and_auto_blocks_draw_the_same_values() -> None:
-    from estibench.benchmarks.metrics.gradients import _drawn_blocks, common_noise
+    from estibench.benchmarks.metrics.engine import common_noise, drawn_blocks
 
     toy = objectives.get("bernoulli_toy", dims=3)
     one = common_noise(toy, None, 10, 2, seed=4)
@@ -513,6 +513,6 @@ def test_further_noise_streams_keep_stream_zero_and_auto_blocks_draw_the_same_va
     assert three.shape == (10, 6, 3)
     assert torch.equal(three[:, :2], one)  # stream 0 is every estimator's noise
     assert not torch.equal(three[:, 2:4], three[:, 4:])
-    blocks = torch.cat(list(_drawn_blocks(toy, None, 2, 4, chunk_size=4, maximum=10,
+    blocks = torch.cat(list(drawn_blocks(toy, None, 2, 4, chunk_size=4, maximum=10,
                                           streams=3)))
     assert torch.equal(blocks, three)

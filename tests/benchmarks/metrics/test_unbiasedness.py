@@ -1,6 +1,5 @@
-"""The unbiasedness test of `gradient_stats` (`estibench.benchmarks.metrics.unbiasedness`): its
-size on
-unbiased estimators where single estimates are far from normal, its power on a biased one, and
+"""The unbiasedness test of `gradient_stats` (`estibench.benchmarks.metrics.unbiasedness`): its size
+on unbiased estimators where single estimates are far from normal, its power on a biased one, and
 its edge cases.
 
 Calibration: for each case, SEEDS independent blocks of M = 128 replicas (the smallest M the
@@ -28,7 +27,7 @@ from estibench import estimators
 from estibench.benchmarks import objectives
 from estibench.benchmarks.metrics import common_noise, gradient_stats
 from estibench.benchmarks.metrics.chisquare import chi2_sf
-from estibench.benchmarks.metrics.gradients import replica_estimates
+from estibench.benchmarks.metrics.engine import replica_estimates
 from estibench.benchmarks.metrics.unbiasedness import UnbiasednessTest, hall_p_value, student_t_sf2
 
 ALPHA = 0.01

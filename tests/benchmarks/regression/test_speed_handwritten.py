@@ -1,7 +1,6 @@
-"""The hand-written plain-torch steps of `estibench.benchmarks.regression.speed.handwritten`
-compute what estibench
-computes: from one seed, the same gradient on every parameter (so the timed ratio compares like
-with like)."""
+"""The hand-written plain-torch steps of `estibench.benchmarks.regression.speed.handwritten` compute
+what estibench computes: from one seed, the same gradient on every parameter (so the timed ratio
+compares like with like)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """`estibench.benchmarks.regression.speed.step_profile` counts what it says it counts: operations
-and Python calls
-of a step whose contents are known, and float32 rounding that is float32's."""
+and Python calls of a step whose contents are known, and float32 rounding that is float32's."""
 
 from __future__ import annotations
 

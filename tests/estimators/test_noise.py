@@ -14,7 +14,17 @@ from torch.distributions import (
 )
 
 from estibench import estimators
-from estibench.estimators import sampling
+from estibench.estimators.noise import (
+    draw_noise,
+    gumbel,
+    hard_of_relaxed,
+    hard_sample,
+    logistic,
+    noise_dtype,
+    relaxed_sample,
+    reparameterized_sample,
+    uniform,
+)
 from tests.helpers import Summary
 
 DTYPES = [torch.float32, torch.bfloat16]
@@ -23,10 +33,10 @@ DTYPES = [torch.float32, torch.bfloat16]
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_ten_million_uniforms_give_finite_gumbel_and_logistic_noise(dtype) -> None:
     torch.manual_seed(60)
-    u = sampling.uniform((10_000_000,), dtype)
+    u = uniform((10_000_000,), dtype)
     assert u.dtype == torch.float32  # the noise of short dtypes is held in float32
     assert bool((u > 0).all()) and bool((u < 1).all())
-    for name, noise in (("gumbel", sampling.gumbel(u)), ("logistic", sampling.logistic(u))):
+    for name, noise in (("gumbel", gumbel(u)), ("logistic", logistic(u))):
         assert noise.dtype == u.dtype
         assert bool(torch.isfinite(noise).all()), f"{name} noise not finite in {dtype}"
 
@@ -36,9 +46,9 @@ def test_uniform_clamps_to_tiny_and_one_minus_eps(dtype, monkeypatch) -> None:
     """torch.rand can return exactly 0, and one uniform in 2^24 rounds to 1 - eps of float32:
     the clamp to the noise's own precision maps 0 to its tiny and keeps 1 out. Forced here by
     replacing torch.rand."""
-    info = torch.finfo(sampling.noise_dtype(dtype))
+    info = torch.finfo(noise_dtype(dtype))
     monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.tensor([0.0, 0.5, 1.0]))
-    u = sampling.uniform((3,), dtype)
+    u = uniform((3,), dtype)
     assert float(u[0]) == info.tiny
     assert float(u[2]) == pytest.approx(1.0 - info.eps) and float(u[2]) < 1.0
 
@@ -48,19 +58,19 @@ def test_noise_and_relaxed_samples_are_finite_at_the_clamp_boundaries(dtype) -> 
     info = torch.finfo(dtype)
     u = torch.tensor([info.tiny, 0.5, 1.0 - info.eps], dtype=dtype)
     assert float(u[0]) > 0 and float(u[2]) < 1
-    for noise in (sampling.gumbel(u), sampling.logistic(u)):
+    for noise in (gumbel(u), logistic(u)):
         assert bool(torch.isfinite(noise).all()), (dtype, noise)
 
     logits = torch.tensor([[-30.0, 0.0, 30.0]], dtype=dtype)
     for temperature in (1.0, 1e-3):
         # Bernoulli: each boundary uniform against each logit.
         b = Bernoulli(logits=logits.expand(3, 3))
-        soft = sampling.relaxed_sample(b, u.reshape(3, 1).expand(3, 3), temperature)
+        soft = relaxed_sample(b, u.reshape(3, 1).expand(3, 3), temperature)
         assert bool(torch.isfinite(soft).all()) and bool(((soft >= 0) & (soft <= 1)).all())
         # Categorical: every permutation of the boundary uniforms over the categories.
         c = OneHotCategorical(logits=logits.expand(6, 3))
         perms = torch.tensor([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
-        soft = sampling.relaxed_sample(c, u[perms], temperature)
+        soft = relaxed_sample(c, u[perms], temperature)
         assert bool(torch.isfinite(soft).all())
         torch.testing.assert_close(soft.float().sum(-1), torch.ones(6), atol=2e-2, rtol=0)
 
@@ -89,27 +99,27 @@ def test_float64_noise_has_float64_resolution_and_finite_normal_samples() -> Non
     """float64 uniforms are drawn in float64 (not float32 cast up), and the inverse-CDF map
     keeps float64's tiny finite (through float32 it underflows to 0 and gives -inf)."""
     torch.manual_seed(66)
-    u = sampling.uniform((100_000,), torch.float64)
+    u = uniform((100_000,), torch.float64)
     assert bool((u.float().double() != u).any())
     info = torch.finfo(torch.float64)
     edges = torch.tensor([info.tiny, 0.5, 1 - info.eps], dtype=torch.float64)
     q = Normal(torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
-    z = sampling.reparameterized_sample(q, edges)
+    z = reparameterized_sample(q, edges)
     assert bool(torch.isfinite(z).all()), z
     for dtype in DTYPES:
         info = torch.finfo(dtype)
         edges = torch.tensor([info.tiny, 0.5, 1 - info.eps], dtype=dtype)
         q = Normal(torch.zeros(3, dtype=dtype), torch.ones(3, dtype=dtype))
-        assert bool(torch.isfinite(sampling.reparameterized_sample(q, edges)).all()), dtype
+        assert bool(torch.isfinite(reparameterized_sample(q, edges)).all()), dtype
 
 
 def test_draw_noise_follows_the_parameters_dtype() -> None:
     for dtype, held in ((torch.float32, torch.float32), (torch.float64, torch.float64),
                         (torch.bfloat16, torch.float32), (torch.float16, torch.float32)):
         q = Bernoulli(logits=torch.zeros(2, dtype=dtype))
-        assert sampling.draw_noise(q, 3).dtype == held
+        assert draw_noise(q, 3).dtype == held
     q = Categorical(logits=torch.zeros(2, 5))
-    assert sampling.draw_noise(q, 3).shape == (3, 2, 5)  # one uniform per category
+    assert draw_noise(q, 3).shape == (3, 2, 5)  # one uniform per category
 
 
 # The maps give the right distributions ----------------------------------------------------
@@ -122,17 +132,17 @@ def test_hard_samples_have_the_right_distribution() -> None:
     logits = torch.tensor([[-1.5, 0.0, 0.7, 2.0]], dtype=torch.float64)
 
     b = Bernoulli(logits=logits[0])
-    draws = sampling.hard_sample(b, sampling.draw_noise(b, n))
+    draws = hard_sample(b, draw_noise(b, n))
     Summary.of(draws).assert_matches(torch.sigmoid(logits[0]), "Bernoulli frequencies")
 
     for q in (OneHotCategorical(logits=logits), Categorical(logits=logits)):
-        draws = sampling.hard_sample(q, sampling.draw_noise(q, n))
+        draws = hard_sample(q, draw_noise(q, n))
         if isinstance(q, Categorical):
             draws = torch.nn.functional.one_hot(draws, 4).double()
         Summary.of(draws).assert_matches(torch.softmax(logits, -1), f"{type(q).__name__}")
 
     normal = Normal(torch.tensor([0.5, -2.0]), torch.tensor([0.3, 2.0]))
-    z = sampling.reparameterized_sample(normal, sampling.draw_noise(normal, n))
+    z = reparameterized_sample(normal, draw_noise(normal, n))
     Summary.of(z).assert_matches(normal.loc, "Normal mean")
     Summary.of((z - normal.loc) ** 2).assert_matches(normal.scale**2, "Normal variance")
 
@@ -145,9 +155,9 @@ def test_the_bernoulli_threshold_is_the_logistic_perturbation(dtype) -> None:
     torch.manual_seed(64)
     logits = (4 * torch.randn(1000, 1000)).to(dtype)
     q = Bernoulli(logits=logits)
-    u = sampling.draw_noise(q, 1)[0]
-    hard = sampling.hard_sample(q, u[None])[0]
-    s = logits.float() + sampling.logistic(u)
+    u = draw_noise(q, 1)[0]
+    hard = hard_sample(q, u[None])[0]
+    s = logits.float() + logistic(u)
     differ = hard != (s > 0).to(dtype)
     assert int(differ.sum()) <= 5
     assert bool((s[differ].abs() <= 1e-5 * (1 + logits.float()[differ].abs())).all())
@@ -157,7 +167,7 @@ def test_the_distribution_check_has_power() -> None:
     """The same check rejects frequencies 2% off."""
     torch.manual_seed(63)
     b = Bernoulli(logits=torch.tensor([0.0], dtype=torch.float64))
-    draws = sampling.hard_sample(b, sampling.draw_noise(b, 100_000))
+    draws = hard_sample(b, draw_noise(b, 100_000))
     Summary.of(draws).assert_rejects(torch.tensor([0.52]), "2% off")
 
 
@@ -183,7 +193,7 @@ CRN_FAMILIES = {
 def test_same_noise_gives_the_same_hard_samples(family: str) -> None:
     torch.manual_seed(64)
     q = CRN_FAMILIES[family]()
-    noise = sampling.draw_noise(q, 50)
+    noise = draw_noise(q, 50)
     weights = torch.randn(q.event_shape)
     seen: list[torch.Tensor] = []
 
@@ -192,7 +202,7 @@ def test_same_noise_gives_the_same_hard_samples(family: str) -> None:
         return (z * weights).reshape(*z.shape[: z.dim() - len(q.event_shape)], -1).sum(-1)
 
     outs = {name: estimators.get(name, **opts)(q, f, 50, noise=noise) for name, opts in HARD}
-    expected = sampling.hard_sample(q, noise)
+    expected = hard_sample(q, noise)
     assert len({tuple(s.unique().tolist()) for s in seen}) == 1  # f saw only 0/1 values
     for name, out in outs.items():
         assert torch.equal(out.samples, expected), name
@@ -206,7 +216,7 @@ def test_same_noise_gives_the_same_hard_samples(family: str) -> None:
 
     # Gumbel-Softmax with the same noise relaxes the same sample: it rounds to it.
     soft = estimators.get("gumbel_softmax", temperature=1.0)(q, f, 50, noise=noise).samples
-    assert torch.equal(sampling.hard_of_relaxed(q, soft), expected)
+    assert torch.equal(hard_of_relaxed(q, soft), expected)
 
 
 def test_different_noise_gives_different_samples() -> None:
@@ -228,8 +238,8 @@ def test_gumbel_and_logistic_keep_their_tail_in_short_dtypes(dtype) -> None:
     draws exceed 13 with probability 1 - 1e-10. Drawn in the short dtype itself, the uniforms
     stop at 1 - eps (1% of them in bfloat16) and the variates at 4.8."""
     torch.manual_seed(62)
-    u = sampling.uniform((10_000_000,), dtype)
-    for name, noise in (("gumbel", sampling.gumbel(u)), ("logistic", sampling.logistic(u))):
+    u = uniform((10_000_000,), dtype)
+    for name, noise in (("gumbel", gumbel(u)), ("logistic", logistic(u))):
         assert bool(torch.isfinite(noise).all())
         assert float(noise.max()) > 13, f"{name} tail cut at {float(noise.max())} in {dtype}"
     assert float((u == u.max()).float().mean()) < 1e-5  # no pile at the clamp
@@ -247,7 +257,7 @@ def test_rare_outcomes_keep_their_probability_in_short_dtypes(dtype) -> None:
                                validate_args=False)
     bernoulli = Bernoulli(logits=torch.full((n,), -8.0, dtype=dtype), validate_args=False)
     for q, pick in ((onehot, lambda z: z[..., 0]), (bernoulli, lambda z: z)):
-        z = sampling.hard_sample(q, sampling.draw_noise(q, 1))
+        z = hard_sample(q, draw_noise(q, 1))
         assert z.dtype == dtype
         frequency = float(pick(z).double().mean())
         assert abs(frequency - float(rare)) < bound, (type(q).__name__, dtype, frequency)
@@ -262,11 +272,11 @@ def test_hard_and_relaxed_samples_agree_up_to_ties_in_short_dtypes(dtype, temper
     torch.manual_seed(64)
     logits = (torch.randn(200_000, 10) * 2).to(dtype)
     q = OneHotCategorical(logits=logits, validate_args=False)
-    noise = sampling.draw_noise(q, 1)
-    hard = sampling.hard_sample(q, noise)
-    soft = sampling.relaxed_sample(q, noise, temperature)
+    noise = draw_noise(q, 1)
+    hard = hard_sample(q, noise)
+    soft = relaxed_sample(q, noise, temperature)
     assert soft.dtype == hard.dtype == dtype
-    disagree = (sampling.hard_of_relaxed(q, soft) != hard).any(-1)
+    disagree = (hard_of_relaxed(q, soft) != hard).any(-1)
     at_hard = (soft * hard).sum(-1)
     assert bool((at_hard[disagree] == soft.amax(-1)[disagree]).all())
     assert float(disagree.float().mean()) < 2e-3

@@ -15,10 +15,11 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Categorical, Distribution, OneHotCategorical
 
-from . import sampling
+from . import distributions
 from .base import Estimator, EstimatorOutput, Integrand
 from .errors import EstimatorError, UnsupportedDistributionError
 from .exact import support_size
+from .noise import draw_noise, gumbel_argmax, hard_sample, logistic, neg_gumbel
 
 DISCRETE = (Bernoulli, Categorical, OneHotCategorical)
 
@@ -26,47 +27,47 @@ DISCRETE = (Bernoulli, Categorical, OneHotCategorical)
 def _layout(q: Distribution) -> tuple[int, int, int]:
     """(number of variable dimensions an Independent adds, D variables, K values each)."""
     values, variables = support_size(q)
-    return len(q.event_shape) - len(sampling.base_of(q).event_shape), variables, values
+    return len(q.event_shape) - len(distributions.base_of(q).event_shape), variables, values
 
 
 def log_probs(q: Distribution) -> Tensor:
     """log P(x_d = k), shape (*B, D, K), differentiable in q's parameters."""
-    base = sampling.base_of(q)
+    base = distributions.base_of(q)
     _, variables, k = _layout(q)
     if isinstance(base, Bernoulli):
         logits = base.logits.reshape(*q.batch_shape, variables)
         return torch.stack([torch.nn.functional.logsigmoid(-logits),
                             torch.nn.functional.logsigmoid(logits)], -1)
-    # torch's Categorical (and `sampling.one_hot_categorical`) keep the logits normalized, and
+    # torch's Categorical (and `distributions.one_hot_categorical`) keep the logits normalized, and
     # log_softmax of normalized logits is the identity in value and in gradient to the raw ones
     return base.logits.reshape(*q.batch_shape, variables, k)
 
 
 def to_values(q: Distribution, index: Tensor) -> Tensor:
     """Samples of q (n, *B, *event) from category indices (n, *B, D)."""
-    base = sampling.base_of(q)
+    base = distributions.base_of(q)
     dims, _, k = _layout(q)
     shape = (*index.shape[:-1], *q.event_shape[:dims])
     if isinstance(base, OneHotCategorical):
-        return sampling.one_hot(index, k, base.logits.dtype).reshape(*shape, k)
+        return distributions.one_hot(index, k, base.logits.dtype).reshape(*shape, k)
     if isinstance(base, Bernoulli):
         return index.to(base.logits.dtype).reshape(shape)
     return index.reshape(shape)
 
 
 def sample_index(q: Distribution, u: Tensor) -> Tensor:
-    """The category indices (S, *B, D) of `sampling.hard_sample(q, u)`, for a categorical
+    """The category indices (S, *B, D) of `hard_sample(q, u)`, for a categorical
     q without its one-hot (the same Gumbel-max draw)."""
-    base = sampling.base_of(q)
+    base = distributions.base_of(q)
     if isinstance(base, Bernoulli):
-        return to_index(q, sampling.hard_sample(q, u))
-    index = sampling.gumbel_argmax(q, sampling.neg_gumbel(u))
+        return to_index(q, hard_sample(q, u))
+    index = gumbel_argmax(q, neg_gumbel(u))
     return index.reshape(u.shape[0], *q.batch_shape, -1)  # the D variables, flattened
 
 
 def to_index(q: Distribution, z: Tensor) -> Tensor:
     """Category indices (n, *B, D) of samples z (n, *B, *event)."""
-    base = sampling.base_of(q)
+    base = distributions.base_of(q)
     _, variables, _ = _layout(q)
     index = z.argmax(-1) if isinstance(base, OneHotCategorical) else z.long()
     return index.reshape(z.shape[0], *q.batch_shape, variables)
@@ -95,7 +96,7 @@ class IndeCateR(Estimator):
         super().__init__(direct_term=direct_term)
 
     def applies_to(self, q: Distribution) -> bool:
-        return type(sampling.base_of(q)) in DISCRETE
+        return type(distributions.base_of(q)) in DISCRETE
 
     def substitution(self, variables: int, k: int, batch: int, device: torch.device
                      ) -> tuple[Tensor, Tensor]:
@@ -111,7 +112,7 @@ class IndeCateR(Estimator):
     def estimate(
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
     ) -> EstimatorOutput:
-        u = sampling.draw_noise(q, num_samples) if noise is None else noise
+        u = draw_noise(q, num_samples) if noise is None else noise
         index = sample_index(q, u)  # (S, *B, D)
         _, variables, k = _layout(q)
         # substituted[d, c, s, ..., e] = index[s, ..., e], except variable e = d set to c.
@@ -207,7 +208,7 @@ class UnorderedSet(Estimator):
                 f"(an Independent of one variable included) with at least k = {self.k} values")
 
     def applies_to(self, q: Distribution) -> bool:
-        if type(sampling.base_of(q)) not in DISCRETE:
+        if type(distributions.base_of(q)) not in DISCRETE:
             return False
         _, variables, values = _layout(q)
         return variables == 1 and values >= self.k
@@ -215,10 +216,10 @@ class UnorderedSet(Estimator):
     def check(self, q: Distribution) -> None:
         if self.applies_to(q):
             return
-        if type(sampling.base_of(q)) in DISCRETE:  # say why: the layout
+        if type(distributions.base_of(q)) in DISCRETE:  # say why: the layout
             _, variables, values = _layout(q)
             raise UnsupportedDistributionError(
-                self.name, f"{sampling.describe(q)} with {variables} variables of {values} "
+                self.name, f"{distributions.describe(q)} with {variables} variables of {values} "
                 "values", self.supports)
         super().check(q)
 
@@ -228,15 +229,15 @@ class UnorderedSet(Estimator):
     def estimate(
         self, q: Distribution, f: Integrand, num_samples: int, noise: Tensor | None
     ) -> EstimatorOutput:
-        u = sampling.draw_noise(q, num_samples) if noise is None else noise
+        u = draw_noise(q, num_samples) if noise is None else noise
         log_p = log_probs(q)[..., 0, :]  # (*B, K)
-        if isinstance(sampling.base_of(q), Bernoulli):
+        if isinstance(distributions.base_of(q), Bernoulli):
             # Gumbel-top-k of the two values from one logistic variate: keys (0, phi + L).
-            logits = sampling.base_of(q).logits.detach()
-            keys = torch.stack([torch.zeros_like(u), logits + sampling.logistic(u)], -1)
+            logits = distributions.base_of(q).logits.detach()
+            keys = torch.stack([torch.zeros_like(u), logits + logistic(u)], -1)
             keys = keys.reshape(num_samples, *log_p.shape)
         else:
-            keys = log_p.detach() - sampling.neg_gumbel(u.reshape(num_samples, *log_p.shape))
+            keys = log_p.detach() - neg_gumbel(u.reshape(num_samples, *log_p.shape))
         members = keys.topk(self.k, -1).indices  # (S, *B, k): ordered draw without replacement
         k = self.k
         # (k S, *B, *event), member-major; flattened after the values are made (no copy)

@@ -222,7 +222,7 @@ def test_unordered_set_is_unbiased_with_five_values(k: int, baseline: bool) -> N
 def test_unordered_set_first_member_is_reinforces_sample() -> None:
     torch.manual_seed(64)
     q = categorical(torch.randn(30, 5))
-    u = estimators.sampling.draw_noise(q, 2)
+    u = estimators.noise.draw_noise(q, 2)
     out = estimators.get("unordered_set", k=3)(q, lambda z: z[..., 0], 2, noise=u)
     reinforce = estimators.get("reinforce")(q, lambda z: z[..., 0], 2, noise=u)
     assert out.evaluations == 6
@@ -264,7 +264,7 @@ def test_set_log_prob_equals_the_sum_over_drawing_orders() -> None:
     excluded) against the sum over the orders of prod_t p_t / (mass not yet drawn nor
     excluded), in plain Python floats, for sets of 0 to 4 members of a 6-category distribution
     with 0 or 1 values excluded (the 1-member fast path included)."""
-    from estibench.estimators.enumeration import set_log_prob
+    from estibench.estimators.partial_enumeration import set_log_prob
     g = torch.Generator().manual_seed(5)
     probs = torch.softmax(torch.randn(6, generator=g, dtype=torch.float64) * 2, -1)
     for m in range(5):

@@ -1,0 +1,104 @@
+"""The cost figures of the standard report: what a gradient estimate costs in time.
+
+- `efficiency`: total gradient variance against time per estimate, log-log, with lines of
+  constant variance x time;
+- `throughput`: gradient estimates per second per estimator, on the run's device.
+
+Each takes the tidy frame and the palette and returns a Figure or raises `NoData`
+(`estibench.reports.figures.axes`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from estibench.reports.aggregate import final_values
+from estibench.reports.figures.axes import (
+    NoData,
+    _finals,
+    _hatch_bars,
+    _iso_lines,
+    _legend,
+    _log_axes,
+    _pad_log_limits,
+    _rotate,
+    _scatter,
+    _smallest_samples,
+    _wrap,
+    _wrapped_grid,
+    _ylabel,
+    left_out,
+)
+from estibench.reports.figures.palette import Palette
+
+
+def efficiency(frame: pd.DataFrame, palette: Palette) -> Figure:
+    """Total gradient variance against time per estimate, log-log, with iso variance x time
+    lines (the signal-per-second frontier); one panel per objective."""
+    variance, seconds = "grad/distribution/total_variance", "time/time_per_estimate"
+    measured = _finals(frame, variance, seconds)
+    finals = measured[(measured[variance] > 0) & (measured[seconds] > 0)]
+    dropped = measured.drop(index=finals.index)
+    omitted = [f"{o}: {e}, {len(c)} cell(s): zero variance or time cannot be placed on log axes"
+               for (o, e), c in dropped.groupby(["objective", "estimator"], sort=True)]
+    if finals.empty:
+        raise NoData("no cell has both a positive gradient variance and a time per estimate")
+    objectives = sorted(finals["objective"].unique())
+    fig, axes = _wrapped_grid(len(objectives))
+    drawn: list[str] = []
+    iso = None
+    for ax, objective in zip(axes, objectives, strict=True):
+        cells = finals[finals["objective"] == objective]
+        xs, ys = cells[seconds].to_numpy(), cells[variance].to_numpy()
+        _scatter(ax, xs, ys, cells["estimator"], palette)
+        drawn += [str(e) for e in cells["estimator"].unique()]
+        _log_axes(ax)
+        _pad_log_limits(ax, xs, ys)
+        iso = _iso_lines(ax, "product")
+        ax.set_title(_wrap(objective), fontsize="medium")
+        ax.set_xlabel("time per gradient estimate (s)")
+        _ylabel(ax, "total gradient variance")
+    fig.suptitle("Variance against cost (lower left is better)")
+    _legend(fig, palette, drawn, [iso] if iso is not None else [])
+    left_out(fig, omitted)
+    return fig
+
+
+def throughput(frame: pd.DataFrame, palette: Palette) -> Figure:
+    """Gradient estimates per second per estimator, mean +/- SE over seeds; device in the
+    title; one panel per objective."""
+    finals = final_values(frame)
+    if "time/estimates_per_second" in finals.columns:
+        rate = finals["time/estimates_per_second"]
+    elif "time/time_per_estimate" in finals.columns:
+        rate = 1.0 / finals["time/time_per_estimate"]
+    else:
+        raise NoData("no throughput was measured (time/estimates_per_second or "
+                     "time/time_per_estimate)")
+    finals = finals.assign(rate=rate).dropna(subset=["rate"])
+    finals = finals[np.isfinite(finals["rate"])]
+    if finals.empty:
+        raise NoData("no completed cell has a finite throughput")
+    finals, note = _smallest_samples(finals)
+    devices = ", ".join(sorted(str(d) for d in finals["device"].dropna().unique())) or "unknown"
+    objectives = sorted(finals["objective"].unique())
+    fig, axes = _wrapped_grid(len(objectives))
+    drawn: list[str] = []
+    for ax, objective in zip(axes, objectives, strict=True):
+        cells = finals[finals["objective"] == objective]
+        estimators = sorted(cells["estimator"].unique())
+        sns.barplot(data=cells, x="estimator", y="rate", hue="estimator", order=estimators,
+                    hue_order=estimators, palette=palette, errorbar="se", saturation=1.0,
+                    legend=False, ax=ax)
+        _hatch_bars(ax, estimators)
+        drawn += estimators
+        _rotate(ax)
+        ax.set_title(_wrap(objective), fontsize="medium")
+        ax.set_xlabel("")
+        _ylabel(ax, "gradient estimates per second")
+    fig.suptitle(f"Throughput on {devices}{note}")
+    _legend(fig, palette, drawn)
+    return fig
