@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pandas as pd
 import pytest
 import torch
 
@@ -17,3 +18,17 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def in_process_numbers(tmp_path_factory: pytest.TempPathFactory) -> pd.Series:
+    """`tests.runs.TINY_RUN` run in-process once per session: every metric value but the
+    timings, by (cell key, step, metric)."""
+    import estibench
+    from estibench.benchmarks.suites.schema import parse_suite
+    from tests.runs import TINY_RUN, numbers, statuses
+
+    out = tmp_path_factory.mktemp("in-process") / "run"
+    run_dir = estibench.run(parse_suite(TINY_RUN), out=out, device="cpu", report=False).run_dir
+    assert (statuses(run_dir) != "failed").all()
+    return numbers(run_dir)

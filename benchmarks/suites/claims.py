@@ -37,27 +37,42 @@ class _Strict(BaseModel):
 
 
 class CellRef(_Strict):
-    objective: str | None = None  # None: each of the claim's `objectives` in turn
-    estimator: str
-    num_samples: int | None = Field(None, ge=1)  # needed when the estimator runs with several
-    step: Literal["final"] | int | None = None  # this cell's step, instead of the claim's
+    objective: str | None = Field(
+        None, description="objective label (default: each of the claim's objectives)")
+    estimator: str = Field(description="estimator label")
+    num_samples: int | None = Field(None, ge=1,
+                                    description="S, when the estimator runs with several")
+    step: Literal["final"] | int | None = Field(
+        None, description="this cell's step instead of the claim's")
 
 
 class Claim(_Strict):
-    statement: str = Field(min_length=1)
-    source: str = Field(min_length=1)  # paper, table or figure
-    metric: str
-    step: Literal["final", "every"] | int = "final"
-    objectives: list[str] | None = Field(None, min_length=1)
-    left: CellRef | None = None
-    relation: Relation | None = None
-    right: CellRef | None = None
-    value: float | None = None
-    tolerance: float | None = Field(None, gt=0, lt=1)  # relative, for relation "=="
-    cells: list[CellRef] | None = Field(None, min_length=2)
-    direction: Direction | None = None
-    noise: Literal["auto", "seeds", "interval"] = "auto"
-    alpha: float = Field(0.05, gt=0, lt=0.5)  # family-wise over the claim's parts
+    statement: str = Field(min_length=1, description="the claim in words, as the report prints it")
+    source: str = Field(min_length=1,
+                        description="where it is published (paper, table or figure)")
+    metric: str = Field(
+        description="the metric compared (a stored metric name, e.g. grad/encoder/snr_norm)")
+    step: Literal["final", "every"] | int = Field(
+        "final", description="final, every (each checkpoint) or one checkpoint")
+    objectives: list[str] | None = Field(
+        None, min_length=1,
+        description="repeat the claim for each of these objective labels (cells naming none)")
+    left: CellRef | None = Field(None, description="compare / value claims: the first cell")
+    relation: Relation | None = Field(None, description="<, > or == (== needs tolerance)")
+    right: CellRef | None = Field(None, description="compare claims: the second cell")
+    value: float | None = Field(
+        None, description="value claims: the number the metric is compared with")
+    tolerance: float | None = Field(None, gt=0, lt=1,
+                                    description="== claims: the relative tolerance")
+    cells: list[CellRef] | None = Field(None, min_length=2,
+                                        description="trend claims: the cells in order")
+    direction: Direction | None = Field(
+        None, description="trend claims: increasing or decreasing along cells")
+    noise: Literal["auto", "seeds", "interval"] = Field(
+        "auto", description="auto (seeds when there are several, else the metric's interval), "
+                            "seeds, or interval")
+    alpha: float = Field(0.05, gt=0, lt=0.5,
+                         description="the family-wise level over the claim's parts")
 
     @model_validator(mode="after")
     def _shape(self) -> Claim:

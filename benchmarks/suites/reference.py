@@ -1,9 +1,10 @@
 """The suite reference, generated from the pydantic models of `estibench.benchmarks.suites.schema`.
 
     print(reference_markdown())   # what `estibench suite schema` prints; docs/suite-reference.md
+    suite_json_schema()           # what `estibench suite schema --json` prints
 
-Types, defaults, constraints and allowed values are read from the models; only the one-line
-descriptions live here, and a test checks they name exactly the models' fields.
+Everything is read from the models: types, defaults, constraints, allowed values and each key's
+one-line description (its `Field(description=...)`; a test checks every field has one).
 """
 
 from __future__ import annotations
@@ -32,116 +33,6 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[quick]", s.QuickSpec),
 )
 
-DESCRIPTIONS: dict[str, dict[str, str]] = {
-    "Suite": {
-        "name": "the suite's name (default: the file name without .toml)",
-        "description": "one line shown in reports",
-        "protocol": "independent: each estimator trains its own model; shared: one estimator "
-                    "(train_with) trains and every estimator is measured at its checkpoints",
-        "train_with": "shared protocol: the label of the estimator that trains",
-        "seeds": "one cell per seed",
-        "num_samples": "numbers of samples S (one cell per S)",
-        "data": "the [data] table",
-        "training": "the [training] table",
-        "metrics": "the [metrics] table",
-        "objectives": "the [[objectives]] entries",
-        "estimators": "the [[estimators]] entries",
-        "claims": "the [[claims]] entries: published statements checked on every run",
-        "quick": "the [quick] table: what `estibench run NAME --quick` overrides",
-        "mode": "full, or quick when the [quick] overrides were applied (set by --quick)",
-        "left_out": "the estimator and objective labels (and the suite's own steps) that "
-                    "command-line overrides took out: claims naming them are \"not run\" "
-                    "(set by --estimator, --objective, --steps)",
-    },
-    "Claim": {
-        "statement": "the claim in words, as the report prints it",
-        "source": "where it is published (paper, table or figure)",
-        "metric": "the metric compared (a stored metric name, e.g. grad/encoder/snr_norm)",
-        "step": "final, every (each checkpoint) or one checkpoint",
-        "objectives": "repeat the claim for each of these objective labels (cells naming none)",
-        "left": "compare / value claims: the first cell",
-        "relation": "<, > or == (== needs tolerance)",
-        "right": "compare claims: the second cell",
-        "value": "value claims: the number the metric is compared with",
-        "tolerance": "== claims: the relative tolerance",
-        "cells": "trend claims: the cells in order",
-        "direction": "trend claims: increasing or decreasing along cells",
-        "noise": "auto (seeds when there are several, else the metric's interval), seeds, or "
-                 "interval",
-        "alpha": "the family-wise level over the claim's parts",
-    },
-    "CellRef": {
-        "objective": "objective label (default: each of the claim's objectives)",
-        "estimator": "estimator label",
-        "num_samples": "S, when the estimator runs with several",
-        "step": "this cell's step instead of the claim's",
-    },
-    "QuickSpec": {
-        "seeds": "the seeds of a quick run",
-        "training": "[training] keys overridden in a quick run",
-        "metrics": "[metrics] keys overridden in a quick run",
-    },
-    "DataSpec": {
-        "name": "dataset (`estibench list datasets`)",
-        "binarization": "fixed: threshold once; dynamic: resample pixels each epoch",
-        "threshold": "pixel threshold of fixed binarization",
-        "test_fraction": "share of examples held out",
-        "split_seed": "seed of the train/test split",
-        "path": "data file or directory (full MNIST: IDX files or an .npz)",
-        "options": "extra keyword options of the dataset",
-    },
-    "TrainingSpec": {
-        "steps": "training steps per cell",
-        "batch_size": "training batch size",
-        "optimizer": "optimizer of the model's parameters (an estimator's own have theirs: "
-                     "[[estimators]] optimizer)",
-        "learning_rate": "optimizer step size",
-        "log_every": "record the training objective every this many steps",
-        "temperature": "the [training.temperature] table",
-        "compile": "compile the training step's forward with torch.compile (on CPU it helps at "
-                   "small batch only sometimes, and costs seconds to minutes per configuration)",
-    },
-    "TemperatureSchedule": {
-        "initial": "temperature at step 0",
-        "minimum": "the temperature never goes below this",
-        "rate": "tau(step) = max(minimum, initial * exp(-rate * step))",
-    },
-    "MetricsSpec": {
-        "checkpoints": "steps at which gradients and bounds are measured (-1: the final step)",
-        "replicas": "independent gradient estimates M per checkpoint, or \"auto\": draw them in "
-                    "chunks until the total variance's relative standard error is at most "
-                    "replicas_target",
-        "replicas_target": "with replicas = \"auto\": the relative standard error of the total "
-                           "variance to reach",
-        "replicas_min": "with replicas = \"auto\": the fewest replicas drawn",
-        "replicas_max": "with replicas = \"auto\": the most replicas drawn (the precision may "
-                        "then fall short: the report marks it)",
-        "eval_batch_size": "examples in the fixed batch the gradient statistics use",
-        "wrt": "parameter groups whose gradient statistics are recorded",
-        "bounds": "measure ELBO, IWAE-k and log p(x) on held-out data",
-        "bounds_examples": "held-out examples for the bounds",
-        "iwae_ks": "the k of each IWAE-k bound",
-        "throughput": "time the estimator (per estimate, per step, the floor)",
-        "throughput_min_run_time": "seconds of timing per measured function",
-    },
-    "ObjectiveSpec": {
-        "name": "objective (`estibench list objectives`)",
-        "options": "keyword options of the objective",
-        "label": "the name results use (default: the objective's name)",
-    },
-    "EstimatorSpec": {
-        "name": "estimator (`estibench list estimators`)",
-        "options": "keyword options of the estimator",
-        "label": "the name results use (default: the name and its non-default options)",
-        "num_samples": "numbers of samples for this estimator (overrides the suite's)",
-        "optional": "true: a name that is not registered (not implemented yet, plugin missing) "
-                    "is recorded as not applicable and its claims as not run",
-        "optimizer": "the optimizer of the estimator's own parameters (a baseline network, a "
-                     "control variate), trained from its aux_loss alone",
-        "learning_rate": "their learning rate (default: the estimator's, from its paper)",
-    },
-}
-
 
 def type_text(annotation: Any) -> str:
     """A TOML reader's name for an annotation: Literal values, lists, optional."""
@@ -163,7 +54,13 @@ def type_text(annotation: Any) -> str:
     return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
-def _default(field: Any) -> str:
+# Keys a suite file may omit although the model requires them: loading fills them in.
+FILLED_BY_LOADING = {(s.Suite, "name"): "the file's name"}
+
+
+def _default(model: type[BaseModel], name: str, field: Any) -> str:
+    if (model, name) in FILLED_BY_LOADING:
+        return FILLED_BY_LOADING[model, name]
     if field.default is PydanticUndefined and field.default_factory is None:
         return "required"
     value = field.default_factory() if field.default_factory is not None else field.default
@@ -201,13 +98,22 @@ def reference_markdown() -> str:
         "errors. `estibench suite show NAME` prints a shipped suite to start from.",
     ]
     for section, model in SECTIONS:
-        descriptions = DESCRIPTIONS[model.__name__]
         lines += ["", f"## {section}", ""]
         doc = (model.__doc__ or "").strip()
         if doc:
             lines += [doc.splitlines()[0], ""]
         lines += ["| key | type | default | constraint | meaning |", "|---|---|---|---|---|"]
         for name, field in model.model_fields.items():
-            lines.append(f"| `{name}` | {type_text(field.annotation)} | {_default(field)} | "
-                         f"{_constraints(field)} | {descriptions.get(name, '')} |")
+            default = _default(model, name, field)
+            lines.append(f"| `{name}` | {type_text(field.annotation)} | {default} | "
+                         f"{_constraints(field)} | {field.description or ''} |")
     return "\n".join(lines) + "\n"
+
+
+def suite_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a suite file: the `Suite` model's, with the descriptions, except that
+    `name` is not required (a file may omit it: `load_suite` takes the file name)."""
+    schema = s.Suite.model_json_schema()
+    filled = {name for model, name in FILLED_BY_LOADING if model is s.Suite}
+    schema["required"] = [key for key in schema["required"] if key not in filled]
+    return schema

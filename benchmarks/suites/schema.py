@@ -8,11 +8,11 @@ what is allowed; misspelt names get a "did you mean". Shipped suites live in
 from __future__ import annotations
 
 import inspect
+import tomllib
 import traceback
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -81,13 +81,16 @@ def _check_name(kind: str, name: str, names: list[str]) -> str:
 
 
 class DataSpec(_Strict):
-    name: str = "digits"
-    binarization: Literal["fixed", "dynamic"] = "fixed"
-    threshold: float = Field(0.5, gt=0, lt=1)
-    test_fraction: float = Field(0.2, gt=0, lt=1)
-    split_seed: int = 0
-    path: str | None = None  # full MNIST: a directory of IDX files or an .npz
-    options: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field("digits", description="dataset (`estibench list datasets`)")
+    binarization: Literal["fixed", "dynamic"] = Field(
+        "fixed", description="fixed: threshold once; dynamic: resample pixels each epoch")
+    threshold: float = Field(0.5, gt=0, lt=1, description="pixel threshold of fixed binarization")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="share of examples held out")
+    split_seed: int = Field(0, description="seed of the train/test split")
+    path: str | None = Field(
+        None, description="data file or directory (full MNIST: IDX files or an .npz)")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="extra keyword options of the dataset")
 
     @field_validator("name")
     @classmethod
@@ -96,9 +99,11 @@ class DataSpec(_Strict):
 
 
 class ObjectiveSpec(_Strict):
-    name: str
-    options: dict[str, Any] = Field(default_factory=dict)
-    label: str | None = None
+    name: str = Field(description="objective (`estibench list objectives`)")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="keyword options of the objective")
+    label: str | None = Field(
+        None, description="the name results use (default: the objective's name)")
 
     @field_validator("name")
     @classmethod
@@ -121,15 +126,24 @@ class ObjectiveSpec(_Strict):
 class EstimatorSpec(_Strict):
     # optional: an estimator that may not be registered (not implemented yet, plugin missing):
     # then its cells are recorded as not applicable, with the reason, and its claims not run.
-    optional: bool = False
-    name: str
-    options: dict[str, Any] = Field(default_factory=dict)
-    label: str | None = None
-    num_samples: list[int] | None = None  # overrides the suite's list for this estimator
+    optional: bool = Field(
+        False, description="true: a name that is not registered (not implemented yet, plugin "
+                           "missing) is recorded as not applicable and its claims as not run")
+    name: str = Field(description="estimator (`estibench list estimators`)")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="keyword options of the estimator")
+    label: str | None = Field(
+        None, description="the name results use (default: the name and its non-default options)")
+    num_samples: list[int] | None = Field(
+        None, description="numbers of samples for this estimator (overrides the suite's)")
     # The estimator's own parameters (a baseline network, a control variate), trained from its
     # aux_loss alone: optimizer and learning rate (None: the estimator's `aux_learning_rate`).
-    optimizer: Literal["adam", "sgd"] = "adam"
-    learning_rate: float | None = Field(None, gt=0)
+    optimizer: Literal["adam", "sgd"] = Field(
+        "adam", description="the optimizer of the estimator's own parameters (a baseline "
+                            "network, a control variate), trained from its aux_loss alone")
+    learning_rate: float | None = Field(
+        None, gt=0,
+        description="their learning rate (default: the estimator's, from its paper)")
 
     @field_validator("name")
     @classmethod
@@ -182,38 +196,66 @@ class TemperatureSchedule(_Strict):
     estimators that have a temperature and do not set one in their options: an option is what
     runs. Each cell records what ran in its config ("temperature")."""
 
-    initial: float = Field(1.0, ge=MIN_TEMPERATURE)
-    minimum: float = Field(0.5, ge=MIN_TEMPERATURE)
-    rate: float = Field(0.0, ge=0)
+    initial: float = Field(1.0, ge=MIN_TEMPERATURE, description="temperature at step 0")
+    minimum: float = Field(0.5, ge=MIN_TEMPERATURE,
+                           description="the temperature never goes below this")
+    rate: float = Field(0.0, ge=0,
+                        description="tau(step) = max(minimum, initial * exp(-rate * step))")
 
 
 class TrainingSpec(_Strict):
-    steps: int = Field(200, ge=0)
-    batch_size: int = Field(32, ge=1)
-    optimizer: Literal["adam", "sgd"] = "adam"
-    learning_rate: float = Field(1e-3, gt=0)
-    log_every: int = Field(10, ge=1)
-    temperature: TemperatureSchedule | None = None  # None: every estimator keeps its own
-    compile: bool = False  # the training step's forward through torch.compile (cell.train)
+    steps: int = Field(200, ge=0, description="training steps per cell")
+    batch_size: int = Field(32, ge=1, description="training batch size")
+    optimizer: Literal["adam", "sgd"] = Field(
+        "adam", description="optimizer of the model's parameters (an estimator's own have "
+                            "theirs: [[estimators]] optimizer)")
+    learning_rate: float = Field(1e-3, gt=0, description="optimizer step size")
+    log_every: int = Field(
+        10, ge=1, description="record the training objective every this many steps")
+    # None: every estimator keeps its own
+    temperature: TemperatureSchedule | None = Field(
+        None, description="the [training.temperature] table")
+    # the training step's forward through torch.compile (cell.train)
+    compile: bool = Field(
+        False, description="compile the training step's forward with torch.compile (on CPU it "
+                           "helps at small batch only sometimes, and costs seconds to minutes "
+                           "per configuration)")
 
 
 class MetricsSpec(_Strict):
-    checkpoints: list[int] = Field(default_factory=lambda: [0, -1])  # -1: the final step
+    checkpoints: list[int] = Field(
+        default_factory=lambda: [0, -1],
+        description="steps at which gradients and bounds are measured (-1: the final step)")
     # M gradient estimates per measurement, or "auto": chunks until the total variance's
     # relative standard error is <= replicas_target, between replicas_min and replicas_max.
-    replicas: int | Literal["auto"] = 64
-    replicas_target: float = Field(AutoReplicas.target, gt=0, lt=1)
-    replicas_min: int = Field(AutoReplicas.minimum, ge=3)
-    replicas_max: int = Field(AutoReplicas.maximum, ge=3)
-    eval_batch_size: int = Field(32, ge=1)
+    replicas: int | Literal["auto"] = Field(
+        64, description="independent gradient estimates M per checkpoint, or \"auto\": draw "
+                        "them in chunks until the total variance's relative standard error is "
+                        "at most replicas_target")
+    replicas_target: float = Field(
+        AutoReplicas.target, gt=0, lt=1,
+        description="with replicas = \"auto\": the relative standard error of the total "
+                    "variance to reach")
+    replicas_min: int = Field(AutoReplicas.minimum, ge=3,
+                              description="with replicas = \"auto\": the fewest replicas drawn")
+    replicas_max: int = Field(
+        AutoReplicas.maximum, ge=3,
+        description="with replicas = \"auto\": the most replicas drawn (the precision may "
+                    "then fall short: the report marks it)")
+    eval_batch_size: int = Field(
+        32, ge=1, description="examples in the fixed batch the gradient statistics use")
     wrt: list[Literal["distribution", "encoder", "decoder"]] = Field(
-        default_factory=lambda: ["distribution", "encoder"]
+        default_factory=lambda: ["distribution", "encoder"],
+        description="parameter groups whose gradient statistics are recorded",
     )
-    bounds: bool = True
-    bounds_examples: int = Field(200, ge=1)
-    iwae_ks: list[int] = Field(default_factory=lambda: [1, 10, 100])
-    throughput: bool = True
-    throughput_min_run_time: float = Field(0.1, gt=0)
+    bounds: bool = Field(True, description="measure ELBO, IWAE-k and log p(x) on held-out data")
+    bounds_examples: int = Field(200, ge=1, description="held-out examples for the bounds")
+    iwae_ks: list[int] = Field(default_factory=lambda: [1, 10, 100],
+                               description="the k of each IWAE-k bound")
+    throughput: bool = Field(
+        True, description="time the estimator (per estimate, per step, the floor)")
+    throughput_min_run_time: float = Field(
+        0.1, gt=0, description="seconds of timing per measured function")
 
     @field_validator("iwae_ks")
     @classmethod
@@ -246,9 +288,11 @@ class MetricsSpec(_Strict):
 class QuickSpec(_Strict):
     """`[quick]`: what `estibench run NAME --quick` overrides (fewer steps, replicas, seeds)."""
 
-    seeds: list[int] | None = Field(None, min_length=1)
-    training: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    seeds: list[int] | None = Field(None, min_length=1, description="the seeds of a quick run")
+    training: dict[str, Any] = Field(default_factory=dict,
+                                     description="[training] keys overridden in a quick run")
+    metrics: dict[str, Any] = Field(default_factory=dict,
+                                    description="[metrics] keys overridden in a quick run")
 
     @field_validator("training", "metrics")
     @classmethod
@@ -264,9 +308,12 @@ class LeftOut(_Strict):
     run) instead of the suite failing validation; `steps` is the suite's own number of training
     steps when `--steps` replaced it (a claim's pinned step need not be a checkpoint then)."""
 
-    estimators: list[str] = Field(default_factory=list)
-    objectives: list[str] = Field(default_factory=list)
-    steps: int | None = None
+    estimators: list[str] = Field(
+        default_factory=list, description="the estimator labels taken out (--estimator)")
+    objectives: list[str] = Field(
+        default_factory=list, description="the objective labels taken out (--objective)")
+    steps: int | None = Field(
+        None, description="the suite's own training steps, when --steps replaced them")
 
 
 def apply_quick(raw: dict[str, Any]) -> dict[str, Any]:
@@ -281,21 +328,39 @@ def apply_quick(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 class Suite(_Strict):
-    name: str
-    description: str = ""
-    mode: Literal["full", "quick"] = "full"
-    protocol: Literal["independent", "shared"] = "independent"
-    train_with: str | None = None  # shared protocol: the estimator label that trains
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    num_samples: list[int] = Field(default_factory=lambda: [1], min_length=1)
-    data: DataSpec = DataSpec()
-    training: TrainingSpec = TrainingSpec()
-    metrics: MetricsSpec = MetricsSpec()
-    objectives: list[ObjectiveSpec] = Field(min_length=1)
-    estimators: list[EstimatorSpec] = Field(min_length=1)
-    claims: list[Claim] = Field(default_factory=list)
-    quick: QuickSpec | None = None
-    left_out: LeftOut = LeftOut()  # set by command-line overrides, never by a suite file
+    # Required here; a suite file may omit it (`load_suite` sets the file name).
+    name: str = Field(description="the suite's name (default: the file name without .toml)")
+    description: str = Field("", description="one line shown in reports")
+    mode: Literal["full", "quick"] = Field(
+        "full", description="full, or quick when the [quick] overrides were applied (set by "
+                            "--quick)")
+    protocol: Literal["independent", "shared"] = Field(
+        "independent", description="independent: each estimator trains its own model; shared: "
+                                   "one estimator (train_with) trains and every estimator is "
+                                   "measured at its checkpoints")
+    train_with: str | None = Field(
+        None, description="shared protocol: the label of the estimator that trains")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
+                             description="one cell per seed")
+    num_samples: list[int] = Field(default_factory=lambda: [1], min_length=1,
+                                   description="numbers of samples S (one cell per S)")
+    data: DataSpec = Field(DataSpec(), description="the [data] table")
+    training: TrainingSpec = Field(TrainingSpec(), description="the [training] table")
+    metrics: MetricsSpec = Field(MetricsSpec(), description="the [metrics] table")
+    objectives: list[ObjectiveSpec] = Field(min_length=1,
+                                            description="the [[objectives]] entries")
+    estimators: list[EstimatorSpec] = Field(min_length=1,
+                                            description="the [[estimators]] entries")
+    claims: list[Claim] = Field(
+        default_factory=list,
+        description="the [[claims]] entries: published statements checked on every run")
+    quick: QuickSpec | None = Field(
+        None, description="the [quick] table: what `estibench run NAME --quick` overrides")
+    # set by command-line overrides, never by a suite file
+    left_out: LeftOut = Field(
+        LeftOut(), description="the estimator and objective labels (and the suite's own steps) "
+                               "that command-line overrides took out: claims naming them are "
+                               "\"not run\" (set by --estimator, --objective, --steps)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Suite:

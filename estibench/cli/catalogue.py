@@ -75,16 +75,16 @@ def list_(
 @suite_app.command()
 def schema(
     json_schema: Annotated[bool, typer.Option(
-        "--json", help="The JSON Schema of the suite model instead of the Markdown reference")]
+        "--json", help="The JSON Schema of a suite file instead of the Markdown reference")]
     = False,
 ) -> None:
     """Print the reference of every suite key (generated from the suite models)."""
     if json_schema:
         import json
 
-        from estibench.benchmarks.suites.schema import Suite
+        from estibench.benchmarks.suites.reference import suite_json_schema
 
-        typer.echo(json.dumps(Suite.model_json_schema(), indent=2))
+        typer.echo(json.dumps(suite_json_schema(), indent=2))
         return
     from estibench.benchmarks.suites.reference import reference_markdown
 

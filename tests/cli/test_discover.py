@@ -6,11 +6,13 @@ Through the real CLI as a subprocess.
 from __future__ import annotations
 
 import inspect
+import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
-import tomllib
+from jsonschema import Draft202012Validator
 
 from estibench import estimators
 from estibench.benchmarks import objectives
@@ -23,8 +25,8 @@ from estibench.benchmarks.harness.catalogue import (
     evaluations,
     options,
 )
-from estibench.benchmarks.suites.reference import DESCRIPTIONS, SECTIONS, reference_markdown
-from estibench.benchmarks.suites.schema import load_suite
+from estibench.benchmarks.suites.reference import SECTIONS, reference_markdown
+from estibench.benchmarks.suites.schema import SUITES_DIR, Suite, load_suite
 from tests.cli_support import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,10 +95,47 @@ def test_suite_schema_is_the_committed_reference_page():
     assert '"independent" \\| "shared"' in page  # allowed values from the Literal
 
 
-def test_every_suite_key_has_a_description_and_none_is_stale():
-    for _, model in SECTIONS:
-        assert set(DESCRIPTIONS[model.__name__]) == set(model.model_fields), model.__name__
-        assert all(DESCRIPTIONS[model.__name__].values())
+def test_every_suite_key_has_a_description():
+    """The descriptions live in the models (`Field(description=...)`), the one place the page
+    and the JSON Schema read them from."""
+    missing = [f"{model.__name__}.{name}" for _, model in SECTIONS
+               for name, field in model.model_fields.items()
+               if not (field.description or "").strip()]
+    assert not missing, f"fields without Field(description=...): {', '.join(missing)}"
+
+
+def _properties(schema: dict) -> list[tuple[str, dict]]:
+    """(path, schema) of every property of the schema's objects, its $defs included."""
+    found = []
+    for where, node in [("", schema), *((f"$defs.{k}.", v) for k, v in
+                                         schema.get("$defs", {}).items())]:
+        found += [(f"{where}{key}", value) for key, value in node.get("properties", {}).items()]
+    return found
+
+
+def test_suite_schema_json_describes_every_key_and_accepts_every_shipped_suite():
+    result = cli("suite", "schema", "--json")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    Draft202012Validator.check_schema(schema)
+    properties = _properties(schema)
+    assert len(properties) > len(Suite.model_fields)  # the nested tables' keys are there too
+    undescribed = [path for path, value in properties if not value.get("description")]
+    assert not undescribed, f"properties without a description: {', '.join(undescribed)}"
+    assert schema["properties"]["name"]["description"] == Suite.model_fields["name"].description
+    # A suite file may omit `name` (load_suite takes the file name): every shipped one does.
+    assert "name" not in schema["required"]
+    validator = Draft202012Validator(schema)
+    files = sorted(SUITES_DIR.glob("*.toml"))
+    assert files
+    for path in files:
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+        errors = [f"{'.'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}"
+                  for e in validator.iter_errors(raw)]
+        assert not errors, f"{path.name}: " + "; ".join(errors)
+    smoke = tomllib.loads((SUITES_DIR / "smoke.toml").read_text(encoding="utf-8-sig"))
+    assert not validator.is_valid({**smoke, "unknown_key": 1})  # unknown keys are errors
+    assert not validator.is_valid({k: v for k, v in smoke.items() if k != "objectives"})
 
 
 def test_suite_schema_json_and_suite_show():

@@ -2,7 +2,7 @@
 
 One LocalCluster of two worker processes serves most tests (a worker takes seconds to start);
 the fault tests get a cluster of their own. Numbers are compared with the in-process run of
-tests.benchmarks.harness.test_executors.SUITE.
+the tiny suite `tests.runs.TINY_RUN`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from estibench.benchmarks.harness.spec import CellSpec
 from estibench.benchmarks.results.store import CellResult
 from estibench.benchmarks.suites.schema import parse_suite
 from estibench.cli.app import app
-from tests.benchmarks.harness.test_executors import SUITE, numbers, reference_numbers, statuses
+from tests.runs import TINY_RUN, numbers, statuses
 
 distributed = pytest.importorskip("distributed")
 
@@ -56,15 +56,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_local_cluster_gives_the_in_process_numbers(cluster, tmp_path):
+def test_local_cluster_gives_the_in_process_numbers(cluster, in_process_numbers, tmp_path):
     assert len(cluster.client.run(os.getpid)) == 2  # two worker processes, not threads
-    run_dir = estibench.run(parse_suite(SUITE), out=tmp_path / "dask", device="cpu",
+    run_dir = estibench.run(parse_suite(TINY_RUN), out=tmp_path / "dask", device="cpu",
                              executor=cluster, report=False).run_dir
-    assert len(statuses(run_dir)) == expand(parse_suite(SUITE)).size
-    pd.testing.assert_series_equal(numbers(run_dir), reference_numbers(), check_exact=True)
+    assert len(statuses(run_dir)) == expand(parse_suite(TINY_RUN)).size
+    pd.testing.assert_series_equal(numbers(run_dir), in_process_numbers, check_exact=True)
 
 
-def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(cluster, tmp_path):
+def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(cluster, in_process_numbers,
+                                                                      tmp_path):
     # Through the scheduler's address, as `--scheduler tcp://...` connects to a running cluster.
     assert cluster.cluster is not None
     remote = DaskExecutor(scheduler=cluster.cluster.scheduler_address)
@@ -83,19 +84,19 @@ def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(cluster, t
         os.kill(pid, signal.SIGKILL)  # the nanny starts a fresh worker; the scheduler reruns
 
     try:
-        run_dir = estibench.run(parse_suite(SUITE), out=tmp_path / "killed", device="cpu",
+        run_dir = estibench.run(parse_suite(TINY_RUN), out=tmp_path / "killed", device="cpu",
                                  executor=remote, on_cell=kill_a_busy_worker,
                                  report=False).run_dir
     finally:
         remote.close()
-    plan = expand(parse_suite(SUITE))
+    plan = expand(parse_suite(TINY_RUN))
     assert victims
     assert sorted(seen) == sorted(c.key for c in plan.runnable)  # each yielded once
     cells = statuses(run_dir)  # unique keys: each written once
     assert len(cells) == plan.size and (cells != "failed").all()
     assert set(victims) <= set(cells[cells == "ok"].index)
     # A rerun cell computes exactly what it would have.
-    pd.testing.assert_series_equal(numbers(run_dir), reference_numbers(), check_exact=True)
+    pd.testing.assert_series_equal(numbers(run_dir), in_process_numbers, check_exact=True)
 
 
 def test_cuda_cells_run_only_on_workers_with_the_gpu_resource(cluster):
@@ -113,7 +114,7 @@ def test_cuda_cells_run_only_on_workers_with_the_gpu_resource(cluster):
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         cluster.client.wait_for_workers(3, timeout=60)
-        cell = expand(parse_suite(SUITE)).runnable[0]
+        cell = expand(parse_suite(TINY_RUN)).runnable[0]
         cells = [dataclasses.replace(cell, seed=i) for i in range(4)]
         with DaskExecutor(scheduler=address, cell_function=where_it_ran) as remote:
             ran = {r.config["seed"]: r.environment["worker"]
@@ -154,7 +155,7 @@ def faulty_cell(cell: CellSpec, device: str, threads: int = 1) -> CellResult:
 
 
 def test_a_task_that_raises_or_kills_its_worker_becomes_a_failed_cell():
-    plan = expand(parse_suite(SUITE))
+    plan = expand(parse_suite(TINY_RUN))
     first, second = plan.runnable[:2]
     raising = dataclasses.replace(first, seed=100)
     dying = dataclasses.replace(second, seed=101)

@@ -4,9 +4,9 @@ the suite as TOML, sortable headers with an inline script."""
 from __future__ import annotations
 
 import re
+import tomllib
 
 import pytest
-import tomllib
 
 from estibench import reports
 from estibench.benchmarks.suites.schema import available_suites, load_suite, parse_suite
