@@ -228,7 +228,10 @@ def compare(
         if labels:
             notes.append(f"{len(labels)} pair(s) completed only in run {side}: "
                          f"{_listing(labels)}")
-    if not rows and not regressions:
-        notes.append("the runs share no (objective, estimator, S) with comparable metrics")
+    if not rows and not regressions:  # a gate that compared nothing must not pass
+        raise ReportError(
+            "nothing to compare: the runs share no (objective, estimator, S) with comparable "
+            f"metrics (only in A: {_listing(only['A']) or 'none'}; only in B: "
+            f"{_listing(only['B']) or 'none'})")
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     return Comparison(Path(run_a), Path(run_b), thresholds, table, regressions, notes)

@@ -59,8 +59,12 @@ def run(
     """
     if resume is not None:
         run_dir: Path | None = Path(resume)
-        if not (run_dir / STORE_FILENAME).is_file():
+        store = run_dir / STORE_FILENAME
+        if not store.is_file():
             raise SuiteError(f"cannot resume {str(run_dir)!r}: no {STORE_FILENAME} there")
+        if store.stat().st_size == 0:  # SQLite would take it for a new, empty store
+            raise SuiteError(f"cannot resume {str(run_dir)!r}: its {STORE_FILENAME} is empty "
+                             "(0 bytes), so it holds no cells; start a new run with --out")
         spec = rundir.stored_suite(run_dir) if suite is None else load_suite(suite)
     else:
         spec = load_suite("standard" if suite is None else suite)

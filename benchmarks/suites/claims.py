@@ -33,7 +33,8 @@ CHECKPOINT_PREFIXES = ("grad/", "test/")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf or NaN (a claim against inf can never be decided), no string for a number.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class CellRef(_Strict):
@@ -90,6 +91,9 @@ class Claim(_Strict):
             return self
         if self.left is None or self.relation is None:
             raise ValueError("a compare or value claim needs `left` and `relation`")
+        if self.right is not None and self.right == self.left:
+            raise ValueError("a compare claim needs two different cells: `left` and `right` "
+                             "name the same one")
         if self.direction is not None:
             raise ValueError("`direction` belongs to trend claims (`cells`)")
         if self.relation == "==":

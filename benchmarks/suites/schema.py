@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import tomllib
 import traceback
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,21 +39,27 @@ class SuiteError(ValueError):
 
 
 class _Strict(BaseModel):
-    # No inf or NaN anywhere: a learning rate or temperature of inf is accepted, then measures
-    # nothing.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # No inf or NaN anywhere (a learning rate or temperature of inf would be accepted, then
+    # measure nothing), and no coercion: "200" is not a number of steps.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 MAX_SEED = 2**40  # cells derive further seeds from it (seed * 100_003 + step) within int64
 MAX_SIZE = 1_000_000  # a layer, latent or toy dimension; beyond it nothing fits in memory
 MAX_NUM_SAMPLES = 2**20
+# Upper bounds on the numbers a run is made of: beyond them a run would not end (steps), not
+# fit in memory (replicas) or fail every cell (a learning rate).
+MAX_STEPS = 10_000_000
+MAX_REPLICAS = 1_000_000
+MAX_LEARNING_RATE = 1e3
+MAX_RUN_TIME = 3600.0  # seconds of timing per measured function
 MIN_TEMPERATURE = 1e-6  # below it logits / tau overflow in float32
 # Objective options that are sizes: positive integers (hidden: one or a list of them).
 SIZE_OPTIONS = ("input_dim", "latent_dim", "variables", "categories", "hidden", "dims")
 
 
 def _unique(field: str, values: list[Any]) -> None:
-    repeated = sorted({repr(v) for v in values if values.count(v) > 1})
+    repeated = sorted(repr(v) for v, n in Counter(values).items() if n > 1)
     if repeated:
         raise ValueError(f"{field} must not repeat a value (it would run the same cells "
                          f"twice), got {values}; repeated: {', '.join(repeated)}")
@@ -204,12 +211,13 @@ class TemperatureSchedule(_Strict):
 
 
 class TrainingSpec(_Strict):
-    steps: int = Field(200, ge=0, description="training steps per cell")
-    batch_size: int = Field(32, ge=1, description="training batch size")
+    steps: int = Field(200, ge=0, le=MAX_STEPS, description="training steps per cell")
+    batch_size: int = Field(32, ge=1, le=MAX_SIZE, description="training batch size")
     optimizer: Literal["adam", "sgd"] = Field(
         "adam", description="optimizer of the model's parameters (an estimator's own have "
                             "theirs: [[estimators]] optimizer)")
-    learning_rate: float = Field(1e-3, gt=0, description="optimizer step size")
+    learning_rate: float = Field(1e-3, gt=0, le=MAX_LEARNING_RATE,
+                                 description="optimizer step size")
     log_every: int = Field(
         10, ge=1, description="record the training objective every this many steps")
     # None: every estimator keeps its own
@@ -236,40 +244,45 @@ class MetricsSpec(_Strict):
         AutoReplicas.target, gt=0, lt=1,
         description="with replicas = \"auto\": the relative standard error of the total "
                     "variance to reach")
-    replicas_min: int = Field(AutoReplicas.minimum, ge=3,
+    replicas_min: int = Field(AutoReplicas.minimum, ge=3, le=MAX_REPLICAS,
                               description="with replicas = \"auto\": the fewest replicas drawn")
     replicas_max: int = Field(
-        AutoReplicas.maximum, ge=3,
+        AutoReplicas.maximum, ge=3, le=MAX_REPLICAS,
         description="with replicas = \"auto\": the most replicas drawn (the precision may "
                     "then fall short: the report marks it)")
     eval_batch_size: int = Field(
-        32, ge=1, description="examples in the fixed batch the gradient statistics use")
+        32, ge=1, le=MAX_SIZE,
+        description="examples in the fixed batch the gradient statistics use")
     wrt: list[Literal["distribution", "encoder", "decoder"]] = Field(
         default_factory=lambda: ["distribution", "encoder"],
         description="parameter groups whose gradient statistics are recorded",
     )
     bounds: bool = Field(True, description="measure ELBO, IWAE-k and log p(x) on held-out data")
-    bounds_examples: int = Field(200, ge=1, description="held-out examples for the bounds")
+    bounds_examples: int = Field(200, ge=1, le=MAX_SIZE,
+                                 description="held-out examples for the bounds")
     iwae_ks: list[int] = Field(default_factory=lambda: [1, 10, 100],
                                description="the k of each IWAE-k bound")
     throughput: bool = Field(
         True, description="time the estimator (per estimate, per step, the floor)")
     throughput_min_run_time: float = Field(
-        0.1, gt=0, description="seconds of timing per measured function")
+        0.1, gt=0, le=MAX_RUN_TIME, description="seconds of timing per measured function")
 
     @field_validator("iwae_ks")
     @classmethod
     def _ks(cls, v: list[int]) -> list[int]:
-        if not v or min(v) < 1:
-            raise ValueError(f"iwae_ks must be a non-empty list of integers >= 1, got {v}")
+        if not v or min(v) < 1 or max(v) > MAX_NUM_SAMPLES:
+            raise ValueError(f"iwae_ks must be a non-empty list of integers in [1, 2^20], "
+                             f"got {v}")
         return sorted(set(v))
 
     @field_validator("replicas", mode="before")
     @classmethod
     def _replicas(cls, v: object) -> object:
-        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 2):
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool)
+                           and 2 <= v <= MAX_REPLICAS):
             return v
-        raise ValueError(f"replicas must be an integer >= 2 or 'auto', got {v!r}")
+        raise ValueError(f"replicas must be an integer in [2, {MAX_REPLICAS}] or 'auto', "
+                         f"got {v!r}")
 
     def replicas_setting(self) -> int | AutoReplicas:
         """What `gradient_stats` takes: M, or "auto" with its target and range."""
@@ -461,8 +474,9 @@ def suite_path(name_or_path: str | Path) -> Path:
     return SUITES_DIR / f"{name_or_path}.toml"
 
 
-def _format(err: ValidationError, source: str) -> str:
-    lines = [f"invalid suite {source}:"]
+def error_lines(err: ValidationError) -> list[str]:
+    """One line per problem: the field's path, what is wrong, the value given."""
+    lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
@@ -470,8 +484,12 @@ def _format(err: ValidationError, source: str) -> str:
             msg = "unknown key"
         value = e.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"  {loc}: {msg}{shown}")
-    return "\n".join(lines)
+        lines.append(f"{loc}: {msg}{shown}")
+    return lines
+
+
+def _format(err: ValidationError, source: str) -> str:
+    return "\n".join([f"invalid suite {source}:", *(f"  {line}" for line in error_lines(err))])
 
 
 def parse_suite(raw: dict[str, Any], source: str = "<dict>", quick: bool = False) -> Suite:

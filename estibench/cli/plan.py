@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -18,6 +19,7 @@ from estibench.benchmarks.suites.schema import (
     ObjectiveSpec,
     Suite,
     SuiteError,
+    error_lines,
     parse_suite,
 )
 
@@ -32,10 +34,11 @@ def _select(kind: str, wanted: list[str], specs: list[Any]) -> list[dict[str, An
             spec_type = EstimatorSpec if kind == "estimator" else ObjectiveSpec
             try:
                 found = [spec_type(name=name)]
-            except ValueError as err:
+            except ValidationError as err:
                 labels = ", ".join(s.id for s in specs)
+                why = "; ".join(line.removeprefix("name: ") for line in error_lines(err))
                 raise SuiteError(f"--{kind} {name!r}: not in the suite ({labels}) and "
-                                 f"{err}") from None
+                                 f"{why}") from None
         chosen += [s.model_dump(exclude_defaults=True) for s in found]
     return chosen
 
@@ -106,7 +109,8 @@ def dry_run(suite: Suite, console: Console) -> None:
             key = (cell.objective, cell.estimator.label, cell.num_samples)
             pairs.setdefault(key, ([], reason))[0].append(cell.seed)
         for (obj, est, s), (seeds, reason) in pairs.items():
-            skipped.add_row(obj, est, str(s), ",".join(map(str, seeds)), escape(reason))
+            skipped.add_row(escape(obj), escape(est), str(s), ",".join(map(str, seeds)),
+                            escape(reason))
         console.print(skipped)
     if plan.runnable:
         seconds = estimate_seconds(plan.runnable)

@@ -339,3 +339,31 @@ def test_a_cuda_device_on_a_local_cluster_without_gpu_is_exit_2(tmp_path):
     suite.write_text(TOY)
     _assert_bad_input(_invoke("run", str(suite), "--out", str(tmp_path / "r"), "--device",
                               "cuda", "--local-workers", "1"), "cuda", "no CUDA GPU")
+
+
+def test_an_unknown_estimator_on_the_command_line_is_one_plain_line(tmp_path):
+    result = _invoke("run", "smoke", "--estimator", "nope", "--dry-run")
+    assert result.exit_code == 2
+    message = result.output
+    assert "--estimator 'nope'" in message and "unknown estimator 'nope'" in message
+    assert "pydantic" not in message and "[type=" not in message
+
+
+def test_markup_in_labels_is_printed_as_text_by_the_dry_run(tmp_path):
+    """A label is user text: rich markup in it ([/], [bold]) is shown, never interpreted
+    (an unbalanced closing tag used to crash the not-applicable table)."""
+    suite = tmp_path / "markup.toml"
+    suite.write_text(_toy() + '[[estimators]]\nname = "pathwise"\nlabel = "path[/]wise[bold]"\n')
+    result = _invoke("run", str(suite), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "path[/]wise[bold]" in result.output
+
+
+def test_resuming_an_empty_store_is_refused_and_the_file_kept(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "results.sqlite").write_bytes(b"")
+    result = _invoke("run", "--resume", str(run_dir), "--no-report")
+    assert result.exit_code == 2
+    assert "results.sqlite is empty (0 bytes)" in result.output
+    assert (run_dir / "results.sqlite").stat().st_size == 0  # nothing was written over it

@@ -141,3 +141,12 @@ def test_thresholds_are_validated() -> None:
 def test_missing_run_is_bad_input(baseline: Path, tmp_path: Path) -> None:
     with pytest.raises(reports.ReportError, match="not a run directory"):
         reports.compare(baseline, tmp_path / "nowhere")
+
+
+def test_runs_with_nothing_in_common_are_bad_input(baseline: Path, tmp_path: Path) -> None:
+    """A regression gate that compared nothing must not pass: runs whose cells share no
+    (objective, estimator, S) are refused, naming what each has."""
+    other = fabricate_run(tmp_path / "other", sample_sizes=(7,))
+    with pytest.raises(reports.ReportError, match="nothing to compare") as info:
+        reports.compare(baseline, other)
+    assert "S=7" in str(info.value) and "only in A" in str(info.value)
