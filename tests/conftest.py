@@ -9,6 +9,18 @@ import pytest
 import torch
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests see estibench's own estimators and objectives only, whatever is installed
+    beside it (a third-party plugin would change what `available()` lists). Set before
+    collection, which parametrizes over the registries; the plugin tests start processes of
+    their own with the plugin on the path."""
+    from estibench import estimators
+    from estibench.benchmarks import objectives
+
+    estimators.registry.ignore_installed_plugins()
+    objectives.registry.ignore_installed_plugins()
+
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread() -> Iterator[None]:
     """One intra-op thread while a module's tests run (restored afterwards). The tests run many
