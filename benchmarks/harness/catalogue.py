@@ -91,12 +91,14 @@ def evaluations_per_sample(objective: Any, estimator: Any, num_samples: int,
 _TOYS = (("bernoulli_toy", {}), ("gaussian_toy", {}))
 
 
-# What `dry_run_text` gives for each built-in estimator (tests/cli/test_discover.py checks it
-# entry by entry, and that every built-in has one); plugins are dry-run.
+# f evaluations per sample of each built-in estimator, as `dry_run_text` counts them on toys
+# (tests/cli/test_discover.py checks each entry, and that every built-in has one); where the
+# count grows with the latent, D is its number of variables (the dimensions an Independent
+# adds) and K their categories (2 for a Bernoulli). Plugins are dry-run.
 BUILTIN_EVALUATIONS: dict[str, str] = {
     "arm": "2", "disarm": "2", "dreg": "1", "exact": ENUMERATES, "gapped_st": "1",
-    "gumbel_rao": "1", "gumbel_softmax": "1", "indecater": "2", "iwae": "1",
-    "measure_valued": "4", "muprop": "1 + 1 per estimate", "nvil": "1", "pathwise": "1",
+    "gumbel_rao": "1", "gumbel_softmax": "1", "indecater": "D x K", "iwae": "1",
+    "measure_valued": "4 D", "muprop": "1 + 1 per estimate", "nvil": "1", "pathwise": "1",
     "rebar": "3", "reinforce": "1", "reinmax": "1", "relax": "1", "st_gumbel": "1",
     "straight_through": "1", "u2g": "2", "unordered_set": "2", "vimco": "1", "zgr": "1",
 }

@@ -76,13 +76,34 @@ def test_evaluations_are_counted_by_a_dry_run():
     assert dry_run_text("muprop") == "1 + 1 per estimate"
 
 
+# The listed counts that grow with the latent: D variables of K categories each.
+PER_VARIABLE = {"D x K": lambda d, k: d * k, "4 D": lambda d, k: 4 * d}
+
+
 def test_listed_evaluations_are_what_the_dry_run_counts():
     """The listing reads the built-ins' counts from a table instead of running them: every
-    row shown must equal the dry run, and every built-in must have its entry."""
+    row shown must equal the dry run, and every built-in must have its entry; a count given
+    per latent variable is checked on VAEs whose latent has D variables of K categories."""
     assert set(BUILTIN_EVALUATIONS) == {n for n in estimators.available() if builtin(n)}
     for row in describe_estimators():
-        if row.family != "broken":
-            assert row.evaluations_per_sample == dry_run_text(row.name), row.name
+        if row.family == "broken":
+            continue
+        listed = row.evaluations_per_sample
+        if listed not in PER_VARIABLE:
+            assert listed == dry_run_text(row.name), row.name
+            continue
+        estimator, checked = estimators.get(row.name), 0
+        for d, k in ((1, 2), (2, 3), (3, 4)):
+            for objective in (objectives.get("categorical_vae", variables=d, categories=k,
+                                             hidden=8),
+                              objectives.get("gaussian_vae", latent_dim=d, hidden=8)):
+                try:
+                    counted = evaluations(objective, estimator, 3) / 3
+                except estimators.EstimatorError:
+                    continue
+                checked += 1
+                assert counted == PER_VARIABLE[listed](d, k), (row.name, objective.name, d, k)
+        assert checked == 3, row.name
 
 
 def test_suite_schema_is_the_committed_reference_page():
