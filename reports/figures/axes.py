@@ -2,7 +2,7 @@
 
 `NoData` (a figure with nothing to draw, and why), the house `style`, and the sizes and formats
 (`PANEL`, `DPI`, `IMAGE_FORMATS`); the rows a figure reads (`_ok`, `_finals`,
-`_smallest_samples`); panel grids and labels (`_grid`, `_wrapped_grid`, `_rotate`, `_ylabel`);
+`_one_sample_size`); panel grids and labels (`_grid`, `_wrapped_grid`, `_rotate`, `_ylabel`);
 the marks (mean +/- SE bands and curves, scatter points, hatched bars); log axes labelled in plain
 text (`decade`, `plain_log_labels`, `_log_axes`, `_pad_log_limits`) and their iso lines; the
 figure legend outside the panels and the notes of what a figure leaves out (`_legend`,
@@ -67,15 +67,15 @@ def _ok(frame: pd.DataFrame) -> pd.DataFrame:
     return rows[np.isfinite(rows["value"])]
 
 
-def _smallest_samples(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Keep the smallest number of samples S when a run has several (curves at different S on
-    one panel would be unreadable); the returned note names it for the title."""
+def _one_sample_size(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The rows of a figure drawn for one S (curves at several S on one panel would be
+    unreadable: `standard.draw_all` draws one figure per S); rows at several S are an error,
+    never silently cut to one."""
     sizes = sorted(frame["num_samples"].dropna().unique())
-    if len(sizes) <= 1:
-        return frame, ""
-    smallest = sizes[0]
-    others = ", ".join(str(int(s)) for s in sizes)
-    return frame[frame["num_samples"] == smallest], f" (S = {int(smallest)} of {others})"
+    if len(sizes) > 1:
+        raise ValueError(f"this figure shows one number of samples S, got S = "
+                         f"{', '.join(str(int(s)) for s in sizes)}: draw one figure per S")
+    return frame, ""
 
 
 def _finals(frame: pd.DataFrame, *metrics: str) -> pd.DataFrame:

@@ -23,8 +23,8 @@ from estibench.reports.figures.axes import (
     _hatch_bars,
     _legend,
     _ok,
+    _one_sample_size,
     _rotate,
-    _smallest_samples,
     _wrap,
     _wrapped_grid,
     _ylabel,
@@ -38,7 +38,7 @@ def training_curves(frame: pd.DataFrame, palette: Palette) -> Figure:
     """Training objective and the test IWAE bound (largest k) against step with seed bands; one
     panel per objective and quantity that was recorded."""
     rows = _ok(frame)
-    rows, note = _smallest_samples(rows)
+    rows, note = _one_sample_size(rows)
     ks = sorted(int(m.group(1)) for name in rows["metric"].unique()
                 if (m := IWAE_PATTERN.match(name)))
     columns = [("train/objective", "training objective estimate")]
@@ -71,7 +71,7 @@ def tightness(frame: pd.DataFrame, palette: Palette) -> Figure:
     """Final test ELBO, IWAE-k and log p(x) per estimator (left) and the gap log p(x) - ELBO
     (right), mean +/- SE over seeds; one row per objective."""
     finals = _finals(frame, "test/elbo")
-    finals, note = _smallest_samples(finals)
+    finals, note = _one_sample_size(finals)
     ks = sorted(int(m.group(1)) for c in finals.columns if (m := IWAE_PATTERN.match(str(c))))
     objectives = sorted(finals["objective"].unique())
     has_gap = {o: "test/gap" in finals.columns and bool(

@@ -23,10 +23,10 @@ from estibench.reports.figures.axes import (
     _iso_lines,
     _legend,
     _log_axes,
+    _one_sample_size,
     _pad_log_limits,
     _rotate,
     _scatter,
-    _smallest_samples,
     _wrap,
     _wrapped_grid,
     _ylabel,
@@ -82,7 +82,7 @@ def throughput(frame: pd.DataFrame, palette: Palette) -> Figure:
     finals = finals[np.isfinite(finals["rate"])]
     if finals.empty:
         raise NoData("no completed cell has a finite throughput")
-    finals, note = _smallest_samples(finals)
+    finals, note = _one_sample_size(finals)
     devices = ", ".join(sorted(str(d) for d in finals["device"].dropna().unique())) or "unknown"
     objectives = sorted(finals["objective"].unique())
     fig, axes = _wrapped_grid(len(objectives))

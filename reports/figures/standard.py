@@ -46,12 +46,15 @@ class FigureSpec:
     title: str
     caption: str
     draw: Callable[[pd.DataFrame, Palette], Figure]
+    # Curves or bars at several S on one panel would be unreadable: a run with several S gets
+    # one figure per S, so that every estimator and every S measured is shown.
+    per_sample_size: bool = False
 
 
 FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("variance_over_training", "Gradient variance during training",
                "log10 total gradient variance at each checkpoint, mean ± SE over seeds, per "
-               "estimator (as in the REBAR and DisARM papers).", variance_over_training),
+               "estimator.", variance_over_training, per_sample_size=True),
     FigureSpec("variance_vs_samples", "Variance and SNR against the number of samples",
                "Final-checkpoint total variance and SNR against S, log-log; the dashed lines "
                "show the 1/S (variance) and √S (SNR) rates of independent samples.",
@@ -63,7 +66,7 @@ FIGURES: tuple[FigureSpec, ...] = (
                "et al. 2019).", encoder_snr_vs_samples),
     FigureSpec("training_curves", "Training curves",
                "Training objective estimate and test IWAE bound against step, mean ± SE over "
-               "seeds.", training_curves),
+               "seeds.", training_curves, per_sample_size=True),
     FigureSpec("bias_variance", "Bias² against variance",
                "Squared bias against total variance where the exact gradient is known; dashed "
                "lines have equal MSE = bias² + Var. Filled markers: the unbiasedness test "
@@ -75,7 +78,7 @@ FIGURES: tuple[FigureSpec, ...] = (
                bias_variance),
     FigureSpec("tightness", "Bound tightness",
                "Final ELBO, IWAE-k and log p(x) (exact, or a high-k IWAE reference) per "
-               "estimator, and the gap log p(x) − ELBO.", tightness),
+               "estimator, and the gap log p(x) − ELBO.", tightness, per_sample_size=True),
     FigureSpec("efficiency", "Variance against time",
                "Total gradient variance against time per estimate; along a dashed line "
                "variance × time is constant, so lower left is more signal per second. Zero "
@@ -83,7 +86,7 @@ FIGURES: tuple[FigureSpec, ...] = (
                efficiency),
     FigureSpec("throughput", "Throughput",
                "Gradient estimates per second per estimator on the run's device, mean ± SE over "
-               "seeds.", throughput),
+               "seeds.", throughput, per_sample_size=True),
 )
 
 
@@ -112,20 +115,34 @@ def draw_all(
     if completed(frame).empty:
         reason = "no completed cells"
         return [], [SkippedFigure(s.name, s.title, reason) for s in FIGURES]
+    sizes = sorted(int(s) for s in frame["num_samples"].dropna().unique())
     for spec in FIGURES:
-        try:
-            with style():
-                fig = spec.draw(frame, palette)
-                path = out_dir / f"{spec.name}.{image_format}"
-                embed, mime = _save(fig, path, image_format, dpi)
-        except NoData as reason:
-            skipped.append(SkippedFigure(spec.name, spec.title, str(reason)))
-            continue
-        except Exception as err:  # noqa: BLE001 - reported in the page, see docstring
-            warnings.warn(f"figure {spec.name} failed: {err!r}", RuntimeWarning, stacklevel=2)
-            skipped.append(SkippedFigure(spec.name, spec.title, f"error while drawing: {err}"))
-            continue
-        notes = tuple(getattr(fig, "estibench_left_out", ()))
-        rendered.append(RenderedFigure(spec.name, spec.title, spec.caption, path, embed, mime,
-                                       notes))
+        for name, title, rows in variants(spec, frame, sizes):
+            try:
+                with style():
+                    fig = spec.draw(rows, palette)
+                    if name != spec.name:
+                        fig.suptitle(f"{fig.get_suptitle()} (S = {name.rsplit('_S', 1)[1]})")
+                    path = out_dir / f"{name}.{image_format}"
+                    embed, mime = _save(fig, path, image_format, dpi)
+            except NoData as reason:
+                skipped.append(SkippedFigure(name, title, str(reason)))
+                continue
+            except Exception as err:  # noqa: BLE001 - reported in the page, see docstring
+                warnings.warn(f"figure {name} failed: {err!r}", RuntimeWarning, stacklevel=2)
+                skipped.append(SkippedFigure(name, title, f"error while drawing: {err}"))
+                continue
+            notes = tuple(getattr(fig, "estibench_left_out", ()))
+            rendered.append(RenderedFigure(name, title, spec.caption, path, embed, mime, notes))
     return rendered, skipped
+
+
+def variants(spec: FigureSpec, frame: pd.DataFrame, sizes: list[int] | None = None
+             ) -> list[tuple[str, str, pd.DataFrame]]:
+    """(file name, title, rows) of each figure a spec draws from `frame`: one, or one per S."""
+    if sizes is None:
+        sizes = sorted(int(s) for s in frame["num_samples"].dropna().unique())
+    if not spec.per_sample_size or len(sizes) <= 1:
+        return [(spec.name, spec.title, frame)]
+    return [(f"{spec.name}_S{s}", f"{spec.title} (S = {s})", frame[frame["num_samples"] == s])
+            for s in sizes]

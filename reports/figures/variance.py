@@ -29,8 +29,8 @@ from estibench.reports.figures.axes import (
     _legend,
     _log_axes,
     _ok,
+    _one_sample_size,
     _pad_log_limits,
-    _smallest_samples,
     _wrap,
     _wrapped_grid,
     _ylabel,
@@ -49,7 +49,7 @@ def variance_over_training(frame: pd.DataFrame, palette: Palette) -> Figure:
     rows = rows[rows["metric"].str.fullmatch(r"grad/[a-z]+/log10_total_variance")]
     if rows.empty:
         raise NoData("no gradient variance was recorded (grad/*/log10_total_variance)")
-    rows, note = _smallest_samples(rows)
+    rows, note = _one_sample_size(rows)
     steps = sorted(rows["step"].unique())
     if len(steps) < 2:
         raise NoData(f"gradient variance was measured at one checkpoint only (step {steps[0]}); "

@@ -191,8 +191,11 @@ def test_encoder_snr_vs_samples_needs_several_sizes(several_sizes: pd.DataFrame)
 def test_other_formats(several_sizes: pd.DataFrame, tmp_path: Path, image_format: str) -> None:
     rows = several_sizes[several_sizes["metric"].str.startswith("time/")]  # throughput only
     drawn, skipped = figures.draw_all(rows, tmp_path, image_format)
-    assert [f.name for f in drawn] == ["throughput"]
-    assert {s.name for s in skipped} == {s.name for s in FIGURES} - {"throughput"}
+    # one throughput figure per S: every S measured is shown
+    assert [f.name for f in drawn] == ["throughput_S1", "throughput_S4", "throughput_S16"]
+    assert [f.title for f in drawn] == [f"Throughput (S = {s})" for s in (1, 4, 16)]
+    assert {s.name.split("_S")[0] for s in skipped} == {s.name for s in FIGURES} - {
+        "throughput"}
     data = drawn[0].path.read_bytes()
     assert drawn[0].path.suffix == f".{image_format}"
     if image_format == "svg":
@@ -206,7 +209,9 @@ def test_other_formats(several_sizes: pd.DataFrame, tmp_path: Path, image_format
 def test_palette_colours_are_the_same_in_every_figure(several_sizes: pd.DataFrame) -> None:
     palette = estimator_palette(several_sizes["estimator"])
     with figures.style():
-        fig = figures.throughput(several_sizes, palette)
+        fig = figures.throughput(several_sizes[several_sizes["num_samples"] == 4], palette)
+        with pytest.raises(ValueError, match="draw one figure per S"):
+            figures.throughput(several_sizes, palette)  # never silently cut to one S
     legend = fig.legends[0]
     for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=False):
         if text.get_text() in palette:
@@ -236,3 +241,27 @@ def test_log_axes_are_labelled_in_plain_text() -> None:
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert "10⁻²" in labels and "10²" in labels and not any("$" in t for t in labels)
     assert decade(1e-3) == "10⁻³" and decade(1.0) == "10⁰" and decade(3e-3) == ""
+
+
+def test_every_estimator_and_every_s_is_in_some_figure(tmp_path: Path) -> None:
+    """An estimator measured only at a larger S (RLOO needs S >= 2) appears in the figures of
+    that S: the per-S figures leave no estimator and no S out."""
+    frame = reports.load(fabricate_run(tmp_path / "run", sample_sizes=(1, 4)))
+    only_at_4 = sorted(frame["estimator"].dropna().unique())[0]
+    frame = frame[~((frame["estimator"] == only_at_4) & (frame["num_samples"] == 1))]
+    palette = estimator_palette(frame["estimator"].dropna())
+    for spec in FIGURES:
+        if not spec.per_sample_size:
+            continue
+        shown: dict[int, set[str]] = {}
+        with figures.style():
+            for name, _, rows in figures.variants(spec, frame):
+                try:
+                    fig = spec.draw(rows, palette)
+                except figures.NoData:
+                    continue
+                size = int(name.rsplit("_S", 1)[1])
+                shown[size] = {t.get_text() for t in fig.legends[0].get_texts()}
+        assert set(shown) == {1, 4}, spec.name
+        assert only_at_4 in shown[4] and only_at_4 not in shown[1], spec.name
+        assert shown[1] | shown[4] >= set(frame["estimator"].dropna()) - {"exact"}, spec.name
