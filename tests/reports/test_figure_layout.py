@@ -15,7 +15,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.transforms import Bbox
 
-from estibench import reports
+from estibench import estimators, reports
 from estibench.reports.figures import standard as figures
 from estibench.reports.figures.palette import estimator_palette
 from estibench.reports.figures.style import BUILT_IN, look
@@ -148,9 +148,19 @@ def test_each_estimator_has_one_look_in_every_run_and_every_figure(runs, drawn):
     small = estimator_palette(["pathwise", "reinforce-loo"])
     large = estimator_palette(runs["many estimators"]["estimator"])
     assert small["reinforce-loo"] == large["reinforce-loo"]
+    # every registered estimator has a (colour, marker) pair of its own; two that share a
+    # colour differ in marker and line style (greyscale print)
+    registered = set(estimators.available()) - set(estimators.registry.aliases())
+    assert set(BUILT_IN) == registered
     looks = {name: look(name) for name in BUILT_IN}
-    assert len({lk.colour for lk in looks.values()}) == len(BUILT_IN)
-    assert len({lk.marker for lk in looks.values()}) == len(BUILT_IN)
+    assert len({(lk.colour, lk.marker) for lk in looks.values()}) == len(BUILT_IN)
+    for (a, la), (b, lb) in combinations(looks.items(), 2):
+        if la.colour == lb.colour:
+            assert la.marker != lb.marker and la.linestyle != lb.linestyle, (a, b)
+    # a plugin, and a variant of a built-in, take a pair no built-in has
+    for label in ("my_plugin", "another-plugin", "reinforce-loo", "gumbel_rao-0.5"):
+        assert (look(label).colour, look(label).marker) not in {
+            (lk.colour, lk.marker) for lk in looks.values()}, label
     for (run, name), fig in drawn.items():
         palette = estimator_palette(runs[run]["estimator"])
         legend = fig.legends[0]
