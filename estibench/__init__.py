@@ -3,6 +3,7 @@
     import estibench
     est = estibench.get("reinforce", baseline="loo")     # an estimator, as estimators.get
     result = estibench.run("smoke", out="runs/smoke")   # a suite run, as `estibench run`
+    estibench.estimators.available(), estibench.objectives.available()   # the registries
 
 The library and the harness live in the subpackages, from the bottom up:
 `estibench.estimators` (the estimators, torch only), `estibench.benchmarks` (problems, metrics,
@@ -28,7 +29,9 @@ _PUBLIC = {
     "get": "estibench.estimators", "available": "estibench.estimators",
     "register": "estibench.estimators", "Estimator": "estibench.estimators",
     "EstimatorOutput": "estibench.estimators",
+    "estimators": "estibench.estimators",
     "objectives": "estibench.benchmarks.objectives",
+    "reports": "estibench.reports",
 }
 
 
