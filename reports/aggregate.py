@@ -211,6 +211,18 @@ def load_suite_config(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     return config if isinstance(config, dict) else None
 
 
+def planned_cells(suite: dict[str, Any] | None) -> int | None:
+    """How many cells the stored suite plans: objectives x (each estimator's numbers of
+    samples) x seeds, as the harness expands it; None without a readable suite."""
+    try:
+        seeds, objectives = len(suite["seeds"]), len(suite["objectives"])  # type: ignore[index]
+        sizes = sum(len(e.get("num_samples") or suite["num_samples"])  # type: ignore[index]
+                    for e in suite["estimators"])  # type: ignore[index]
+    except (KeyError, TypeError):
+        return None
+    return objectives * sizes * seeds
+
+
 def load_runs(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """The run's invocation history (``Store.runs()``)."""
     return _read_store(run_dirs(run_dir)[0])[2]

@@ -11,7 +11,12 @@ from typing import Any
 
 import pandas as pd
 
-from estibench.reports.aggregate import final_values, load_suite_config, problems_of
+from estibench.reports.aggregate import (
+    final_values,
+    load_suite_config,
+    planned_cells,
+    problems_of,
+)
 from estibench.reports.bias import bias_summary
 from estibench.reports.claims import ClaimTables, claim_tables
 from estibench.reports.conventions import conventions
@@ -126,6 +131,12 @@ def all_tables(cells: pd.DataFrame, frame: pd.DataFrame,
     return tables
 
 
+def _missing(suite: dict[str, Any] | None, cells: pd.DataFrame) -> int:
+    """Cells the suite plans that the store does not hold: never run (an interrupted run)."""
+    planned = planned_cells(suite)
+    return 0 if planned is None else max(planned - int(cells["key"].nunique()), 0)
+
+
 def collect(
     run_dir: Path,
     cells: pd.DataFrame,
@@ -152,7 +163,8 @@ def collect(
         generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         suite_name=suite_name,
         description=str((suite or {}).get("description", "")),
-        counts={s: int((statuses == s).sum()) for s in ("ok", "failed", "not_applicable")},
+        counts={**{s: int((statuses == s).sum()) for s in ("ok", "failed", "not_applicable")},
+                "missing": _missing(suite, cells)},
         has_completed=bool((statuses == "ok").any()),
         environment=environment_table(cells, run_environment),
         suite_toml=None if suite is None else _suite_text(suite),

@@ -1,7 +1,7 @@
 """Checking a run's claims against the noise.
 
     results = check_run(run_dir)       # one ClaimResult per claim of the run's stored suite
-    results[0].verdict                 # reproduced | not reproduced | inconclusive | not run
+    results[0].verdict   # reproduced | not reproduced | incomplete | inconclusive | not run
 
 A claim splits into parts: one per objective (`objectives`), per checkpoint (step "every") and,
 for a trend, per consecutive pair of cells. Each part is an interval at level 1 - alpha / parts
@@ -17,10 +17,11 @@ for a trend, per consecutive pair of cells. Each part is an interval at level 1 
 
 A part is "reproduced" when its interval lies on the claimed side of zero (or inside the
 tolerance band of "=="), "not reproduced" when it lies wholly on the other side (or outside the
-band), "inconclusive" otherwise, and "not run" when a cell is absent, failed, not applicable
-(an optional estimator that is not registered) or lacks the metric. The claim is "not
-reproduced" if any part is, else "not run" if any part is, else "inconclusive" if any part is,
-else "reproduced".
+band), "inconclusive" otherwise; "incomplete" when a seed of a cell the suite plans was never
+run (an interrupted run: resume it), and "not run" when a cell failed, does not apply (an
+optional estimator that is not registered), was left out by a command-line override or lacks
+the metric. The claim is "not reproduced" if any part is, else "incomplete", "not run",
+"inconclusive" if any part is (in that order), else "reproduced".
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
 NOT_RUN = "not run"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN)
+INCOMPLETE = "incomplete"
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCOMPLETE, INCONCLUSIVE, NOT_RUN)
 NORMAL = NormalDist()
 Z95 = NORMAL.inv_cdf(0.975)  # the stored intervals are 95%
 
@@ -105,7 +107,7 @@ def _g(x: float | None) -> str:
 
 
 def describe(part: Part) -> str:
-    if part.verdict == NOT_RUN:
+    if part.verdict in (NOT_RUN, INCOMPLETE):
         return part.reason
     what = "log10 ratio" if part.scale == "log10" else "difference"
     text = (f"{_g(part.left)} vs {_g(part.right)}: {what} {_g(part.difference)} "
@@ -123,6 +125,10 @@ class RunData:
     cells: pd.DataFrame
     metrics: pd.DataFrame  # cell_id, step, metric, value
     checkpoints: list[int]
+    # what the suite plans: the seeds of every cell, and the labels it runs
+    seeds: tuple[int, ...] = ()
+    objectives: frozenset[str] = frozenset()
+    estimators: frozenset[str] = frozenset()
 
     @staticmethod
     def load(run_dir: str | Path, suite: Any) -> RunData:
@@ -134,7 +140,9 @@ class RunData:
         cells = cells.drop_duplicates("key", keep="last")  # a resumed cell: its latest record
         steps = suite.training.steps
         checkpoints = sorted({steps if c == -1 else c for c in suite.metrics.checkpoints})
-        return RunData(cells, metrics[metrics["cell_id"].isin(cells["id"])], checkpoints)
+        return RunData(cells, metrics[metrics["cell_id"].isin(cells["id"])], checkpoints,
+                       tuple(suite.seeds), frozenset(o.id for o in suite.objectives),
+                       frozenset(e.id for e in suite.estimators))
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,10 @@ class NotRun(Exception):
     """A part that cannot be checked; the message says why."""
 
 
+class Incomplete(Exception):
+    """A part whose cells the run has not finished; the message names the missing seeds."""
+
+
 def _name(ref: CellRef, objective: str) -> str:
     s = "" if ref.num_samples is None else f" S={ref.num_samples}"
     return f"{objective}/{ref.estimator}{s}"
@@ -164,6 +176,11 @@ def _sample(data: RunData, ref: CellRef, objective: str, metric: str,
     if ref.num_samples is not None:
         rows = rows[rows["num_samples"] == ref.num_samples]
     name = _name(ref, objective)
+    if objective in data.objectives and ref.estimator in data.estimators:
+        missing = sorted(set(data.seeds) - {int(s) for s in rows["seed"]})
+        if missing:
+            raise Incomplete(f"{name}: seed(s) {', '.join(map(str, missing))} never ran (the "
+                             "run is incomplete: `estibench run --resume RUN_DIR` finishes it)")
     if rows.empty:
         raise NotRun(f"{name}: no cell in the run")
     ok = rows[rows["status"] == "ok"]
@@ -424,6 +441,9 @@ def check_claim(index: int, claim: Claim, data: RunData) -> ClaimResult:
         except NotRun as why:
             parts.append(Part(label, NOT_RUN, reason=str(why)))
             continue
+        except Incomplete as why:
+            parts.append(Part(label, INCOMPLETE, reason=str(why)))
+            continue
         if claim.kind == "value":
             parts.append(_against_value(label, samples[0], claim, level))
         elif claim.kind == "compare":
@@ -436,7 +456,7 @@ def check_claim(index: int, claim: Claim, data: RunData) -> ClaimResult:
             sign = 1 if claim.direction == "increasing" else -1
             parts.append(_compare(label, samples[1], samples[0], sign, claim.noise, level))
     verdicts = {p.verdict for p in parts}
-    verdict = next(v for v in (NOT_REPRODUCED, NOT_RUN, INCONCLUSIVE, REPRODUCED)
+    verdict = next(v for v in (NOT_REPRODUCED, INCOMPLETE, NOT_RUN, INCONCLUSIVE, REPRODUCED)
                    if v in verdicts)
     return ClaimResult(index, claim, verdict, parts)
 
@@ -455,5 +475,5 @@ def check_run(run_dir: str | Path) -> list[ClaimResult]:
     return check_claims(suite, RunData.load(run_dir, suite))
 
 
-__all__ = ["VERDICTS", "ClaimResult", "Part", "RunData", "check_claims",
+__all__ = ["INCOMPLETE", "VERDICTS", "ClaimResult", "Part", "RunData", "check_claims",
            "check_run", "describe"]

@@ -3,6 +3,7 @@ reproduced, for CI; 0 otherwise; 2 for bad input)."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,8 @@ from rich.table import Table
 
 from estibench.cli.common import console, errors, fail
 
-STYLE = {"reproduced": "green", "not reproduced": "bold red", "inconclusive": "yellow",
+STYLE = {"reproduced": "green", "not reproduced": "bold red", "incomplete": "bold yellow",
+         "inconclusive": "yellow",
          "not run": "dim"}
 
 
@@ -41,7 +43,8 @@ def print_claims(run_dir: Path) -> list:
 
 
 def claims(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> None:
-    """Check a run's claims: exit 1 when any is not reproduced (0 otherwise)."""
+    """Check a run's claims: exit 1 when any is not reproduced, or incomplete (the run did not
+    finish: its evidence is partial), 0 otherwise."""
     from estibench.benchmarks.results.store import StoreError
     from estibench.benchmarks.suites.schema import SuiteError
 
@@ -52,8 +55,15 @@ def claims(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> 
     if not results:
         console.print("the run's suite states no claims")
     failed = [r for r in results if r.verdict == "not reproduced"]
+    incomplete = [r for r in results if r.verdict == "incomplete"]
     if failed:
         errors.print(
             f"[bold red]{len(failed)} claim(s) not reproduced:[/] "
             + ", ".join(f"#{r.index}" for r in failed), highlight=False)
+    if incomplete:
+        errors.print(
+            f"[bold yellow]{len(incomplete)} claim(s) incomplete[/] (the run did not finish: "
+            f"`estibench run --resume {escape(shlex.quote(str(run_dir)))}`): "
+            + ", ".join(f"#{r.index}" for r in incomplete), highlight=False)
+    if failed or incomplete:
         raise typer.Exit(1)

@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from estibench.benchmarks.claims.check import (
+    INCOMPLETE,
     INCONCLUSIVE,
     NOT_REPRODUCED,
     NOT_RUN,
@@ -54,17 +55,21 @@ def cell(objective: str, estimator: str) -> dict[str, str]:
 
 
 def fabricate(tmp_path: Path, claims: list[dict[str, Any]],
-              cells: dict[tuple[str, str], list[dict[tuple[int, str], float]] | str]) -> Path:
+              cells: dict[tuple[str, str], list[dict[tuple[int, str], float]] | str],
+              planned_seeds: int | None = None) -> Path:
     """A run directory with the suite's claims and, per (objective, estimator), either one
-    metrics dict per seed or a status ("failed", "not_applicable")."""
-    suite = parse_suite(suite_raw(claims))
+    metrics dict per seed or a status ("failed", "not_applicable") for every seed. The suite
+    plans `planned_seeds` seeds (default: as many as the cells give)."""
+    given = [len(v) for v in cells.values() if not isinstance(v, str)]
+    planned = planned_seeds or max(given, default=1)
+    suite = parse_suite(suite_raw(claims, seeds=list(range(planned))))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / SUITE_FILENAME).write_text(json.dumps(suite.model_dump()))
     with Store.open(run_dir) as store:
         run_id = store.start_run("fabricated", suite.model_dump(), {})
         for (objective, estimator), seeds in cells.items():
-            per_seed = [seeds] if isinstance(seeds, str) else seeds
+            per_seed = [seeds] * len(suite.seeds) if isinstance(seeds, str) else seeds
             for seed, rows in enumerate(per_seed):
                 config = {"objective": objective, "estimator": estimator, "seed": seed,
                           "num_samples": 2}
@@ -110,7 +115,8 @@ def test_compare_over_seeds(tmp_path: Path, left, relation, right, verdict) -> N
 
 
 def test_welch_when_the_seeds_differ(tmp_path: Path) -> None:
-    run = fabricate(tmp_path, [COMPARE], {("toy", "reinforce"): seeds(HIGH),
+    # seed 3 of reinforce failed: the two cells have different seeds
+    run = fabricate(tmp_path, [COMPARE], {("toy", "reinforce"): [*seeds(HIGH), "failed"],
                                           ("toy", "reinforce-loo"): seeds(SIMILAR + [0.9])})
     (part,) = check_run(run)[0].parts
     assert "Welch t over seeds (n = 3, 4)" in part.method
@@ -121,9 +127,10 @@ def test_welch_when_the_seeds_differ(tmp_path: Path) -> None:
     assert part.p == pytest.approx(one_sided.pvalue, rel=1e-9)
 
 
-def test_not_run_when_absent_failed_or_not_registered(tmp_path: Path) -> None:
+def test_not_run_when_failed_or_not_registered_incomplete_when_never_run(tmp_path: Path
+                                                                          ) -> None:
     claims = [
-        COMPARE,  # toy/reinforce-loo absent
+        COMPARE,  # toy/reinforce-loo never ran
         claim(left=cell("toy2", "reinforce"), relation=">", right=cell("toy", "reinforce")),
         claim(left=cell("toy", "not_written_yet"), relation="<", right=cell("toy", "reinforce")),
     ]
@@ -131,10 +138,24 @@ def test_not_run_when_absent_failed_or_not_registered(tmp_path: Path) -> None:
                                        ("toy2", "reinforce"): "failed",
                                        ("toy", "not_written_yet"): "not_applicable"})
     results = check_run(run)
-    assert [r.verdict for r in results] == [NOT_RUN] * 3
-    assert "toy/reinforce-loo: no cell" in results[0].evidence()
+    assert [r.verdict for r in results] == [INCOMPLETE, NOT_RUN, NOT_RUN]
+    assert "toy/reinforce-loo: seed(s) 0, 1, 2 never ran" in results[0].evidence()
     assert "failed: it broke" in results[1].evidence()
     assert "not applicable" in results[2].evidence()
+
+
+def test_a_killed_run_gives_incomplete_claims_naming_the_missing_seed(tmp_path: Path) -> None:
+    """Seeds 0 and 1 of both cells finished, seed 2 never ran: no verdict from two seeds of
+    three, and `estibench claims` exits 1 saying how to finish the run."""
+    run = fabricate(tmp_path, [COMPARE], {("toy", "reinforce"): seeds(HIGH[:2]),
+                                          ("toy", "reinforce-loo"): seeds(LOW[:2])},
+                    planned_seeds=3)
+    (result,) = check_run(run)
+    assert result.verdict == INCOMPLETE
+    assert "seed(s) 2 never ran" in result.evidence() and "--resume" in result.evidence()
+    shown = cli("claims", str(run))
+    assert shown.returncode == 1
+    assert "1 claim(s) incomplete" in shown.stderr and "--resume" in shown.stderr
 
 
 def interval_rows(estimate: float, lo: float, hi: float, step: int = 10) -> list[dict]:
