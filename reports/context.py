@@ -19,7 +19,7 @@ from estibench.reports.aggregate import (
 )
 from estibench.reports.bias import bias_summary
 from estibench.reports.claims import ClaimTables, claim_tables
-from estibench.reports.conventions import conventions
+from estibench.reports.conventions import biased_estimators, conventions
 from estibench.reports.figures.axes import RenderedFigure, SkippedFigure
 from estibench.reports.glossary import NOTES
 from estibench.reports.load import busy_note
@@ -119,7 +119,7 @@ def reference_note(frame: pd.DataFrame) -> str:
 def all_tables(cells: pd.DataFrame, frame: pd.DataFrame,
                summary: pd.DataFrame) -> list[tuple[str, Table]]:
     """The summary tables, then the bias table and the conventions table where they apply."""
-    tables = summary_tables(summary)
+    tables = summary_tables(summary, biased_estimators(cells))
     if summary.empty:
         return tables
     bias = bias_summary(frame)

@@ -146,3 +146,15 @@ def _distinct(values: Any) -> str:
 
 __all__ = ["bound_text", "conventions", "direct_term_text", "kl_text", "samples_text",
            "temperature_text"]
+
+
+def biased_estimators(cells: pd.DataFrame) -> set[str]:
+    """The estimator labels of a run whose estimator is biased by design (its `unbiased` flag
+    is False: the relaxations, the straight-through family, STL-IWAE for K > 1, ...), read
+    from the cells' configs; an estimator this installation cannot build is not marked."""
+    biased = set()
+    for config in cells["config"]:
+        est = _estimator(str(config.get("estimator_name")), _json(config.get("estimator_options")))
+        if est is not None and not est.unbiased:
+            biased.add(str(config.get("estimator")))
+    return biased

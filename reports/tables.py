@@ -19,6 +19,8 @@ GROUP_TITLES: dict[str, str] = {
     "cost": "Cost",
 }
 UNMET = " †"
+BIASED = " ‡"  # after an estimator label: biased by design
+BIASED_NOTE = " (‡: biased by design)"
 _KEY_LABELS = {"run": "run", "objective": "objective", "estimator": "estimator",
                "num_samples": "S", "seeds": "seeds"}
 MISSING = "–"
@@ -52,13 +54,15 @@ def number(value: Any) -> str:
         return str(value)
 
 
-def summary_tables(summary: pd.DataFrame) -> list[tuple[str, Table]]:
+def summary_tables(summary: pd.DataFrame, biased: frozenset[str] | set[str] = frozenset()
+                   ) -> list[tuple[str, Table]]:
     """The summary split into bounds / gradients / cost tables, each with the group keys, and
     each split again into VAE rows and toy rows (toys have no held-out bounds, so their rows
     would be dashes under every bound column).
 
     Groups without any quantity are left out, and so are columns with no value in a table.
-    Every column has one number format (`estibench.reports.numbers`).
+    Every column has one number format (`estibench.reports.numbers`). Estimators in `biased`
+    are marked ‡ wherever they are ranked.
     """
     keys = [c for c in ("run", "objective", "estimator", "num_samples", "seeds")
             if c in summary.columns]
@@ -77,7 +81,9 @@ def summary_tables(summary: pd.DataFrame) -> list[tuple[str, Table]]:
         for rows, suffix in kinds:
             chosen = [q for q in quantities if q.group == group and _measured(rows, q)]
             if chosen:
-                out.append((title + suffix, _quantity_table(rows, keys, chosen)))
+                marked = "estimator" in keys and bool(set(rows["estimator"]) & set(biased))
+                out.append((title + suffix + (BIASED_NOTE if marked else ""),
+                            _quantity_table(rows, keys, chosen, biased)))
     return out
 
 
@@ -86,13 +92,15 @@ def _measured(rows: pd.DataFrame, q: Any) -> bool:
     return column in rows.columns and bool(rows[column].notna().any())
 
 
-def _quantity_table(rows: pd.DataFrame, keys: list[str], chosen: list[Any]) -> Table:
+def _quantity_table(rows: pd.DataFrame, keys: list[str], chosen: list[Any],
+                    biased: frozenset[str] | set[str] = frozenset()) -> Table:
     formats = {q.key: column_format(rows[f"{q.key}_mean"], rows[f"{q.key}_se"])
                for q in chosen if q.spread != "range"}
     columns = [_KEY_LABELS[k] for k in keys] + [q.label for q in chosen]
     body = []
     for _, row in rows.iterrows():
-        cells = [str(row[k]) for k in keys]
+        cells = [str(row[k]) + (BIASED if k == "estimator" and row[k] in biased else "")
+                 for k in keys]
         cells += [_quantity_text(row, q, formats.get(q.key)) for q in chosen]
         body.append(cells)
     return Table(columns, body)

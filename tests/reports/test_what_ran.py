@@ -1,5 +1,5 @@
-"""A run that did not finish says so: the report counts the cells its suite plans that never
-ran."""
+"""The report says what ran: the cells of an interrupted run that never ran, and which ranked
+estimators are biased by design."""
 
 from __future__ import annotations
 
@@ -29,3 +29,23 @@ def test_the_report_of_an_interrupted_run_counts_the_cells_never_run(tmp_path):
     markdown, html = paths["md"].read_text(), paths["html"].read_text()
     assert "1 never run" in markdown and "**The run is incomplete**: 1 cell(s)" in markdown
     assert "never run: <strong>1</strong>" in html and "estibench run --resume" in html
+
+
+def test_biased_estimators_are_marked_wherever_they_are_ranked(tmp_path):
+    """The relaxation and STL-IWAE (direct_term = False, biased for K > 1) are marked ‡ in the
+    summary tables; REINFORCE with RLOO and IWAE are not."""
+    from estibench.reports.aggregate import load_cells
+    from estibench.reports.conventions import biased_estimators
+
+    suite = {**TINY, "estimators": [{"name": "reinforce", "options": {"baseline": "loo"}},
+                                    {"name": "gumbel_softmax"}]}
+    run_dir = estibench.run(parse_suite(suite), out=tmp_path / "run", device="cpu",
+                            report=False).run_dir
+    assert biased_estimators(load_cells(run_dir)) == {"gumbel_softmax"}
+    markdown = reports.write_report(run_dir)["md"].read_text()
+    assert "gumbel_softmax ‡" in markdown and "reinforce-loo ‡" not in markdown
+    assert "(‡: biased by design)" in markdown
+    from estibench import estimators
+
+    assert estimators.get("iwae").unbiased
+    assert estimators.get("iwae", direct_term=False).unbiased is False
