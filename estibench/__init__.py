@@ -4,6 +4,7 @@
     est = estibench.get("reinforce", baseline="loo")     # an estimator, as estimators.get
     result = estibench.run("smoke", out="runs/smoke")   # a suite run, as `estibench run`
     estibench.estimators.available(), estibench.objectives.available()   # the registries
+    estibench.Model(posterior=..., f=..., encoder=...)   # your own model (docs/your-model.md)
 
 The library and the harness live in the subpackages, from the bottom up:
 `estibench.estimators` (the estimators, torch only), `estibench.benchmarks` (problems, metrics,
@@ -31,6 +32,7 @@ _PUBLIC = {
     "EstimatorOutput": "estibench.estimators",
     "estimators": "estibench.estimators",
     "objectives": "estibench.benchmarks.objectives",
+    "Model": "estibench.benchmarks.objectives",
     "reports": "estibench.reports",
 }
 

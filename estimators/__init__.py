@@ -8,8 +8,9 @@ An estimator turns E_q[f] into a surrogate `out.loss` (shape B) whose gradient i
 grad E_q[f] (the sign is that of the expectation; a training loop that maximises minimises
 `-out.loss`). `f(z)` maps samples (S, *B, *event) to (S, *B) and may depend on any parameters;
 q's parameters carry the graph back to whatever produced them. Families: `pathwise`,
-`reinforce` (baselines none | ema | loo), `gumbel_softmax`, `st_gumbel`, `straight_through`, and
-`exact` (enumeration, the ground truth), the antithetic `arm` and `disarm` (alias `u2g`),
+`reinforce` (baselines none | ema | loo, and the group baselines grpo | drgrpo |
+drgrpo_rescaled), `gumbel_softmax`, `st_gumbel`, `straight_through`, and `exact` (enumeration,
+the ground truth), the antithetic `arm` and `disarm` (alias `u2g`),
 `vimco` (IWAE bound), the partly enumerating `indecater` and `unordered_set`; the learned
 baselines and control variates `nvil`, `muprop`, `rebar`, `relax`; the straight-through family
 `reinmax` (alias `zgr`), `gumbel_rao`, `gapped_st`; the IWAE-bound estimators `iwae` (STL-IWAE

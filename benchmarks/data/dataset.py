@@ -2,7 +2,8 @@
 
 Loaders in this package produce grey-level intensities in ``[0, 1]``; turning them into the binary
 observations the VAE objectives model is deferred to :meth:`Dataset.binary`, so one dataset can be
-binarized once (``"fixed"``) or re-sampled every epoch (``"dynamic"``).
+binarized once (``"fixed"``) or re-sampled every epoch (``"dynamic"``). ``"none"`` keeps the values
+as they are, any finite real numbers (a researcher's own features, read by the ``file`` dataset).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from estibench.benchmarks.data.errors import DataError
 
 SPLITS: tuple[str, ...] = ("train", "test")
-BINARIZATIONS: tuple[str, ...] = ("fixed", "dynamic")
+BINARIZATIONS: tuple[str, ...] = ("fixed", "dynamic", "none")
 
 
 def check_split(split: object) -> str:
@@ -26,7 +27,7 @@ def check_split(split: object) -> str:
 
 
 def check_binarization(binarization: object) -> str:
-    """Return ``binarization`` if it is ``"fixed"`` or ``"dynamic"``, else raise."""
+    """Return ``binarization`` if it is ``"fixed"``, ``"dynamic"`` or ``"none"``, else raise."""
     if binarization not in BINARIZATIONS:
         raise DataError(
             f"binarization={binarization!r} is not allowed; "
@@ -93,9 +94,11 @@ class Dataset:
     Attributes:
         name: registry name, e.g. ``"digits"``.
         split: ``"train"`` or ``"test"``.
-        intensities: ``(N, D)`` float32 grey levels in ``[0, 1]``; ``D = prod(image_shape)``.
+        intensities: ``(N, D)`` float32 grey levels in ``[0, 1]`` (with binarization ``"none"``:
+            any finite values); ``D = prod(image_shape)``.
         image_shape: ``(height, width)`` for reshaping a row into an image.
-        binarization: ``"fixed"`` (threshold once) or ``"dynamic"`` (Bernoulli draw per call).
+        binarization: ``"fixed"`` (threshold once), ``"dynamic"`` (Bernoulli draw per call) or
+            ``"none"`` (the values as they are).
         threshold: cut-off in ``(0, 1)`` for fixed binarization; pixels strictly above it are 1.
         true_log_likelihood: ``(N,)`` float64 exact ``log p(x)`` of each binary example under the
             generating model (synthetic data only), else ``None``.
@@ -122,7 +125,11 @@ class Dataset:
                 f"image_shape={self.image_shape!r} does not match intensities with D={x.shape[1]}; "
                 "expected (height, width) with height * width == D"
             )
-        if x.numel() and not (bool((x >= 0).all()) and bool((x <= 1).all())):
+        if self.binarization == "none":
+            if x.numel() and not bool(torch.isfinite(x).all()):
+                raise DataError(f"intensities of {self.name!r} hold NaN or infinite values; "
+                                "expected finite numbers")
+        elif x.numel() and not (bool((x >= 0).all()) and bool((x <= 1).all())):
             raise DataError(
                 f"intensities of {self.name!r} range over [{float(x.min())}, {float(x.max())}]; "
                 "expected grey levels in [0, 1]"
@@ -149,7 +156,10 @@ class Dataset:
         ``"fixed"``: ``intensities > threshold`` (deterministic, ``generator`` unused).
         ``"dynamic"``: a fresh ``Bernoulli(intensities)`` draw from ``generator`` on every call, so
         the runner gets a new binarization each epoch (the standard dynamic-MNIST protocol).
+        ``"none"``: the values as they are (not binary), a copy.
         """
+        if self.binarization == "none":
+            return self.intensities.clone()
         if self.binarization == "fixed":
             return (self.intensities > self.threshold).to(torch.float32)
         return torch.bernoulli(self.intensities, generator=generator)

@@ -4,11 +4,13 @@
     rows = describe_objectives()   # name, latent, exact, options
 
 Options come from each factory's signature: the default, and the allowed values where the
-annotation is a `Literal` (a bool allows true/false). Evaluations of f per sample come from
-the estimator's `evaluations_per_sample` attribute if it declares one, else from a dry run on a
-toy (the number of points f was evaluated at, `out.evaluations` or the leading size of
-`out.samples`, over S): an estimator whose count does not grow with S enumerates the support,
-one that grows by a per sample from b fixed points shows "a + b per estimate".
+annotation is a `Literal` (a bool allows true/false). Unbiased: whether the estimator is with
+its default options, and which allowed option values make it the other way (`unbiased_text`).
+Evaluations of f per sample come from the estimator's `evaluations_per_sample` attribute if it
+declares one, else from a dry run on a toy (the number of points f was evaluated at,
+`out.evaluations` or the leading size of `out.samples`, over S): an estimator whose count does
+not grow with S enumerates the support, one that grows by a per sample from b fixed points shows
+"a + b per estimate".
 For the built-in estimators the listing shows the dry run's result from `BUILTIN_EVALUATIONS`
 instead of running it (a test runs it and compares): running 23 estimators cost 1.6 s, most of
 it torch.func importing torch._dynamo for DReG's first call.
@@ -155,6 +157,25 @@ class EstimatorRow:
     options: list[Option]
 
 
+def unbiased_text(name: str, factory: Any, estimator: Any) -> str:
+    """"yes" or "no" for the default options, with the option values (among those a `Literal`
+    or a bool allows) that turn it the other way: "yes; no with baseline='grpo'"."""
+    default = bool(estimator.unbiased)
+    flipped = []
+    for option in options(factory):
+        for value in option.allowed or ():
+            if value == option.default:
+                continue
+            try:
+                other = estimators.get(name, **{option.name: value})
+            except Exception:  # noqa: BLE001 - a value that needs other options: not listed
+                continue
+            if bool(other.unbiased) != default:
+                flipped.append(f"{option.name}={value!r}")
+    text = "yes" if default else "no"
+    return f"{text}; {'no' if default else 'yes'} with {', '.join(flipped)}" if flipped else text
+
+
 def describe_estimators() -> list[EstimatorRow]:
     """One row per registered estimator; a plugin that cannot be built or run, or whose entry
     point does not load, is a row saying so (it never takes the listing down)."""
@@ -164,7 +185,7 @@ def describe_estimators() -> list[EstimatorRow]:
             factory = estimators.registry.factory(name)
             estimator = estimators.get(name)
             family = getattr(factory, "family", None) or factory.__module__.rsplit(".", 1)[-1]
-            unbiased = "exact" if family == "exact" else ("yes" if estimator.unbiased else "no")
+            unbiased = "exact" if family == "exact" else unbiased_text(name, factory, estimator)
             rows.append(EstimatorRow(name, family, str(estimator.supports), unbiased,
                                      _per_sample_text(name), options(factory)))
         except Exception as err:  # a misbehaving plugin

@@ -33,6 +33,7 @@ from estibench.benchmarks.harness.spec import CellSpec
 # training step. Without it the ETA, learned from the toy cells that run first (1 unit per
 # sample), predicted 36,000 s for a run of 811 s; with 500 it predicted 728 s.
 STEP_UNITS = 500
+SECONDS_PER_UNIT = 7.5e-7  # the same fit: a rough rate before any cell has run (`rough_seconds`)
 THROUGHPUT_TIMERS = 3  # estimate, step, floor (estibench.benchmarks.metrics.throughput)
 THROUGHPUT_OVERHEAD = 2.0  # x min_run_time: warm-up, blocked_autorange rounding, memory step
 
@@ -91,6 +92,13 @@ def fixed_seconds(cell: CellSpec) -> float:
     m = cell.metrics
     return THROUGHPUT_TIMERS * THROUGHPUT_OVERHEAD * m.throughput_min_run_time * (
         1 if m.throughput else 0)
+
+
+def rough_seconds(cell: CellSpec) -> float:
+    """A cell's run time on one core before anything has been timed: its units at
+    SECONDS_PER_UNIT plus its fixed seconds. Rough (it leaves the pair's own speed out): for
+    weighing cells against each other, as when cells are grouped into cluster tasks."""
+    return cell_units(cell) * SECONDS_PER_UNIT + fixed_seconds(cell)
 
 
 @dataclass

@@ -16,7 +16,6 @@ from typing import Any
 import torch
 
 from estibench import estimators
-from estibench.benchmarks import objectives
 from estibench.benchmarks.harness.catalogue import evaluations_per_sample
 from estibench.benchmarks.harness.spec import CellSpec, EstimatorChoice, Temperature
 from estibench.benchmarks.harness.temperature import temperature_of
@@ -82,7 +81,7 @@ def _check(objective_spec: ObjectiveSpec, estimator_spec: EstimatorSpec, num_sam
     building or running it fails other than by the estimator refusing the objective."""
     if estimator_spec.missing is not None:
         return _Checked(reason=estimator_spec.missing)
-    objective = objectives.get(objective_spec.name, **objective_spec.options)
+    objective = objective_spec.build()
     temperature = None
     try:
         estimator = estimators.get(estimator_spec.name, **estimator_spec.options)
@@ -138,7 +137,7 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
                 for seed in seeds if seeds is not None else suite.seeds:
                     cell = CellSpec(
                         suite=suite.name, protocol=suite.protocol,
-                        objective=obj.id, objective_name=obj.name,
+                        objective=obj.id, objective_name=obj.reference,
                         objective_options=obj.options,
                         estimator=EstimatorChoice(est.id, est.name, est.options,
                                                   measured.temperature),

@@ -82,6 +82,9 @@ def run(
             Store.open(run_dir) as store:
         if on_run_dir is not None:
             on_run_dir(run_dir)
+        attach = getattr(executor, "attach", None)
+        if attach is not None:  # it keeps files in the run directory (submitit)
+            attach(run_dir)
         done = store.completed_keys()
 
         def completed(cell: CellSpec) -> bool:

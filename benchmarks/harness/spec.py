@@ -47,6 +47,8 @@ class CellSpec:
     suite: str
     protocol: str
     objective: str  # the label results use
+    # what builds it (`objectives.load_objective`): the registered name, or a factory reference
+    # ("package.module:function", "path/to/file.py:function") that any process can import
     objective_name: str
     objective_options: dict[str, Any]
     estimator: EstimatorChoice
@@ -74,7 +76,7 @@ class CellSpec:
         return cell_key(self.to_json())
 
     def build_objective(self) -> objectives.Objective:
-        return objectives.get(self.objective_name, **self.objective_options)
+        return objectives.load_objective(self.objective_name, **self.objective_options)
 
     def trains_with_the_measured_estimator(self) -> bool:
         return (self.trainer.name, self.trainer.options) == (self.estimator.name,

@@ -10,7 +10,9 @@ The samples, from uniform noise drawn in the step like the estimators draw their
 - Normal: loc + scale * ndtri(u) (the pathwise sample);
 - one-hot categorical: softmax(logits + Gumbel(u)); Bernoulli: sigmoid(logits + logistic(u)):
   the relaxed sample, so the backward pass reaches the encoder as every estimator's does.
-Toys (no networks) differentiate their cost at such a sample.
+Toys (no networks) differentiate their cost at such a sample. A researcher's model
+(`ModelObjective`) draws hard samples, since its f may be defined on the support only, and
+differentiates f + log q there.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Categorical, Normal, OneHotCategorical
 
-from estibench.benchmarks.objectives import LatentVariableModel, Objective
+from estibench.benchmarks.objectives import LatentVariableModel, ModelObjective, Objective
 from estibench.estimators import distributions
 
 from .errors import MetricsError
@@ -56,6 +58,18 @@ def bare_step(objective: Objective, x: Tensor | None, num_samples: int) -> Calla
             objective.log_likelihood(x, z).sum().backward()
 
         return step
+    if isinstance(objective, ModelObjective):
+
+        def model_step() -> None:
+            # a hard sample (f may read only the support), f and log q: what a score-function
+            # estimator at least does, reaching the encoder through log q and the model
+            # through f
+            q = objective.distribution(objective.posterior_params(x))
+            z = q.sample((num_samples,))
+            f = objective.integrand(x, q)
+            (f(z) + distributions.log_prob(q, z)).sum().backward()
+
+        return model_step
     cost = getattr(objective, "cost", None)
     if cost is None:
         raise MetricsError(

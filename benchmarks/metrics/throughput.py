@@ -57,7 +57,7 @@ import torch
 from torch import Tensor
 from torch.utils.benchmark import Timer
 
-from estibench.benchmarks.objectives import LatentVariableModel, Objective
+from estibench.benchmarks.objectives import Objective
 from estibench.estimators import Estimator
 
 from .environment import device_name, machine_load
@@ -261,7 +261,7 @@ def _batch(
     dtype: torch.dtype,
     seed: int,
 ) -> Tensor | None:
-    if not isinstance(model, LatentVariableModel):
+    if model.example_input() is None:  # a toy: no data
         if x is not None or batch_size is not None:
             raise MetricsError(f"objective '{model.name}' takes no data: pass x=None and no "
                                f"batch_size")

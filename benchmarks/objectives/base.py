@@ -19,10 +19,10 @@ from estibench.estimators import Estimator, EstimatorError, EstimatorOutput, Exa
 from estibench.estimators.base import cached_constant
 from estibench.estimators.exact import enumerate_support
 
-from .kl import analytic_kl
+from .kl import analytic_kl, sampled_kl
 
-KL = Literal["analytic", "sampled"]
-KL_CHOICES = ("analytic", "sampled")
+KL = Literal["analytic", "sampled", "k1", "k2", "k3", "k3_unbiased"]
+KL_CHOICES = ("analytic", "sampled", "k1", "k2", "k3", "k3_unbiased")
 Bound = Literal["elbo", "iwae"]
 BOUND_CHOICES = ("elbo", "iwae")
 
@@ -178,9 +178,12 @@ class LatentVariableModel(Objective):
         """ELBO(x) = E_q[log p(x|z)] - KL(q || p), estimated with `estimator`.
 
         kl="analytic": the KL in closed form, added exactly (the estimator sees log p(x|z));
-        kl="sampled": f = log p(x|z) + log p(z) - log q(z) at the estimator's samples, with
-        densities as the estimator sees them (`estimator.relax`: Concrete densities at relaxed
-        samples; `estimator.log_q`: whether the zero-mean direct term is kept).
+        kl="sampled" (also named "k1"): f = log p(x|z) + log p(z) - log q(z) at the estimator's
+        samples, with densities as the estimator sees them (`estimator.relax`: Concrete
+        densities at relaxed samples; `estimator.log_q`: whether the zero-mean direct term is
+        kept);
+        kl="k2", "k3", "k3_unbiased": f = log p(x|z) - k(z), a Monte Carlo estimator of the KL
+        from `sampled_kl` (module `kl`) inside f, read as that module describes.
         """
         kl = kl or self.kl
         if kl not in KL_CHOICES:
@@ -195,7 +198,9 @@ class LatentVariableModel(Objective):
             # Relaxed inside f: by the time the estimator calls f it has checked that q (and so
             # the prior) is a family it applies to; relaxing first would crash on the others.
             log_prior = distributions.log_prob(estimator.relax(prior), z)
-            return self.log_likelihood(x, z) + log_prior - estimator.log_q(q, z)
+            if kl in ("sampled", "k1"):
+                return self.log_likelihood(x, z) + log_prior - estimator.log_q(q, z)
+            return self.log_likelihood(x, z) - sampled_kl(kl, estimator, q, z, log_prior)
 
         return estimator(q, integrand, num_samples, noise=noise)
 
@@ -289,7 +294,10 @@ class DiscreteLatentModel(LatentVariableModel):
             raise NoExactValue(f"objective '{self.name}' with bound={self.bound!r} has no "
                                "exact value (it depends on the number of samples)")
         assert x is not None
-        return self.elbo(x, Exact(self.max_configurations), params=params).loss
+        # The ELBO itself, whichever Monte Carlo estimator of the KL the objective trains with
+        # (E_q[k2] is not the KL): enumeration of the sampled KL, or the closed form.
+        kl = "analytic" if self.kl == "analytic" else "sampled"
+        return self.elbo(x, Exact(self.max_configurations), kl=kl, params=params).loss
 
     @torch.no_grad()
     def log_marginal(self, x: Tensor, chunk: int = 256) -> Tensor:

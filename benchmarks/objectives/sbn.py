@@ -44,10 +44,20 @@ from estibench.estimators import Estimator, EstimatorError, EstimatorOutput, dis
 from estibench.estimators.exact import enumerate_support
 from estibench.estimators.score_function import Reinforce
 
-from .base import KL_CHOICES, DiscreteLatentModel, ObjectiveError
+from .base import DiscreteLatentModel, ObjectiveError
 from .kl import analytic_kl
 from .likelihoods import bernoulli_log_likelihood
 from .networks import mlp
+
+# The nested ELBO samples -log q + log p at every level; only the top level's KL term has a
+# closed form. The Monte Carlo KL estimators k2 and k3 (objectives.kl) are not offered here.
+SBN_KL_CHOICES = ("analytic", "sampled", "k1")
+
+
+def _check_kl(kl: str) -> None:
+    if kl not in SBN_KL_CHOICES:
+        raise ObjectiveError(f"kl must be one of {', '.join(SBN_KL_CHOICES)} for the sigmoid "
+                             f"belief net, got {kl!r}")
 
 
 def bernoulli(logits: Tensor) -> Distribution:
@@ -83,6 +93,7 @@ class SigmoidBeliefNet(DiscreteLatentModel):
         bound: str = "elbo", max_configurations: int = 4096,
     ) -> None:
         super().__init__(kl, max_configurations, bound)  # type: ignore[arg-type]
+        _check_kl(kl)
         if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
             raise ObjectiveError(f"layers must be an integer >= 1, got {layers!r}")
         if bound == "iwae" and layers > 1:
@@ -149,8 +160,7 @@ class SigmoidBeliefNet(DiscreteLatentModel):
         """The ELBO estimated level by level (module docstring); `noise` is the first
         layer's, the levels above draw their own."""
         kl = kl or self.kl
-        if kl not in KL_CHOICES:
-            raise ObjectiveError(f"kl must be one of {', '.join(KL_CHOICES)}, got {kl!r}")
+        _check_kl(kl)
         # Stateless estimators only (check_nested): a shallow copy per level is enough to give
         # each its own evaluation counter, without copying modules on every step.
         chain = [estimator, *(copy.copy(estimator) for _ in range(self.layers - 1))]

@@ -11,6 +11,11 @@
     function). Parameters are (mu, log sigma); `parameters` = "mean" or "scale" makes only one
     of them the distribution parameter (the other fixed), so the gradient statistics are those
     of that coordinate alone (Mohamed et al.'s mean and scale panels).
+- categorical_toy: maximise -E_{y ~ OneHotCategorical(softmax(phi))}[cost(y)], one categorical
+  variable with K categories (the zoo's T2 problem: probabilities (0.2, 0.3, 0.5) at the start,
+  c = (1, 2, 4)), with the cost of s = c . y chosen by `cost`: linear s, quadratic (s - 2)^2,
+  cubic s^3 / 10; defined on the simplex too, so relaxed estimators apply. Exact value
+  -sum_k softmax(phi)_k cost(e_k). Parameters are the logits, initialised at log `probs`.
 - dirichlet_toy: maximise -E_{z ~ Dirichlet(alpha)}[||z - c||^2], a latent with no uniform noise
   map: pathwise uses torch's implicit reparameterization (Figurnov et al. 2018) and reinforce
   q.sample(). Exact value from the Dirichlet moments, E z_i = alpha_i / alpha_0 and
@@ -141,6 +146,45 @@ class GaussianToy(_Toy):
         if self.cost_name == "cos":
             return -torch.cos(k * mu) * torch.exp(-(k**2) * var / 2)
         return -((mu - k) ** 2 + var)
+
+
+class CategoricalToy(_Toy):
+    """-E_{y ~ OneHotCategorical(softmax(phi))}[cost(c . y)]; params (dims, K) = logits."""
+
+    name = "categorical_toy"
+    COSTS = ("linear", "quadratic", "cubic")
+
+    def __init__(self, probs: tuple[float, ...] = (0.2, 0.3, 0.5),
+                 values: tuple[float, ...] = (1.0, 2.0, 4.0), cost: str = "cubic",
+                 dims: int = 1) -> None:
+        super().__init__(dims)
+        p = torch.tensor([float(v) for v in probs])
+        if p.dim() != 1 or len(p) < 2 or not bool((p > 0).all()):
+            raise ObjectiveError(f"probs must be at least two numbers > 0, got {probs!r}")
+        if len(values) != len(p):
+            raise ObjectiveError(f"values must have {len(p)} entries (one per category), "
+                                 f"got {values!r}")
+        if cost not in self.COSTS:
+            raise ObjectiveError(f"cost must be one of {', '.join(self.COSTS)}, got {cost!r}")
+        self.cost_name = cost
+        self.register_buffer("values", torch.tensor([float(c) for c in values]))
+        self.phi = nn.Parameter((p / p.sum()).log().repeat(self.dims, 1))
+
+    def distribution(self, params: Tensor) -> Distribution:
+        return distributions.one_hot_categorical(params)
+
+    def cost(self, z: Tensor) -> Tensor:
+        s = (z * self.values.to(z.dtype)).sum(-1)
+        if self.cost_name == "linear":
+            return s
+        if self.cost_name == "quadratic":
+            return (s - 2) ** 2
+        return s**3 / 10
+
+    def exact(self, x: Tensor | None = None, params: Tensor | None = None) -> Tensor:
+        logits = self.phi if params is None else params
+        corners = torch.eye(logits.shape[-1], dtype=logits.dtype, device=logits.device)
+        return -(torch.softmax(logits, -1) * self.cost(corners)).sum(-1)
 
 
 class DirichletToy(_Toy):

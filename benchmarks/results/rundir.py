@@ -5,7 +5,9 @@
 - Its name comes from the suite's name reduced to letters, digits, `.`, `_` and `-`, so a name
   such as `../../x` or an absolute path cannot lead outside `runs/`.
 - A run holds an OS lock (`flock`) on `RUN_DIR/.lock` while it works; the kernel drops it when
-  the process exits or dies, so a second run of the same directory is refused, never stale.
+  the process exits or dies, so a second run of the same directory is refused, never stale. A
+  filesystem without file locks (some network mounts) is refused with what to do: a run
+  directory on a local disk.
 - The directory belongs to the suite recorded in `suite.json`. Its identity is that suite with
   the data's location replaced by the SHA-256 of the data's content (`identity.json`): the same
   data at a new path is the same experiment, anything else is refused with what differs.
@@ -162,6 +164,13 @@ def _lock(run_dir: Path) -> IO[str]:
         lock.close()
         raise RunDirError(f"run directory {str(run_dir)!r} is in use by another estibench "
                           f"run (pid {holder}); wait for it to finish") from None
+    except OSError as err:  # ENOLCK, EOPNOTSUPP, ENOSYS: a filesystem without file locks
+        lock.close()
+        raise RunDirError(
+            f"cannot lock the run directory {str(run_dir)!r}: its filesystem does not support "
+            f"file locks ({err.strerror or err}), which keep a second run out of it; put the "
+            "run directory on a local disk (estibench run --out DIR; to resume a run from "
+            "there, copy its directory to a local disk first)") from None
     lock.seek(0)
     lock.truncate()
     lock.write(str(os.getpid()))

@@ -6,13 +6,26 @@ Layout
              the history of invocations, not of suites).
 ``cells``    one row per benchmark cell, identified by :func:`cell_key` of its config.
 ``metrics``  tidy ``(cell_id, step, metric, value)`` rows; deleted with their cell.
-``meta``     ``schema_version`` (currently ``1``).
+``meta``     ``schema_version`` (currently ``1``) and ``journal_mode`` (``wal`` or ``delete``;
+             absent in stores made before it was recorded, which are all ``wal``).
 
 Concurrency model
 -----------------
 Exactly one process (the benchmark client) writes. Any number of readers (report builders,
 notebooks, a ``tail``-style monitor) may open the same file concurrently: the database runs in
 WAL mode, so readers see the last committed state and never block the writer or each other.
+
+Shared filesystems
+------------------
+WAL needs memory shared between the processes that open the file (the ``-shm`` file, mapped by
+each of them), which network filesystems (NFS, Lustre, GPFS) do not provide: there SQLite
+refuses WAL, or accepts it and then fails at the first write. A new store checks that WAL works
+(a write transaction, opened and rolled back) and otherwise uses SQLite's rollback journal
+(``journal_mode=DELETE``, ``synchronous=FULL``), warns once (:class:`StoreWarning`) and records
+the mode in ``meta``; every later open of that file keeps the recorded mode. The writer of a WAL
+store brought to such a filesystem (a run directory copied there) switches it the same way. In
+the rollback journal a reader and the writer's commit wait for each other (the busy timeout
+covers it), but a cell is still written all or nothing.
 
 Crash safety
 ------------
@@ -31,6 +44,7 @@ import math
 import os
 import sqlite3
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,12 +57,14 @@ import pandas as pd
 __all__ = [
     "COMPLETED_STATUSES",
     "EXPORT_FORMATS",
+    "JOURNAL_MODES",
     "SCHEMA_VERSION",
     "STATUSES",
     "STORE_FILENAME",
     "CellResult",
     "Store",
     "StoreError",
+    "StoreWarning",
     "cell_key",
     "export",
     "legacy_cell_key",
@@ -61,6 +77,8 @@ STATUSES: tuple[str, ...] = ("ok", "failed", "not_applicable")
 # Cells with these statuses are final: ``--resume`` skips them and they are never rewritten.
 COMPLETED_STATUSES: frozenset[str] = frozenset({"ok", "not_applicable"})
 EXPORT_FORMATS: tuple[str, ...] = ("csv", "parquet")
+# SQLite journal modes a store runs in: WAL, or the rollback journal where WAL cannot be used.
+JOURNAL_MODES: tuple[str, ...] = ("wal", "delete")
 
 _CONNECT_TIMEOUT_S = 30.0
 _KEY_HEX_CHARS = 16
@@ -117,6 +135,10 @@ _TIDY_BASE_COLUMNS = [*_METRIC_COLUMNS, "status"]
 
 class StoreError(RuntimeError):
     """Any failure of the results store that a caller is expected to handle or report."""
+
+
+class StoreWarning(UserWarning):
+    """The store works, in a way its user should know about (the rollback journal)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,7 +273,12 @@ class Store:
 
     Only one process may write (the benchmark client); other processes may open the same file
     for reading at any time. A ``Store`` object must be used from the thread that created it.
+    ``journal_mode`` is the SQLite journal it runs in: "wal", or "delete" where WAL cannot be
+    used (see the module's docstring). A store opened with ``create`` is the writer's: it may
+    switch the journal; one opened without it only reads.
     """
+
+    journal_mode: str
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
         self.path = Path(path)
@@ -260,20 +287,26 @@ class Store:
         if not create and self.path.is_file() and self.path.stat().st_size == 0:
             # Opening it would write a schema into what may be a file being copied or lost.
             raise StoreError(f"{self.path} is empty (0 bytes): not a results store")
+        self._conn: sqlite3.Connection | None = None
+        self._connect()
         try:
-            # isolation_level=None: the sqlite3 module must not open implicit transactions;
-            # every write below is bracketed by an explicit BEGIN IMMEDIATE / COMMIT.
-            self._conn: sqlite3.Connection | None = sqlite3.connect(
-                self.path, timeout=_CONNECT_TIMEOUT_S, isolation_level=None
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open {self.path}: {exc}") from exc
-        try:
-            self._configure()
+            self._configure(writer=create)
             self._ensure_schema()
         except BaseException:
             self.close()
             raise
+
+    def _connect(self) -> None:
+        """(Re)open the connection; the pragmas are `_configure`'s."""
+        if self._conn is not None:
+            self._conn.close()
+        try:
+            # isolation_level=None: the sqlite3 module must not open implicit transactions;
+            # every write below is bracketed by an explicit BEGIN IMMEDIATE / COMMIT.
+            self._conn = sqlite3.connect(self.path, timeout=_CONNECT_TIMEOUT_S,
+                                         isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike[str], create: bool = True) -> Store:
@@ -308,17 +341,122 @@ class Store:
             raise StoreError(f"store {self.path} is closed")
         return self._conn
 
-    def _configure(self) -> None:
+    def _configure(self, writer: bool) -> None:
+        """Foreign keys on, and the journal: WAL where it works, else the rollback journal.
+
+        A reader (`writer` False) takes the file as it is. The writer checks WAL on a file
+        that does not record the rollback journal: a new store, or a WAL store brought to a
+        filesystem where WAL fails (a run directory copied to NFS), which it switches.
+        """
         try:
             # Foreign keys are per-connection and off by default; without them ON DELETE CASCADE
             # would silently leave orphan metric rows behind.
             self._db.execute("PRAGMA foreign_keys=ON")
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            current = str(self._db.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            recorded = None if current == "wal" else self._recorded_journal_mode()
+            if recorded == "delete":
+                # Made where WAL failed: never switch it, the writer may have it open right now.
+                self._use_rollback_journal()
+                return
+            if (current == "wal" and not writer) or self._try_wal():
+                self.journal_mode = "wal"
+                self._pragma("synchronous=NORMAL")
+                return
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable SQLite database: {exc}") from exc
-        if str(mode).lower() != "wal":
-            raise StoreError(f"{self.path}: could not enable WAL journal mode (got {mode!r})")
+        self._leave_wal()
+        self._use_rollback_journal()
+        if current == "wal":  # a store from elsewhere; a new one records it with its schema
+            self._record_journal_mode()
+        warnings.warn(StoreWarning(
+            f"SQLite cannot use WAL in {str(self.path.parent)!r} (a network filesystem?): the "
+            "results store uses the rollback journal instead, as safe but with readers and "
+            "the writer waiting for each other briefly"), stacklevel=3)
+
+    def _pragma(self, statement: str) -> str:
+        try:
+            row = self._db.execute(f"PRAGMA {statement}").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: PRAGMA {statement} failed ({exc}); SQLite cannot "
+                             f"write a database in {self.path.parent}: put the run directory "
+                             "on a local disk (estibench run --out DIR)") from exc
+        return "" if row is None else str(row[0]).lower()
+
+    def _recorded_journal_mode(self) -> str | None:
+        """``meta.journal_mode`` of a store that records it, else None (a new file too)."""
+        has_meta = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+        if has_meta is None:
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'journal_mode'").fetchone()
+        return None if row is None else str(row[0])
+
+    def _try_wal(self) -> bool:
+        """Switch to WAL and check that a write transaction can start in it.
+
+        WAL fails in three ways: the pragma raises, it answers another mode (a VFS without
+        shared memory), or it answers "wal" and the first write fails because the shared
+        memory cannot be mapped or written. Only a file without a recorded mode comes here (a
+        new store), so the brief write lock of the check keeps no reader waiting.
+        """
+        db = self._db
+        try:
+            if str(db.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower() != "wal":
+                return False
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+                raise StoreError(f"{self.path} is being written by another process ({exc}); "
+                                 "only one estibench run writes a store") from exc
+            return False
+        return True
+
+    def _leave_wal(self) -> None:
+        """Bring the file back to a rollback journal after a failed WAL check.
+
+        The check may have left the header saying WAL, which cannot be undone through shared
+        memory that does not work. A fresh connection that holds the file exclusively keeps
+        the WAL index in its own memory instead, and can switch the file back; the exclusive
+        lock goes at the end of its next access (the schema check that follows).
+        """
+        self._connect()
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._pragma("locking_mode=EXCLUSIVE")
+        self._pragma("journal_mode=DELETE")
+        self._pragma("locking_mode=NORMAL")
+
+    def _record_journal_mode(self) -> None:
+        """Write the journal mode into an existing store's ``meta`` (if it has one)."""
+        if self._schema_version() is None:
+            return  # not a store yet: it records the mode with its schema
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('journal_mode', ?)",
+                       (self.journal_mode,))
+
+    def _use_rollback_journal(self) -> None:
+        """The rollback journal, made safe for one writer and readers on a shared filesystem:
+
+        - journal_mode=DELETE: the journal is deleted at each commit, so one left by a killed
+          writer is recognised by its mere existence (a "hot" journal) and rolled back by the
+          next opener. TRUNCATE and PERSIST save a file operation but rely on the journal's
+          header being zeroed and read back, which network filesystems' caches make less
+          certain.
+        - synchronous=FULL: the journal is synced before the database is written and the
+          database before the commit returns, so a crash (of the process, the machine or its
+          link to the file server) leaves the old cell or the new one, never a torn page.
+          NORMAL is only safe in WAL mode.
+        - locking_mode NORMAL (SQLite's default; locks go at the end of each transaction), so
+          readers can open the file while the client runs; the busy timeout makes a reader
+          and the writer's commit wait for each other rather than fail.
+        """
+        mode = self._pragma("journal_mode=DELETE")
+        if mode != "delete":
+            raise StoreError(f"{self.path}: SQLite can use neither WAL nor the rollback journal "
+                             f"(journal mode {mode!r}); put the run directory on a local disk "
+                             "(estibench run --out DIR)")
+        self._pragma("synchronous=FULL")
+        self.journal_mode = "delete"
 
     @_damaged_as_store_error
     def _schema_version(self) -> str | None:
@@ -358,9 +496,10 @@ class Store:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
-                self._db.execute(
-                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
+                self._db.executemany(
+                    "INSERT INTO meta(key, value) VALUES (?, ?)",
+                    [("schema_version", str(SCHEMA_VERSION)),
+                     ("journal_mode", self.journal_mode)],
                 )
             else:
                 self._check_version(version)

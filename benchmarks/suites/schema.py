@@ -89,15 +89,19 @@ def _check_name(kind: str, name: str, names: list[str]) -> str:
 
 class DataSpec(_Strict):
     name: str = Field("digits", description="dataset (`estibench list datasets`)")
-    binarization: Literal["fixed", "dynamic"] = Field(
-        "fixed", description="fixed: threshold once; dynamic: resample pixels each epoch")
+    binarization: Literal["fixed", "dynamic", "none"] = Field(
+        "fixed", description="fixed: threshold once; dynamic: resample pixels each epoch; "
+                             "none: the values as they are (any real numbers: your features)")
     threshold: float = Field(0.5, gt=0, lt=1, description="pixel threshold of fixed binarization")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share of examples held out")
     split_seed: int = Field(0, description="seed of the train/test split")
     path: str | None = Field(
-        None, description="data file or directory (full MNIST: IDX files or an .npz)")
-    options: dict[str, Any] = Field(default_factory=dict,
-                                    description="extra keyword options of the dataset")
+        None, description="data file or directory (full MNIST: IDX files or an .npz; "
+                          "dataset file: a .npy, .npz, .pt or .csv of examples (N, D))")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="extra keyword options of the dataset (file: array, the .npz or .pt "
+                    "array to read)")
 
     @field_validator("name")
     @classmethod
@@ -106,28 +110,62 @@ class DataSpec(_Strict):
 
 
 class ObjectiveSpec(_Strict):
-    name: str = Field(description="objective (`estibench list objectives`)")
+    name: str | None = Field(
+        None, description="objective (`estibench list objectives`); or give factory")
+    factory: str | None = Field(
+        None, description="instead of name, your own model: a function returning an "
+                          "estibench Model or an Objective, as \"package.module:function\" "
+                          "or \"path/to/file.py:function\" (relative to the working "
+                          "directory); options are its keyword arguments")
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="keyword options of the objective")
     label: str | None = Field(
-        None, description="the name results use (default: the objective's name)")
+        None, description="the name results use (default: the objective's name, or for a "
+                          "factory file-or-module.function, with non-default options)")
 
     @field_validator("name")
     @classmethod
-    def _known(cls, v: str) -> str:
-        return _check_name("objective", v, objectives.available())
+    def _known(cls, v: str | None) -> str | None:
+        return v if v is None else _check_name("objective", v, objectives.available())
+
+    @field_validator("factory")
+    @classmethod
+    def _reference(cls, v: str | None) -> str | None:
+        if v is not None and not objectives.is_reference(v):
+            raise ValueError(f"factory must be \"package.module:function\" or "
+                             f"\"path/to/file.py:function\", got {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _buildable(self) -> ObjectiveSpec:
-        _check_sizes(self.options)
-        _build(self.name, self.options, objectives.get, any_error=True)
+        if (self.name is None) == (self.factory is None):
+            raise ValueError("give name (a registered objective) or factory (\"module:function"
+                             "\" or \"file.py:function\"): " + (
+                                 "not both" if self.name is not None else "neither was given"))
+        if self.name is not None:
+            _check_sizes(self.options)
+        _build(self.reference, self.options, objectives.load_objective, any_error=True)
         return self
+
+    @property
+    def reference(self) -> str:
+        """What builds it (`objectives.load_objective`): the registered name or the factory."""
+        return self.factory if self.factory is not None else str(self.name)
+
+    def build(self) -> objectives.Objective:
+        return objectives.load_objective(self.reference, **self.options)
 
     @property
     def id(self) -> str:
         """The label results use: `label`, else the name with its non-default options
-        (categorical_vae-4-4), so two sizes of one model are two rows, never one."""
-        return self.label or _label(self.name, self.options, objectives.registry.factory)
+        (categorical_vae-4-4), so two sizes of one model are two rows, never one; a factory's
+        file or module and function (bandit.make_objective) with its non-default options."""
+        if self.label:
+            return self.label
+        if self.factory is not None:
+            return _label(objectives.short_name(self.factory), self.options,
+                          lambda _: objectives.resolve_factory(str(self.factory)))
+        return _label(str(self.name), self.options, objectives.registry.factory)
 
 
 class EstimatorSpec(_Strict):
@@ -281,8 +319,7 @@ class MetricsSpec(_Strict):
         if v == "auto" or (isinstance(v, int) and not isinstance(v, bool)
                            and 2 <= v <= MAX_REPLICAS):
             return v
-        raise ValueError(f"replicas must be an integer in [2, {MAX_REPLICAS}] or 'auto', "
-                         f"got {v!r}")
+        raise ValueError(f"replicas must be an integer in [2, {MAX_REPLICAS}] or 'auto'")
 
     def replicas_setting(self) -> int | AutoReplicas:
         """What `gradient_stats` takes: M, or "auto" with its target and range."""

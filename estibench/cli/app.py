@@ -1,5 +1,5 @@
-"""The `estibench` app: run, show, export and claims here; list, suite, report and compare
-registered from their modules. A thin layer over `estibench.run` and `estibench.reports`.
+"""The `estibench` app: run, show, export and claims here; list, suite, report, compare and
+status registered from their modules. A thin layer over `estibench.run` and `estibench.reports`.
 
 Exit codes: 0 all cells ok; 1 some cells failed (listed) or a comparison found a regression;
 2 bad input (a message, no traceback).
@@ -14,8 +14,9 @@ import typer
 from rich.markup import escape
 
 from estibench.cli import report as report_commands
+from estibench.cli import status as status_command
 from estibench.cli.catalogue import list_, suite_app
-from estibench.cli.common import INTERRUPTED, console, errors, fail
+from estibench.cli.common import INTERRUPTED, console, errors, fail, warnings_as_messages
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -62,7 +63,8 @@ def run(
     seeds: Annotated[str | None, typer.Option(
         help="Comma-separated seeds overriding the suite")] = None,
     data_path: Annotated[str | None, typer.Option(help="Data file/dir (full MNIST)")] = None,
-    executor: Annotated[str, typer.Option(help="inprocess | pool | dask")] = "inprocess",
+    executor: Annotated[str, typer.Option(help="inprocess | pool | dask | submitit")]
+    = "inprocess",
     workers: Annotated[int, typer.Option(help="Worker processes for --executor pool "
                                          "(> 1 implies pool)")] = 1,
     scheduler: Annotated[str | None, typer.Option(
@@ -71,6 +73,27 @@ def run(
         help="Start a local Dask cluster with N worker processes (--executor dask)")] = None,
     dashboard: Annotated[bool, typer.Option(help="Serve the Dask dashboard (local cluster)")]
     = False,
+    cluster: Annotated[str | None, typer.Option(
+        help="slurm | local: job arrays on SLURM, or the same on this machine (--executor "
+             "submitit)", rich_help_panel="Cluster (submitit)")] = None,
+    partition: Annotated[str | None, typer.Option(
+        help="SLURM partition", rich_help_panel="Cluster (submitit)")] = None,
+    time_limit: Annotated[float | None, typer.Option(
+        "--time", help="Minutes each array task may run \\[SLURM default: 4 x the longest "
+        "task's estimate, at least 60]", rich_help_panel="Cluster (submitit)")] = None,
+    mem: Annotated[float | None, typer.Option(
+        help="GB of memory per array task (SLURM)", rich_help_panel="Cluster (submitit)")]
+    = None,
+    gpus: Annotated[int | None, typer.Option(
+        help="GPUs per array task", rich_help_panel="Cluster (submitit)")] = None,
+    account: Annotated[str | None, typer.Option(
+        help="SLURM account to charge", rich_help_panel="Cluster (submitit)")] = None,
+    task_minutes: Annotated[float | None, typer.Option(
+        help="Minutes of estimated work per array task (SLURM) \\[default: 10]",
+        rich_help_panel="Cluster (submitit)")] = None,
+    array_parallelism: Annotated[int | None, typer.Option(
+        help="Array tasks running at once (SLURM's %N); --cluster local: the number of tasks "
+             "\\[default: the cores]", rich_help_panel="Cluster (submitit)")] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML/Markdown report at the end")] = True,
     dry_run: Annotated[bool, typer.Option(
         help="Print the cells, the pairs that do not apply and an estimated time; run nothing")]
@@ -120,10 +143,16 @@ def run(
             return
         if executor == "inprocess" and (scheduler is not None or local_workers is not None):
             executor = "dask"  # naming a cluster means running on it
+        if executor == "inprocess" and cluster is not None:
+            executor = "submitit"
         if executor == "inprocess" and workers > 1:
             executor = "pool"
+        cluster_options = {"partition": partition, "time_min": time_limit, "mem_gb": mem,
+                           "gpus": gpus, "account": account, "task_minutes": task_minutes,
+                           "array_parallelism": array_parallelism}
         runner = make_executor(executor, workers=workers, scheduler=scheduler,
-                               local_workers=local_workers, dashboard=dashboard)
+                               local_workers=local_workers, dashboard=dashboard,
+                               cluster=cluster, cluster_options=cluster_options)
     except bad_input() as err:
         raise fail(str(err)) from None
     if getattr(runner, "dashboard_link", None):
@@ -145,18 +174,21 @@ def run(
             run_dir = path
 
         try:
-            run_dir = run_suite(spec, out=out, resume=resume, device=device, seeds=seed_list,
-                                data_path=data_path, executor=runner, on_run_dir=claimed,
-                                on_todo=progress.on_todo, on_start=progress.on_start,
-                                on_cell=on_cell)
+            with warnings_as_messages():
+                run_dir = run_suite(spec, out=out, resume=resume, device=device,
+                                    seeds=seed_list, data_path=data_path, executor=runner,
+                                    on_run_dir=claimed, on_todo=progress.on_todo,
+                                    on_start=progress.on_start, on_cell=on_cell)
         except bad_input() as err:
             raise fail(str(err)) from None
         except KeyboardInterrupt:
             if run_dir is None:
                 errors.print("interrupted before any cell ran", highlight=False)
             else:
-                errors.print(f"interrupted: completed cells are kept in {escape(str(run_dir))}; "
-                             f"finish the run with: estibench run --resume "
+                going_on = ("; its array tasks go on, and --resume collects what they finish"
+                            if executor == "submitit" and cluster == "slurm" else "")
+                errors.print(f"interrupted: completed cells are kept in {escape(str(run_dir))}"
+                             f"{going_on}; finish the run with: estibench run --resume "
                              f"{escape(str(run_dir))}", highlight=False)
             raise typer.Exit(INTERRUPTED) from None
         finally:
@@ -234,6 +266,7 @@ def export(
 
 app.command()(report_commands.report)
 app.command()(report_commands.compare)
+app.command()(status_command.status)
 
 
 @app.command()

@@ -9,6 +9,9 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
@@ -40,3 +43,16 @@ def did_you_mean(name: str, choices: list[str]) -> str:
     """' (did you mean 'x'?)' for the closest choice, or ''."""
     close = difflib.get_close_matches(name, choices, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+@contextmanager
+def warnings_as_messages() -> Iterator[None]:
+    """Python warnings raised meanwhile, printed on stderr as one `warning:` line each (as the
+    filters allow: by default once per place), without the source line Python would add."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        errors.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield

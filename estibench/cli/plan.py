@@ -25,18 +25,21 @@ from estibench.benchmarks.suites.schema import (
 
 
 def _select(kind: str, wanted: list[str], specs: list[Any]) -> list[dict[str, Any]]:
-    """Entries whose label or name is wanted; a registered name not in the suite is added with
-    its default options."""
+    """Entries whose label, name or factory is wanted; a registered name not in the suite is
+    added with its default options, and so is an objective factory ("module:function",
+    "file.py:function")."""
     chosen = []
     for name in wanted:
-        found = [s for s in specs if name in (s.id, s.name)]
+        found = [s for s in specs if name in (s.id, s.name, getattr(s, "factory", None))]
         if not found:
+            key = "factory" if kind == "objective" and ":" in name else "name"
             spec_type = EstimatorSpec if kind == "estimator" else ObjectiveSpec
             try:
-                found = [spec_type(name=name)]
+                found = [spec_type(**{key: name})]
             except ValidationError as err:
                 labels = ", ".join(s.id for s in specs)
-                why = "; ".join(line.removeprefix("name: ") for line in error_lines(err))
+                why = "; ".join(line.removeprefix(f"{key}: ").removeprefix("(top level): ")
+                                for line in error_lines(err))
                 raise SuiteError(f"--{kind} {name!r}: not in the suite ({labels}) and "
                                  f"{why}") from None
         chosen += [s.model_dump(exclude_defaults=True) for s in found]

@@ -39,9 +39,27 @@ def test_list_estimators_prints_family_support_bias_evaluations_and_options():
             if line.startswith("│") and line.split("│")[1].strip()}
     assert set(estimators.available()) <= set(rows)
     assert "score_function" in rows["reinforce"] and "yes" in rows["reinforce"]
-    assert "'none' | 'ema' | 'loo'" in result.stdout  # the Literal's allowed values
+    reinforce = _cells(result.stdout, "reinforce")
+    # the Literal's allowed values, and the option values that make the estimator biased
+    assert ("('none' | 'ema' | 'loo' | 'grpo' | 'drgrpo' | 'drgrpo_rescaled')"
+            in reinforce[5]), reinforce
+    assert reinforce[3] == "yes; no with baseline='grpo', baseline='drgrpo'", reinforce
     assert "no" in rows["gumbel_softmax"].split("│")[4]
     assert ENUMERATES in rows["exact"] and "max_configurations=4096" in rows["exact"]
+
+
+def _cells(table: str, name: str) -> list[str]:
+    """The cells of `name`'s row of a printed table, each wrapped cell's lines joined."""
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith("│") and line.split("│")[1].strip() == name)
+    block = [lines[start]]
+    for line in lines[start + 1:]:
+        if not line.startswith("│") or line.split("│")[1].strip():
+            break
+        block.append(line)
+    columns = zip(*(line.split("│")[1:-1] for line in block), strict=True)
+    return [" ".join(part.strip() for part in column if part.strip()) for column in columns]
 
 
 def test_list_objectives_prints_latent_and_options():
@@ -58,7 +76,8 @@ def test_options_come_from_the_signature():
         assert listed == list(inspect.signature(factory).parameters), name
     baseline = next(o for o in options(estimators.registry.factory("reinforce"))
                     if o.name == "baseline")
-    assert baseline.default == "none" and set(baseline.allowed) == {"none", "ema", "loo"}
+    assert baseline.default == "none" and set(baseline.allowed) == {
+        "none", "ema", "loo", "grpo", "drgrpo", "drgrpo_rescaled"}
 
 
 def test_evaluations_are_counted_by_a_dry_run():

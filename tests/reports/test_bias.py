@@ -120,6 +120,10 @@ def test_conventions_read_from_the_configs() -> None:
     assert direct_term_text(sampled) == "kept"
     assert kl_text(dict(sampled, estimator_name="reinforce", estimator_options={
         "direct_term": True})) == "sampled: densities at the sample"
+    k3 = dict(analytic, kl="k3")  # the Monte Carlo KL estimators are named, with their form
+    assert kl_text(k3) == "k3 = r - 1 - log r: densities at the sample"
+    assert direct_term_text(k3) == "dropped"  # it applies: log q(z) inside k3
+    assert direct_term_text(dict(k3, kl="k3_unbiased")) == "kept (k3_unbiased)"
     toy = {"objective_name": "bernoulli_toy", "objective_options": {}, "kl": "analytic",
            "estimator_name": "reinforce", "estimator_options": {}}
     assert kl_text(toy) == "– (toy, no KL)"

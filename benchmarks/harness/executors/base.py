@@ -15,10 +15,18 @@ from estibench.benchmarks.results.store import CellResult
 ALLOWED_FAILURES = 3
 
 
+class ExecutorError(ValueError):
+    """The executor cannot start: bad options, a missing package or an unreachable cluster
+    (bad input, exit 2)."""
+
+
 class Executor(Protocol):
     """Runs `run_cell(spec, device)` for each cell, yielding results in completion order.
 
-    `local` says whether cells run on this machine (so the client can check the device)."""
+    `local` says whether cells run on this machine (so the client can check the device). An
+    executor that keeps files in the run directory (the submitit executor: its job ids, logs
+    and the cells' results) also has `attach(run_dir)`, which the runner calls once the run
+    directory is claimed, before `run`."""
 
     local: bool
 

@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from estibench.benchmarks.harness.cell import run_cell
-from estibench.benchmarks.harness.executors.base import ALLOWED_FAILURES
+from estibench.benchmarks.harness.executors.base import ALLOWED_FAILURES, ExecutorError
 from estibench.benchmarks.harness.spec import CellSpec
 from estibench.benchmarks.results.store import CellResult
 
@@ -49,10 +49,6 @@ RETRIES = 1
 DASHBOARD_ADDRESS = "127.0.0.1:8787"
 
 CellFunction = Callable[[dict[str, Any], str], CellResult]
-
-
-class ExecutorError(ValueError):
-    """The executor cannot start: bad options or an unreachable scheduler (bad input, exit 2)."""
 
 
 def needs_gpu(device: str) -> bool:

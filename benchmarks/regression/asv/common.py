@@ -71,6 +71,8 @@ OBJECTIVES: dict[str, dict[str, Any]] = {
 ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
     "pathwise": ("pathwise", {}),
     "reinforce_loo": ("reinforce", {"baseline": "loo"}),
+    "reinforce_grpo": ("reinforce", {"baseline": "grpo"}),
+    "reinforce_drgrpo": ("reinforce", {"baseline": "drgrpo"}),
     "gumbel_softmax": ("gumbel_softmax", {"temperature": 1.0}),
     "st_gumbel": ("st_gumbel", {"temperature": 1.0}),
     "straight_through": ("straight_through", {}),

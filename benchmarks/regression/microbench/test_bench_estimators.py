@@ -31,6 +31,8 @@ def _restore_torch_state():
 FAMILIES = [
     ("gaussian_vae", "pathwise"),
     ("categorical_vae", "reinforce_loo"),
+    ("categorical_vae", "reinforce_grpo"),
+    ("categorical_vae", "reinforce_drgrpo"),
     ("categorical_vae", "gumbel_softmax"),
     ("categorical_vae", "st_gumbel"),
     ("categorical_vae", "straight_through"),

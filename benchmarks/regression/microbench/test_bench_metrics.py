@@ -20,6 +20,7 @@ from estibench.benchmarks import metrics, objectives
 REPLICAS = 256
 ESTIMATORS = {
     "reinforce_loo": (("reinforce", {"baseline": "loo"}), 2),
+    "reinforce_grpo": (("reinforce", {"baseline": "grpo"}), 2),  # the group's mean and std
     "gumbel_softmax": (("gumbel_softmax", {}), 1),
     "gumbel_rao": (("gumbel_rao", {"mc": 10}), 1),  # 10 noise streams, K conditional draws
     "rebar": (("rebar", {}), 1),  # two noise streams, a pathwise part inside the transform

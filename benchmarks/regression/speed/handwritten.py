@@ -69,10 +69,13 @@ def bce(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
                                                reduction="none").sum(-1)
 
 
-def categorical_step(vae, x, estimator: str, S: int, kl: str, tau: float = 1.0) -> Step:
+def categorical_step(vae, x, estimator: str, S: int, kl: str, tau: float = 1.0,
+                     baseline: str = "none") -> Step:
     """The categorical VAE's ELBO surrogate for one family; kl="sampled" puts
     log p(z) - log q(z) in f (log q detached: the estimators' default direct_term=False for
-    reinforce; the relaxed ones see Concrete densities and are measured with analytic KL)."""
+    reinforce; the relaxed ones see Concrete densities and are measured with analytic KL).
+    reinforce's signal: f minus the leave-one-out mean ("none" with S = 1 and "loo"), or the
+    group baselines f - mean ("drgrpo") and (f - mean) / (sample std + 1e-4) ("grpo")."""
     N, K = vae.variables, vae.categories
 
     def step() -> None:
@@ -95,8 +98,14 @@ def categorical_step(vae, x, estimator: str, S: int, kl: str, tau: float = 1.0) 
             f = f - N * math.log(K) - log_q.detach()
         if estimator == "reinforce":
             log_q = (z * logp).sum((-1, -2))
-            baseline = (f.sum(0, keepdim=True) - f) / (S - 1) if S > 1 else 0.0
-            f = f + (f - baseline).detach() * (log_q - log_q.detach())
+            held = f.detach()
+            if baseline == "grpo":
+                signal = (held - held.mean(0)) / (held.std(0) + 1e-4)
+            elif baseline == "drgrpo":
+                signal = held - held.mean(0)
+            else:
+                signal = held - ((held.sum(0, keepdim=True) - held) / (S - 1) if S > 1 else 0.0)
+            f = f + signal * (log_q - log_q.detach())
         loss = f.mean(0)
         if kl == "analytic":
             loss = loss - categorical_analytic_kl(logp)
@@ -524,7 +533,8 @@ class Case:
         elif name in ("reinmax", "gapped_st", "gumbel_rao"):
             plain = straight_through_family_step(objective, x, estimator, S)
         elif self.objective == "categorical_vae":
-            plain = categorical_step(objective, x, name, S, self.kl)
+            plain = categorical_step(objective, x, name, S, self.kl,
+                                     baseline=self.estimator_options.get("baseline", "none"))
         elif name == "dreg":
             plain = dreg_step(objective, x, S)
         elif name == "iwae":
@@ -578,6 +588,10 @@ CASES = [
          objective_options=CAT_2x4, estimator_options=LOO),
     Case("categorical 8x8 / reinforce(loo), S=4, kl=sampled", "categorical_vae", "reinforce",
          4, kl="sampled", objective_options=CAT_8x8, estimator_options=LOO),
+    Case("categorical 8x8 / reinforce(grpo), S=4", "categorical_vae", "reinforce", 4,
+         objective_options=CAT_8x8, estimator_options={"baseline": "grpo"}),
+    Case("categorical 8x8 / reinforce(drgrpo), S=4", "categorical_vae", "reinforce", 4,
+         objective_options=CAT_8x8, estimator_options={"baseline": "drgrpo"}),
     Case("categorical 8x8 / gumbel_softmax", "categorical_vae", "gumbel_softmax", 1,
          objective_options=CAT_8x8),
     Case("categorical 2x4 / gumbel_softmax", "categorical_vae", "gumbel_softmax", 1,

@@ -39,7 +39,7 @@ def assert_binary(x: torch.Tensor, shape: tuple[int, int]) -> None:
 
 
 def test_available_lists_every_dataset_sorted() -> None:
-    assert available() == ["digits", "mnist", "mnist5k", "synthetic"]
+    assert available() == ["digits", "file", "mnist", "mnist5k", "synthetic"]
 
 
 def test_misspelled_name_suggests_the_closest_and_lists_all() -> None:

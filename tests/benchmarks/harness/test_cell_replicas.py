@@ -52,8 +52,9 @@ def test_fixed_replicas_record_their_precision_but_no_target() -> None:
 
 
 @pytest.mark.parametrize(("metrics", "message"), [
-    ({"replicas": "lots"}, "replicas must be an integer >= 2 or 'auto', got 'lots'"),
-    ({"replicas": 1}, "replicas must be an integer >= 2 or 'auto', got 1"),
+    ({"replicas": "lots"}, r"replicas must be an integer in \[2, 1000000\] or 'auto' "
+                           r"\(got 'lots'\)"),
+    ({"replicas": 1}, r"replicas must be an integer in \[2, 1000000\] or 'auto' \(got 1\)"),
     ({"replicas": "auto", "replicas_min": 500, "replicas_max": 100},
      r"replicas_min \(500\) must be <= replicas_max \(100\)"),
     ({"replicas": "auto", "replicas_target": 0}, "replicas_target"),

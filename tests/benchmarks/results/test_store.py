@@ -1,4 +1,11 @@
-"""Tests for the SQLite results store (real database files under tmp_path)."""
+"""Tests for the SQLite results store (real database files under tmp_path).
+
+Every test of a store on disk runs twice, through the `run_dir` fixture: in WAL mode, and in
+the rollback journal that a store falls back to where SQLite cannot use WAL. The fallback is
+forced the way a network filesystem forces it: the WAL's shared-memory file cannot be opened
+for writing (here a directory stands where `results.sqlite-shm` would be), so SQLite accepts
+`journal_mode=WAL` and then refuses to write.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from estibench.benchmarks.results.store import (
+    JOURNAL_MODES,
     STORE_FILENAME,
     CellResult,
     Store,
@@ -30,6 +38,9 @@ from estibench.benchmarks.results.store import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+# The rollback journal's warning is expected wherever a test forces it; its own test checks it.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::estibench.benchmarks.results.store.StoreWarning")
 
 
 def make_cell(
@@ -52,9 +63,31 @@ def make_cell(
     )
 
 
+def without_wal(run_dir: Path) -> None:
+    """Make SQLite's WAL unusable in `run_dir` as a network filesystem does: the shared memory
+    (`results.sqlite-shm`) opens read-only, so the first write in WAL mode fails."""
+    (run_dir / f"{STORE_FILENAME}-shm").mkdir(parents=True)
+
+
+@pytest.fixture(params=JOURNAL_MODES)
+def journal(request: pytest.FixtureRequest) -> str:
+    """The journal mode the store under test must run in."""
+    return request.param
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path) as s:
+def run_dir(tmp_path: Path, journal: str) -> Path:
+    """A directory whose store will run in `journal` mode (the fallback's warning is expected
+    here, and checked in a test of its own)."""
+    if journal == "delete":
+        without_wal(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def store(run_dir: Path, journal: str) -> Iterator[Store]:
+    with Store.open(run_dir) as s:
+        assert s.journal_mode == journal
         yield s
 
 
@@ -158,28 +191,32 @@ def test_large_cell_is_fast(store: Store, run_id: int) -> None:
 # -- database settings -------------------------------------------------------------------------
 
 
-def test_wal_mode_and_pragmas(store: Store) -> None:
+def test_journal_mode_and_pragmas(store: Store, journal: str) -> None:
     raw = sqlite3.connect(store.path)
     try:
-        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent in file
-        assert raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == journal  # WAL: in the file
+        meta = dict(raw.execute("SELECT key, value FROM meta").fetchall())
+        assert meta == {"schema_version": "1", "journal_mode": journal}
     finally:
         raw.close()
     conn = store._db
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == journal
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    # WAL: NORMAL (1) cannot corrupt the file; the rollback journal needs FULL (2) for that.
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == (1 if journal == "wal" else 2)
+    assert conn.execute("PRAGMA locking_mode").fetchone()[0] == "normal"
     assert conn.isolation_level is None
 
 
-def test_other_schema_version_is_rejected(tmp_path: Path) -> None:
-    with Store.open(tmp_path) as s:
+def test_other_schema_version_is_rejected(run_dir: Path) -> None:
+    with Store.open(run_dir) as s:
         s._db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="schema_version '2'"):
-        Store.open(tmp_path)
+        Store.open(run_dir)
 
 
-def test_foreign_database_is_rejected(tmp_path: Path) -> None:
-    path = tmp_path / STORE_FILENAME
+def test_foreign_database_is_rejected(run_dir: Path) -> None:
+    path = run_dir / STORE_FILENAME
     raw = sqlite3.connect(path)
     raw.execute("CREATE TABLE something(x)")
     raw.commit()
@@ -194,8 +231,8 @@ def test_open_without_create(tmp_path: Path) -> None:
     assert not (tmp_path / "missing").exists()
 
 
-def test_closed_store_raises(tmp_path: Path) -> None:
-    s = Store.open(tmp_path)
+def test_closed_store_raises(run_dir: Path) -> None:
+    s = Store.open(run_dir)
     s.close()
     s.close()  # idempotent
     with pytest.raises(StoreError, match="closed"):
@@ -385,12 +422,12 @@ def test_tidy_table_layout(store: Store) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_export_round_trip(tmp_path: Path, fmt: str) -> None:
-    with Store.open(tmp_path) as s:
+def test_export_round_trip(run_dir: Path, fmt: str) -> None:
+    with Store.open(run_dir) as s:
         _populate_for_export(s)
         expected = s.tidy()
-    path = export(tmp_path, fmt)
-    assert path == tmp_path / f"results.{fmt}"
+    path = export(run_dir, fmt)
+    assert path == run_dir / f"results.{fmt}"
     if fmt == "csv":
         got = pd.read_csv(path, dtype={"key": str})
         pd.testing.assert_frame_equal(got, expected, check_dtype=False)
@@ -399,11 +436,11 @@ def test_export_round_trip(tmp_path: Path, fmt: str) -> None:
         pd.testing.assert_frame_equal(got, expected)
 
 
-def test_export_custom_out(tmp_path: Path) -> None:
-    with Store.open(tmp_path) as s:
+def test_export_custom_out(run_dir: Path) -> None:
+    with Store.open(run_dir) as s:
         _populate_for_export(s)
-    out = tmp_path / "elsewhere" / "table.parquet"
-    assert export(tmp_path, "parquet", out=out) == out
+    out = run_dir / "elsewhere" / "table.parquet"
+    assert export(run_dir, "parquet", out=out) == out
     assert len(pd.read_parquet(out)) == 16
 
 
@@ -417,12 +454,12 @@ def test_export_errors(tmp_path: Path) -> None:
 # -- concurrency and crash safety --------------------------------------------------------------
 
 
-def test_concurrent_reader_sees_committed_cells(tmp_path: Path) -> None:
-    with Store.open(tmp_path) as writer:
+def test_concurrent_reader_sees_committed_cells(run_dir: Path) -> None:
+    with Store.open(run_dir) as writer:
         run = writer.start_run("smoke", {}, {})
         first = make_cell({"i": 0})
         writer.write_cell(run, first)
-        with Store.open(tmp_path, create=False) as reader:
+        with Store.open(run_dir, create=False) as reader:
             assert reader.completed_keys() == {first.key}
 
             # While the writer holds an open write transaction, the reader neither blocks nor
@@ -465,10 +502,10 @@ _CRASH_WRITER = textwrap.dedent(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
-def test_sigkilled_writer_leaves_consistent_store(tmp_path: Path) -> None:
+def test_sigkilled_writer_leaves_consistent_store(run_dir: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *sys.path])}
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CRASH_WRITER, str(tmp_path)],
+        [sys.executable, "-c", _CRASH_WRITER, str(run_dir)],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -493,7 +530,7 @@ def test_sigkilled_writer_leaves_consistent_store(tmp_path: Path) -> None:
             proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
 
-    with Store.open(tmp_path, create=False) as s:
+    with Store.open(run_dir, create=False) as s:
         assert s.integrity_ok()
         cells = s.cells()
         assert len(cells) >= 20
