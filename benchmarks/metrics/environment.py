@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,9 @@ def machine_load() -> dict[str, Any]:
 def environment() -> dict[str, Any]:
     """The environment every stored figure records.
 
-    Keys: commit (None without git or when the package does not run from a checkout), dirty
-    (tracked files modified; None when commit is None), torch, python, cuda (torch's CUDA
+    Keys: estibench (the installed version), commit (None without git or when the package does
+    not run from a checkout), dirty (tracked files modified; None when commit is None), torch,
+    python, cuda (torch's CUDA
     version or None), device (the GPU's name when CUDA is available, else the CPU model), host,
     threads (torch's intra-op threads), platform.
     """
@@ -87,6 +89,7 @@ def environment() -> dict[str, Any]:
     status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
     cuda = torch.cuda.is_available()
     return {
+        "estibench": _version(),
         "commit": commit,
         "dirty": None if status is None else bool(status),
         "torch": torch.__version__,
@@ -98,6 +101,14 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "executable": sys.executable,
     }
+
+
+def _version() -> str | None:
+    """The installed estibench's version (a wheel install has no commit to record)."""
+    try:
+        return metadata.version("estibench")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 __all__ = ["cpu_name", "device_name", "environment", "machine_load"]

