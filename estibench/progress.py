@@ -10,11 +10,11 @@ import datetime
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from estibench.benchmarks.harness.cost import Clock
 from estibench.benchmarks.results.store import describe_cell
+from estibench.terminal import safe
 
 
 def _duration(seconds: float | None) -> str:
@@ -67,7 +67,7 @@ class RunProgress:
             seconds = result.finished - result.started
             reason = f": {result.reason}" if result.reason else ""
             line = f"[{done}/{todo}] {describe_cell(result.config)}: {result.status}{reason}"
-            self.console.print(f"{escape(line)} ({seconds:.1f} s; ETA "
+            self.console.print(f"{safe(line)} ({seconds:.1f} s; ETA "
                                f"{_duration(self.clock.eta())})", highlight=False)
         self._refresh()
 
@@ -77,6 +77,6 @@ class RunProgress:
         current = self.clock.current()
         shown = f"running {current.describe()}" if current is not None else "done"
         self.progress.update(self.task, total=self.clock.total_units,
-                             completed=self.clock.units_done, description=escape(shown),
+                             completed=self.clock.units_done, description=safe(shown),
                              cells=f"{len(self.clock.done)}/{self.total} cells",
                              eta=_duration(self.clock.eta()))

@@ -7,16 +7,16 @@ Exit codes: 0 all cells ok; 1 some cells failed (listed) or a comparison found a
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from estibench.cli import report as report_commands
 from estibench.cli import status as status_command
 from estibench.cli.catalogue import list_, suite_app
-from estibench.cli.common import INTERRUPTED, console, errors, fail, warnings_as_messages
+from estibench.cli.common import INTERRUPTED, console, errors, fail, safe, warnings_as_messages
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -46,9 +46,9 @@ def _table(frame, title: str) -> Table:
 
     table = Table(title=title)
     for column in frame.columns:
-        table.add_column(escape(str(column)))
+        table.add_column(safe(str(column)))
     for row in frame.itertuples(index=False):
-        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else escape(str(v)) for v in row])
+        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else safe(str(v)) for v in row])
     return table
 
 
@@ -156,7 +156,7 @@ def run(
     except bad_input() as err:
         raise fail(str(err)) from None
     if getattr(runner, "dashboard_link", None):
-        console.print(f"Dask dashboard: {escape(runner.dashboard_link)}")
+        console.print(f"Dask dashboard: {safe(runner.dashboard_link)}")
     run_dir = resume if resume is not None else out  # known once the runner claims one
 
     failed: list[tuple[str, str]] = []
@@ -187,23 +187,24 @@ def run(
             else:
                 going_on = ("; its array tasks go on, and --resume collects what they finish"
                             if executor == "submitit" and cluster == "slurm" else "")
-                errors.print(f"interrupted: completed cells are kept in {escape(str(run_dir))}"
+                errors.print(f"interrupted: completed cells are kept in {safe(str(run_dir))}"
                              f"{going_on}; finish the run with: estibench run --resume "
-                             f"{escape(str(run_dir))}", highlight=False)
+                             f"{safe(str(run_dir))}", highlight=False)
             raise typer.Exit(INTERRUPTED) from None
         finally:
             runner.close()
     _print_summary(run_dir)
+    _print_counts(run_dir)
     from estibench.cli.claims import print_claims
 
     print_claims(run_dir)  # findings, not failures: the exit status does not change
     if report:
         _write_report(run_dir, image_format, dpi)
-    console.print(f"run directory: [bold]{escape(str(run_dir))}[/]")
+    console.print(f"run directory: [bold]{safe(str(run_dir))}[/]")
     if failed:
         errors.print(f"[bold red]{len(failed)} cell(s) failed:[/]")
         for label, reason in failed:
-            errors.print(f"  {escape(label)}: {escape(reason)}", highlight=False)
+            errors.print(f"  {safe(label)}: {safe(reason)}", highlight=False)
         raise typer.Exit(1)
 
 
@@ -215,6 +216,22 @@ def _print_summary(run_dir: Path) -> None:
         console.print(_table(table, "summary (means over seeds)"))
 
 
+def _print_counts(run_dir: Path) -> None:
+    """cells: N ok, N failed, N not applicable, N never run (of the suite's plan)."""
+    from estibench.api import counts
+    from estibench.reports.aggregate import load_suite_config, planned_cells
+
+    done = counts(run_dir)
+    stored = done.ok + done.failed + done.not_applicable
+    planned = planned_cells(load_suite_config(run_dir))
+    missing = 0 if planned is None else max(planned - stored, 0)
+    line = (f"cells: {done.ok} ok, {done.failed} failed, {done.not_applicable} not applicable, "
+            f"{missing} never run")
+    console.print(line + (" (the run is incomplete: estibench run --resume "
+                          f"{safe(shlex.quote(str(run_dir)))})" if missing else ""),
+                  highlight=False)
+
+
 def _write_report(run_dir: Path, image_format: str = "png", dpi: int | None = None) -> None:
     from estibench.api import write_report
 
@@ -224,7 +241,7 @@ def _write_report(run_dir: Path, image_format: str = "png", dpi: int | None = No
         raise fail(f"the cells are stored in {run_dir}, but the report could not be written "
                    f"({err.strerror or err}); write it later with `estibench report "
                    f"{run_dir}`") from None
-    console.print(f"report: [bold]{escape(str(html))}[/]")
+    console.print(f"report: [bold]{safe(str(html))}[/]")
 
 
 @app.command()
@@ -236,16 +253,22 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> No
         cells = cell_table(run_dir)
     except bad_input() as err:
         raise fail(str(err)) from None
-    console.print(f"[bold]{escape(str(run_dir))}[/]: {len(cells)} cells")
-    for status, count in cells["status"].value_counts().items():
-        console.print(f"  {status}: {count}")
+    console.print(f"[bold]{safe(str(run_dir))}[/]", highlight=False)
+    _print_counts(run_dir)
     for status in ("failed", "not_applicable"):
         rows = cells[cells["status"] == status]
         if len(rows):
-            frame = rows[["objective", "estimator", "seed", "reason"]].drop_duplicates(
-                ["objective", "estimator", "reason"])
+            # one row per pair and reason, with every seed and S it holds for
+            frame = (rows.groupby(["objective", "estimator", "reason"], dropna=False, sort=True)
+                     .agg(S=("num_samples", _joined), seeds=("seed", _joined)).reset_index()
+                     [["objective", "estimator", "S", "seeds", "reason"]])
             console.print(_table(frame, status.replace("_", " ")))
     _print_summary(run_dir)
+
+
+def _joined(values) -> str:
+    """Sorted distinct values as text: 0, 1, 2."""
+    return ", ".join(str(v) for v in sorted({v for v in values if v is not None}))
 
 
 @app.command()
@@ -261,7 +284,7 @@ def export(
         path = export_table(run_dir, format, out)
     except bad_input() as err:
         raise fail(str(err)) from None
-    console.print(escape(str(path)), highlight=False)
+    console.print(safe(str(path)), highlight=False)
 
 
 app.command()(report_commands.report)

@@ -10,10 +10,9 @@ from importlib import resources
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from estibench.cli.common import console, did_you_mean, fail
+from estibench.cli.common import console, did_you_mean, fail, safe
 
 LISTABLE = ("estimators", "objectives", "datasets", "suites")
 suite_app = typer.Typer(no_args_is_help=True, help="The suite format: reference and templates.")
@@ -33,9 +32,9 @@ def _estimator_table() -> Table:
     for column in ("name", "family", "applies to", "unbiased", "f evals / sample", "options"):
         table.add_column(column, overflow="fold")
     for r in describe_estimators():
-        table.add_row(*map(escape, (r.name, r.family, r.applies_to, r.unbiased,
+        table.add_row(*map(safe, (r.name, r.family, r.applies_to, r.unbiased,
                                     r.evaluations_per_sample)),
-                      escape("\n".join(o.text() for o in r.options)) or "-")
+                      safe("\n".join(o.text() for o in r.options)) or "-")
     return table
 
 
@@ -46,8 +45,8 @@ def _objective_table() -> Table:
     for column in ("name", "latent q(z|x)", "exact (default options)", "options"):
         table.add_column(column, overflow="fold")
     for r in describe_objectives():
-        table.add_row(*map(escape, (r.name, r.latent, r.exact)),
-                      escape("\n".join(o.text() for o in r.options)) or "-")
+        table.add_row(*map(safe, (r.name, r.latent, r.exact)),
+                      safe("\n".join(o.text() for o in r.options)) or "-")
     return table
 
 

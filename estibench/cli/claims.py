@@ -9,10 +9,9 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
-from estibench.cli.common import console, errors, fail
+from estibench.cli.common import console, errors, fail, safe
 
 STYLE = {"reproduced": "green", "not reproduced": "bold red", "incomplete": "bold yellow",
          "inconclusive": "yellow",
@@ -27,8 +26,8 @@ def claims_table(results: list) -> Table:
         table.add_column(column, overflow="fold")
     for r in results:
         style = STYLE.get(r.verdict, "")
-        table.add_row(str(r.index), escape(r.claim.statement), escape(r.claim.source),
-                      f"[{style}]{r.verdict}[/]", escape(r.evidence()))
+        table.add_row(str(r.index), safe(r.claim.statement), safe(r.claim.source),
+                      f"[{style}]{r.verdict}[/]", safe(r.evidence()))
     return table
 
 
@@ -63,7 +62,7 @@ def claims(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> 
     if incomplete:
         errors.print(
             f"[bold yellow]{len(incomplete)} claim(s) incomplete[/] (the run did not finish: "
-            f"`estibench run --resume {escape(shlex.quote(str(run_dir)))}`): "
+            f"`estibench run --resume {safe(shlex.quote(str(run_dir)))}`): "
             + ", ".join(f"#{r.index}" for r in incomplete), highlight=False)
     if failed or incomplete:
         raise typer.Exit(1)

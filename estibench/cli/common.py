@@ -15,7 +15,8 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+
+from estibench.terminal import safe
 
 PIPE_WIDTH = 160  # off a terminal rich would assume 80 columns and wrap every table row
 BAD_INPUT = 2
@@ -35,7 +36,7 @@ errors = Console(stderr=True, soft_wrap=True)  # a reason stays on one line, for
 
 def fail(message: str) -> typer.Exit:
     """Print a bad-input message on stderr; the caller raises the returned Exit(2)."""
-    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    errors.print(f"[bold red]error:[/] {safe(message)}", highlight=False)
     return typer.Exit(BAD_INPUT)
 
 
@@ -51,7 +52,7 @@ def warnings_as_messages() -> Iterator[None]:
     filters allow: by default once per place), without the source line Python would add."""
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        errors.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False)
+        errors.print(f"[bold yellow]warning:[/] {safe(message)}", highlight=False)
 
     with warnings.catch_warnings():
         warnings.showwarning = show

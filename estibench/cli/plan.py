@@ -11,7 +11,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from estibench.benchmarks.suites.schema import (
@@ -22,6 +21,7 @@ from estibench.benchmarks.suites.schema import (
     error_lines,
     parse_suite,
 )
+from estibench.cli.common import safe
 
 
 def _select(kind: str, wanted: list[str], specs: list[Any]) -> list[dict[str, Any]]:
@@ -101,7 +101,7 @@ def dry_run(suite: Suite, console: Console) -> None:
     for column in ("cell", "work (f evaluations)"):
         table.add_column(column)
     for cell in plan.runnable:
-        table.add_row(escape(cell.describe()), f"{cell_units(cell):.3g}")
+        table.add_row(safe(cell.describe()), f"{cell_units(cell):.3g}")
     console.print(table)
     if plan.inapplicable:
         skipped = Table(title=f"{len(plan.inapplicable)} cells not applicable")
@@ -112,8 +112,8 @@ def dry_run(suite: Suite, console: Console) -> None:
             key = (cell.objective, cell.estimator.label, cell.num_samples)
             pairs.setdefault(key, ([], reason))[0].append(cell.seed)
         for (obj, est, s), (seeds, reason) in pairs.items():
-            skipped.add_row(escape(obj), escape(est), str(s), ",".join(map(str, seeds)),
-                            escape(reason))
+            skipped.add_row(safe(obj), safe(est), str(s), ",".join(map(str, seeds)),
+                            safe(reason))
         console.print(skipped)
     if plan.runnable:
         seconds = estimate_seconds(plan.runnable)

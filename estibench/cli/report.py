@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
-from estibench.cli.common import console, errors, fail
+from estibench.cli.common import console, errors, fail, safe
 
 if TYPE_CHECKING:  # the real import is deferred: it pulls in pandas
     from estibench.reports.compare import Comparison
@@ -39,7 +38,7 @@ def _comparison_table(result: Comparison) -> Table:
     caption = (f"change: B/A (ELBO: B - A); range: change ± {t.z:g} standard errors; limits: "
                f"time x{t.time:g}, variance x{t.variance:g}, ELBO -{t.bound:g} nats; "
                "*: no noise estimate (one seed, no IQR or CI), the limit alone decides")
-    table = Table(title=escape(f"{result.run_b} against {result.run_a}"), caption=caption,
+    table = Table(title=safe(f"{result.run_b} against {result.run_a}"), caption=caption,
                   box=box.SIMPLE_HEAD)
     table.add_column("objective / estimator / S", overflow="fold", min_width=20)
     for column in ("quantity", "A", "B", "change", "range", "verdict"):
@@ -48,7 +47,7 @@ def _comparison_table(result: Comparison) -> Table:
         name, scale = _SHOWN.get(row.quantity, (row.quantity, 1.0))
         ratio = row.quantity != "test ELBO"
         table.add_row(
-            escape(f"{row.objective} / {row.estimator} / {row.num_samples}"), escape(name),
+            safe(f"{row.objective} / {row.estimator} / {row.num_samples}"), safe(name),
             f"{row.a * scale:.3g}", f"{row.b * scale:.3g}", _change(row.change, ratio),
             f"{_change(row.change_lo, ratio)}..{_change(row.change_hi, ratio)}",
             ("[bold red]REGRESSION[/]" if row.regression else "ok") + ("*" if row.note else ""),
@@ -74,7 +73,7 @@ def report(
     except (ReportError, StoreError, OSError) as err:
         raise fail(str(err)) from None
     for name, path in paths.items():
-        console.print(f"{name}: [bold]{escape(str(path))}[/]", highlight=False, soft_wrap=True)
+        console.print(f"{name}: [bold]{safe(str(path))}[/]", highlight=False, soft_wrap=True)
 
 
 def compare(
@@ -102,10 +101,10 @@ def compare(
     table = _comparison_table(result)
     console.print(table)
     for note in result.notes:
-        console.print(f"note: {escape(note)}", highlight=False)
+        console.print(f"note: {safe(note)}", highlight=False)
     if not result.ok:
         errors.print(f"[bold red]{len(result.regressions)} regression(s):[/]")
         for line in result.regressions:
-            errors.print(f"  {escape(line)}", highlight=False)
+            errors.print(f"  {safe(line)}", highlight=False)
         raise typer.Exit(1)
     console.print("[green]no regression[/]")

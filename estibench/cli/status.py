@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from estibench.cli.common import console, fail
+from estibench.cli.common import console, fail, safe
 
 RunDir = Annotated[Path, typer.Argument(help="A run directory (it holds results.sqlite)")]
 
@@ -40,7 +39,7 @@ def status(run_dir: RunDir) -> None:
     stored = dict(zip(cells["key"], cells["status"], strict=True))
     counts = Counter(stored.values())
     shown = ", ".join(f"{s.replace('_', ' ')} {counts[s]}" for s in sorted(counts)) or "none"
-    console.print(f"[bold]{escape(str(run_dir))}[/]: {len(stored)} cell(s) stored ({shown})")
+    console.print(f"[bold]{safe(str(run_dir))}[/]: {len(stored)} cell(s) stored ({shown})")
     if not tasks:
         console.print("no array tasks recorded (the run did not use --executor submitit)")
         return
@@ -50,9 +49,9 @@ def status(run_dir: RunDir) -> None:
     for task in tasks:
         state = task.state + (f" ({task.detail})" if task.detail and task.detail.lower()
                               != task.state else "")
-        table.add_row(escape(task.record.job_id), escape(state), str(len(task.record.cells)),
+        table.add_row(safe(task.record.job_id), safe(state), str(len(task.record.cells)),
                       str(sum(k in stored for k in task.record.cells)),
-                      escape(task.record.log))
+                      safe(task.record.log))
     console.print(table)
     by_state = Counter(t.state for t in tasks)
     console.print(", ".join(f"{s} {by_state[s]}" for s in TASK_STATES if by_state[s]))
@@ -60,4 +59,4 @@ def status(run_dir: RunDir) -> None:
                if p.stem not in stored]
     if waiting:
         console.print(f"{len(waiting)} finished cell(s) wait to be stored: estibench run "
-                      f"--resume {escape(str(run_dir))}")
+                      f"--resume {safe(str(run_dir))}")

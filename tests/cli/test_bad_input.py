@@ -367,3 +367,32 @@ def test_resuming_an_empty_store_is_refused_and_the_file_kept(tmp_path):
     assert result.exit_code == 2
     assert "results.sqlite is empty (0 bytes)" in result.output
     assert (run_dir / "results.sqlite").stat().st_size == 0  # nothing was written over it
+
+
+def test_run_and_show_give_the_counts_and_every_seed_of_a_pair_that_does_not_apply(tmp_path):
+    suite = tmp_path / "counts.toml"
+    suite.write_text(_toy(**{"seeds = [0]": "seeds = [0, 1]"})
+                     + '[[estimators]]\nname = "pathwise"\n')  # no pathwise on a Bernoulli
+    out = tmp_path / "run"
+    result = _invoke("run", str(suite), "--out", str(out), "--no-report")
+    assert result.exit_code == 0, result.output
+    counts = "cells: 2 ok, 0 failed, 2 not applicable, 0 never run"
+    assert counts in result.output
+    shown = _invoke("show", str(out))
+    assert shown.exit_code == 0, shown.output
+    assert counts in shown.output
+    row = next(line for line in shown.output.splitlines() if "pathwise" in line)
+    assert "0, 1" in row  # both seeds of the pair, not the first one only
+
+
+def test_terminal_escape_sequences_in_user_text_never_reach_the_terminal(tmp_path):
+    """Labels and names are user text: a colour or clear-screen sequence in them is printed
+    without its control characters, in tables, errors and the dry run alike."""
+    suite = tmp_path / "escapes.toml"
+    suite.write_text(_toy() + '[[estimators]]\nname = "pathwise"\n'
+                     'label = "path\\u001b[2J\\u001b[31mwise"\n')
+    result = _invoke("run", str(suite), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "path[2J[31mwise" in result.output
+    bad = _invoke("run", "smoke", "--estimator", "no\x1b[31mpe", "--dry-run")
+    assert bad.exit_code == 2 and "\x1b" not in bad.output and "unknown estimator" in bad.output
