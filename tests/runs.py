@@ -1,5 +1,7 @@
 """Shared tiny suites, and what tests read from the runs made of them.
 
+`TOY` is the smallest suite file (TOML text) the command-line tests run.
+
 `TINY_RUN` (12 cells of a fraction of a second) is what the executor tests compare: every
 executor must store the numbers the in-process run stores (`in_process_numbers`, a session
 fixture in tests/conftest.py).
@@ -12,6 +14,23 @@ from pathlib import Path
 import pandas as pd
 
 from estibench.benchmarks.results.store import Store
+
+# The smallest suite file the CLI tests run: one toy, RLOO, two training steps.
+TOY = """
+seeds = [0]
+num_samples = [2]
+[training]
+steps = 2
+[metrics]
+checkpoints = [-1]
+replicas = 4
+throughput = false
+[[objectives]]
+name = "bernoulli_toy"
+[[estimators]]
+name = "reinforce"
+options = { baseline = "loo" }
+"""
 
 # Small on purpose (12 cells of a fraction of a second): two seeds, a toy and a tiny VAE, and
 # an unbiased, a relaxed and the exact estimator; every metric family is measured.

@@ -248,6 +248,7 @@ def _write_report(run_dir: Path, image_format: str = "png", dpi: int | None = No
 def show(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> None:
     """Show a run: cells by status, failures and inapplicable pairs with reasons, summary."""
     from estibench.benchmarks.results.summary import cell_table
+    from estibench.reports.aggregate import problems_of
 
     try:
         cells = cell_table(run_dir)
@@ -255,20 +256,14 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> No
         raise fail(str(err)) from None
     console.print(f"[bold]{safe(str(run_dir))}[/]", highlight=False)
     _print_counts(run_dir)
+    # one row per pair and reason, with every seed and S it holds for (as the report lists)
+    found = problems_of(cells)
     for status in ("failed", "not_applicable"):
-        rows = cells[cells["status"] == status]
+        rows = found[found["status"] == status].drop(columns="status")
         if len(rows):
-            # one row per pair and reason, with every seed and S it holds for
-            frame = (rows.groupby(["objective", "estimator", "reason"], dropna=False, sort=True)
-                     .agg(S=("num_samples", _joined), seeds=("seed", _joined)).reset_index()
-                     [["objective", "estimator", "S", "seeds", "reason"]])
-            console.print(_table(frame, status.replace("_", " ")))
+            console.print(_table(rows.rename(columns={"num_samples": "S"}),
+                                 status.replace("_", " ")))
     _print_summary(run_dir)
-
-
-def _joined(values) -> str:
-    """Sorted distinct values as text: 0, 1, 2."""
-    return ", ".join(str(v) for v in sorted({v for v in values if v is not None}))
 
 
 @app.command()

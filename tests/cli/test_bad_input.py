@@ -19,22 +19,7 @@ from estibench.benchmarks.results import rundir
 from estibench.benchmarks.results.store import Store, legacy_cell_key
 from estibench.benchmarks.suites.schema import parse_suite
 from estibench.cli.app import app
-
-TOY = """
-seeds = [0]
-num_samples = [2]
-[training]
-steps = 2
-[metrics]
-checkpoints = [-1]
-replicas = 4
-throughput = false
-[[objectives]]
-name = "bernoulli_toy"
-[[estimators]]
-name = "reinforce"
-options = { baseline = "loo" }
-"""
+from tests.runs import TOY
 
 VAE = """
 [training]

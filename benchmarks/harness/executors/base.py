@@ -45,4 +45,4 @@ class InProcess:
             yield run_cell(cell, device)
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the cells ran in this process."""

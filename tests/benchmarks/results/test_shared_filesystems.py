@@ -19,23 +19,7 @@ from estibench.benchmarks.results import rundir
 from estibench.benchmarks.results.store import STORE_FILENAME, Store, StoreWarning
 from estibench.cli.app import app
 from tests.benchmarks.results.test_store import make_cell, without_wal
-
-TOY = """
-name = "toy"
-seeds = [0]
-num_samples = [2]
-[training]
-steps = 2
-[metrics]
-checkpoints = [-1]
-replicas = 4
-throughput = false
-[[objectives]]
-name = "bernoulli_toy"
-[[estimators]]
-name = "reinforce"
-options = { baseline = "loo" }
-"""
+from tests.runs import TOY
 
 
 def recorded_journal(run_dir: Path) -> str:
@@ -134,7 +118,7 @@ def test_a_wal_pragma_that_raises_falls_back(tmp_path, monkeypatch):
 def test_the_cli_says_it_once_as_a_warning_line_and_the_run_completes(tmp_path, monkeypatch):
     without_shared_memory(monkeypatch)
     suite = tmp_path / "toy.toml"
-    suite.write_text(TOY)
+    suite.write_text('name = "toy"\n' + TOY)
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["run", str(suite), "--out", str(out), "--device", "cpu",
                                       "--no-report"])
@@ -156,7 +140,7 @@ def test_a_filesystem_without_file_locks_is_a_clear_error(tmp_path, monkeypatch,
 
     monkeypatch.setattr(rundir.fcntl, "flock", no_locks)
     suite = tmp_path / "toy.toml"
-    suite.write_text(TOY)
+    suite.write_text('name = "toy"\n' + TOY)
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["run", str(suite), "--out", str(out), "--device", "cpu",
                                       "--no-report"])
