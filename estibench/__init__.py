@@ -26,7 +26,7 @@ except metadata.PackageNotFoundError:  # a source checkout that was never instal
 
 # name -> the module that defines it, imported on first use
 _PUBLIC = {
-    "run": "estibench.api", "RunResult": "estibench.api",
+    "run": "estibench.api", "RunResult": "estibench.api", "recommend": "estibench.api",
     "get": "estibench.estimators", "available": "estibench.estimators",
     "register": "estibench.estimators", "Estimator": "estibench.estimators",
     "EstimatorOutput": "estibench.estimators",

@@ -94,3 +94,58 @@ def write_report(run_dir: Path, image_format: str = "png", dpi: int | None = Non
 
     options = {} if dpi is None else {"dpi": dpi}
     return write(run_dir, image_format=image_format, **options)["html"]
+
+
+def recommend(
+    objective: str,
+    *,
+    budget: str | float = "5m",
+    estimators: list[str] | None = None,
+    checkpoints: int | list[int] = 3,
+    num_samples: list[int] | None = None,
+    steps: int | None = None,
+    options: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+    report: bool = True,
+    on_plan: Callable[[Any], Any] | None = None,
+) -> Any:
+    """Which estimator to use for `objective`: every applicable estimator run on it, ranked by
+    the mean squared error of its gradient at equal cost (`reports.ranking`).
+
+    objective: a registered objective, a factory ("my_pkg.models:make", "path/model.py:make")
+        or a suite file (its first objective, data and training); options: the objective's.
+    budget: "90s", "5m", "1h" or seconds: the cost model sizes the measurement to fit
+        (`harness.recommend`). estimators: names (default: every registered one).
+    checkpoints: how many points of the shared trajectory to measure at (fewer if the budget
+        needs it), or the steps themselves. num_samples: the S values (default 1 and 4).
+    steps: training steps (default: the suite's, 200). data: a [data] table.
+    on_plan(plan): told the sized plan before anything runs.
+
+    Returns the ranking as a DataFrame (columns `reports.ranking.COLUMNS`); its `attrs` hold
+    run_dir, inapplicable ((estimator, reason) pairs), predicted and elapsed seconds.
+    """
+    import time
+
+    from estibench.benchmarks.harness import recommend as planner
+    from estibench.reports import load
+    from estibench.reports.aggregate import load_cells
+    from estibench.reports.conventions import biased_estimators
+    from estibench.reports.ranking import ranking
+
+    started = time.perf_counter()
+    seconds = planner.parse_budget(budget)
+    suite = planner.base_suite(objective, options=options, estimator_names=estimators,
+                               num_samples=num_samples, steps=steps, data=data, seed=seed)
+    plan = planner.plan_recommendation(suite, seconds, checkpoints)
+    if on_plan is not None:
+        on_plan(plan)
+    result = run(plan.suite, out=out, device=device, progress=progress, report=report)
+    table = ranking(load(result.run_dir), biased_estimators(load_cells(result.run_dir)))
+    table.attrs.update(run_dir=result.run_dir, inapplicable=plan.inapplicable,
+                       predicted=plan.planning + plan.predicted,
+                       elapsed=time.perf_counter() - started, report=result.report)
+    return table

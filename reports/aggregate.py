@@ -40,7 +40,8 @@ CONFIG_COLUMNS: tuple[str, ...] = (
     "seed",
     "num_samples",
 )
-CELL_COLUMNS: tuple[str, ...] = ("run", "cell_id", "key", "status", *CONFIG_COLUMNS, "device")
+CELL_COLUMNS: tuple[str, ...] = ("run", "cell_id", "key", "status", *CONFIG_COLUMNS, "device",
+                                 "bias_against")
 FRAME_COLUMNS: tuple[str, ...] = (*CELL_COLUMNS, "step", "metric", "value")
 IWAE_PATTERN = re.compile(r"^test/iwae_(\d+)$")
 _UNKNOWN = "(unknown)"
@@ -145,6 +146,22 @@ def _read_store(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
         raise ReportError(f"cannot read {str(run_dir)!r}: {err}") from err
 
 
+def bias_against(config: dict[str, Any]) -> str:
+    """What a cell's bias is measured against: "exact", or the reference gradient's estimator
+    and S ("reference: reinforce(baseline=loo), S = 8"; its M is a metric)."""
+    reference = (config.get("metrics") or {}).get("reference")
+    if not isinstance(reference, dict):
+        return "exact"
+    options = reference.get("options") or {}
+    name = str(reference.get("estimator"))
+    if options:
+        name += "(" + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + ")"
+    # the IWAE-K bound's reference keeps the cell's K
+    samples = (config.get("num_samples") if config.get("bound") == "iwae"
+               else reference.get("num_samples"))
+    return f"reference: {name}, S = {samples}"
+
+
 def _cell_frame(cells: pd.DataFrame, run: str) -> pd.DataFrame:
     """Store cells -> one row per cell with the config columns, device, reason and dicts."""
     records = []
@@ -161,6 +178,7 @@ def _cell_frame(cells: pd.DataFrame, run: str) -> pd.DataFrame:
             "objective": config.get("objective") or _UNKNOWN,
             "estimator": config.get("estimator") or _UNKNOWN,
             "device": environment.get("device"),
+            "bias_against": bias_against(config),
             "reason": row.reason,
             "environment": environment,
             "config": config,

@@ -4,7 +4,9 @@ verdict of the unbiasedness test.
 
 The metrics come from `estibench.benchmarks.metrics.gradient_stats` at each cell's final checkpoint:
 ``squared_bias`` (||mean - exact||^2 - tr(Var)/M, clipped at 0), ``squared_bias_se``,
-``noise_floor`` and ``p_value`` (the calibrated test). Seeds are combined as follows: the squared
+``noise_floor`` and ``p_value`` (the calibrated test), measured against the exact gradient or a
+reference gradient (``against``: an unbiased estimator at many replicas, whose own error the
+floor and the test include). Seeds are combined as follows: the squared
 bias is averaged, its standard error is that of the average of independent cells,
 sqrt(sum se_i^2) / n; the p-values by Bonferroni, p = min(1, n min_i p_i), so that n seeds do not
 multiply the false alarms.
@@ -22,7 +24,7 @@ from estibench.reports.aggregate import final_values, group_keys
 
 WRTS = ("distribution", "encoder", "decoder")
 COLUMNS = ("wrt", "seeds", "replicas_min", "replicas_max", "squared_bias", "squared_bias_se",
-           "noise_floor", "p_value", "verdict")
+           "noise_floor", "p_value", "verdict", "against")
 
 
 def replicas_text(low: float, high: float) -> str:
@@ -77,6 +79,12 @@ def _combine(cells: pd.DataFrame, wrt: str) -> dict:
     p = _column(cells, f"grad/{wrt}/p_value").dropna()
     combined = min(1.0, len(p) * float(p.min())) if len(p) else math.nan
     low, high = float(replicas.min()), float(replicas.max())
+    against = "exact"
+    if "bias_against" in cells.columns and cells["bias_against"].notna().any():
+        against = str(cells["bias_against"].dropna().iloc[0])
+    reference_replicas = _column(cells, f"grad/{wrt}/reference_replicas").dropna()
+    if against != "exact" and len(reference_replicas):
+        against += f", M = {int(reference_replicas.iloc[0])}"
     return {
         "wrt": wrt,
         "seeds": n,
@@ -87,6 +95,7 @@ def _combine(cells: pd.DataFrame, wrt: str) -> dict:
         "noise_floor": float(floor.mean()),
         "p_value": combined,
         "verdict": verdict(combined, replicas_text(low, high)),
+        "against": against,
     }
 
 

@@ -23,6 +23,7 @@ from estibench.reports.conventions import biased_estimators, conventions
 from estibench.reports.figures.axes import RenderedFigure, SkippedFigure
 from estibench.reports.glossary import NOTES
 from estibench.reports.load import busy_note
+from estibench.reports.ranking import ranking, sections
 from estibench.reports.tables import (
     BIAS_TITLE,
     Table,
@@ -60,6 +61,8 @@ class ReportData:
     skipped: list[SkippedFigure]
     notes: tuple[tuple[str, str], ...] = field(default=NOTES)
     claims: ClaimTables = field(default_factory=ClaimTables)
+    # "Which estimator?": (title, the answer's sentence, the ranked table) per objective
+    answer: list[tuple[str, str, Table]] = field(default_factory=list)
 
 
 def _text(value: Any) -> str:
@@ -176,4 +179,5 @@ def collect(
         figures=figures,
         skipped=skipped,
         claims=claim_tables(run_dir),
+        answer=sections(ranking(frame, biased_estimators(cells))) if len(frame) else [],
     )

@@ -53,6 +53,21 @@ NOTES: tuple[tuple[str, str], ...] = (
      "The noise floor tr(Var)/M is what ‖mean − exact‖² is for an unbiased estimator: a bias "
      "below it cannot be resolved at that M. Relaxed estimators (Gumbel-Softmax / Concrete, "
      "straight-through) are biased by design: their bias is expected, not a bug."),
+    ("bias against a reference",
+     "Where an objective has no exact gradient and the suite asks for one (metrics.reference), "
+     "\"exact\" above is a reference gradient: an unbiased estimator (pathwise where it "
+     "applies, else REINFORCE with the leave-one-out baseline) averaged over many replicas. "
+     "Its own Monte Carlo error is folded in: the noise floor adds tr(Var_ref)/M_ref, and the "
+     "test widens each direction's spread by the reference's variance along it, so the test "
+     "keeps its level. Tables say which: \"bias against exact\" or the reference with its S "
+     "and M."),
+    ("which estimator",
+     "The ranking: MSE of one gradient estimate = squared bias + total variance; at equal "
+     "cost C (the costliest estimator's f evaluations per example), an estimator of cost c "
+     "averages C/c estimates, so MSE(C) = bias² + Var·c/C. The best is named only where its "
+     "95% interval is below the runner-up's; otherwise the estimators whose intervals reach "
+     "the best's tie. MSE at equal time is the same with seconds per estimate (machine-"
+     "dependent)."),
     ("unbiasedness test",
      "The error of each replica projected on the exact gradient's direction and on a fixed "
      "random direction; Hall's skewness-corrected t-test per direction, Bonferroni over the "

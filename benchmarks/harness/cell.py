@@ -9,6 +9,8 @@ and the reason, and the run goes on. Everything in a cell is deterministic from 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 import time
 import traceback
@@ -16,12 +18,14 @@ from typing import Any
 
 import torch
 
+from estibench import estimators
 from estibench.benchmarks import metrics
 from estibench.benchmarks.data.cache import open_data
 from estibench.benchmarks.harness.spec import CellSpec
 from estibench.benchmarks.harness.temperature import follow_schedule
 from estibench.benchmarks.objectives import LatentVariableModel
 from estibench.benchmarks.results.store import CellResult, cell_key
+from estibench.benchmarks.suites.schema import ReferenceSpec
 
 Row = tuple[int, str, float]
 
@@ -101,12 +105,16 @@ class _Cell:
         for wrt in m.wrt:
             if wrt != "distribution" and not groups.get(wrt):
                 continue  # toys have no networks
+            reference = self.reference(step, wrt)
             stats = metrics.gradient_stats(
                 self.objective, self.estimator, self.eval_batch, replicas=m.replicas_setting(),
                 num_samples=S, wrt=wrt, seed=self.spec.seed * 100_003 + step,
+                reference=reference,
             )
             for name, value in stats.as_dict().items():
                 self.record(step, f"grad/{wrt}/{name}", value)
+            if reference is not None:
+                self.record(step, f"grad/{wrt}/reference_replicas", reference.replicas)
             # 0: the estimator draws its own random numbers and ran in the loop (slower)
             self.record(step, f"grad/{wrt}/vectorized", float(stats.method == "vectorized"))
         if self.objective.has_exact:
@@ -119,9 +127,34 @@ class _Cell:
             for name, value in result.as_dict().items():
                 self.record(step, f"test/{name}", value)
 
+    def reference(self, step: int, wrt: str) -> metrics.ReferenceGradient | None:
+        """The reference gradient at this checkpoint when the suite asks for one (see
+        `MetricsSpec.reference`); cells that share the checkpoint (same objective, trainer,
+        seed and parameters) share it within a process."""
+        setting = self.spec.metrics.reference
+        if not isinstance(setting, ReferenceSpec):
+            return None
+        # The IWAE-K bound's gradient depends on K: its reference keeps the cell's S.
+        iwae = getattr(self.objective, "bound", "elbo") == "iwae"
+        num_samples = self.spec.num_samples if iwae else setting.num_samples
+        key = (self.spec.objective_name, json.dumps(self.spec.objective_options, sort_keys=True),
+               json.dumps(setting.model_dump(), sort_keys=True), num_samples, step, wrt,
+               self.spec.seed, _fingerprint(self.objective, self.eval_batch))
+        if key not in _REFERENCES:
+            if len(_REFERENCES) >= 64:
+                _REFERENCES.clear()
+            estimator = estimators.get(setting.estimator, **setting.options)
+            estimator.to(self.device)
+            estimator.eval()
+            _REFERENCES[key] = metrics.reference_gradient(
+                self.objective, estimator, self.eval_batch, replicas=setting.replicas,
+                num_samples=num_samples, wrt=wrt,  # type: ignore[arg-type]
+                seed=self.spec.seed * 100_003 + step + 7_919)
+        return _REFERENCES[key]
+
     def train(self) -> None:
         cfg = self.spec.training
-        steps, S = cfg.steps, self.spec.num_samples
+        steps, S = cfg.steps, self.spec.trainer_num_samples
         checkpoints = {steps if c == -1 else c for c in self.spec.metrics.checkpoints}
         parameters = list(self.objective.parameters())
         optimizer = _optimizer(cfg.optimizer, parameters, cfg.learning_rate)
@@ -208,6 +241,18 @@ class _Cell:
             self.record(steps, "efficiency/variance_x_time",
                         metrics.work_normalized_variance(variance[-1],
                                                          result.time_per_estimate))
+
+
+_REFERENCES: dict[tuple[Any, ...], metrics.ReferenceGradient] = {}
+
+
+def _fingerprint(objective: torch.nn.Module, x: torch.Tensor | None) -> str:
+    """A hash of the objective's state and the batch: equal only at the same checkpoint."""
+    digest = hashlib.sha1()
+    tensors = list(objective.state_dict().values()) + ([] if x is None else [x])
+    for tensor in tensors:
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=1)

@@ -20,7 +20,14 @@ from estibench.benchmarks.harness.catalogue import evaluations_per_sample
 from estibench.benchmarks.harness.spec import CellSpec, EstimatorChoice, Temperature
 from estibench.benchmarks.harness.temperature import temperature_of
 from estibench.benchmarks.results import rundir
-from estibench.benchmarks.suites.schema import EstimatorSpec, ObjectiveSpec, Suite, parse_suite
+from estibench.benchmarks.suites.schema import (
+    EstimatorSpec,
+    MetricsSpec,
+    ObjectiveSpec,
+    ReferenceSpec,
+    Suite,
+    parse_suite,
+)
 from estibench.estimators.errors import ContractError
 
 
@@ -100,6 +107,37 @@ def _check(objective_spec: ObjectiveSpec, estimator_spec: EstimatorSpec, num_sam
     return _Checked(None, temperature, per_sample, objective.example_input() is None)
 
 
+def resolved_metrics(objective_spec: ObjectiveSpec, metrics: MetricsSpec) -> MetricsSpec:
+    """The metrics with `reference = "auto"` resolved for this objective, so each cell's record
+    says what its bias was measured against: "exact" where the objective has an exact
+    gradient, else pathwise where it applies, else reinforce with the leave-one-out baseline."""
+    if metrics.reference != "auto":
+        return metrics
+    try:
+        objective = objective_spec.build()
+    except Exception:
+        return metrics  # its cells fail with the reason; nothing to resolve
+    if objective.has_exact:
+        return metrics.model_copy(update={"reference": "exact"})
+    candidates = (_IWAE_REFERENCES if getattr(objective, "bound", "elbo") == "iwae"
+                  else _REFERENCES)
+    for name, options in candidates:
+        try:
+            objective.check(estimators.get(name, **options))
+        except estimators.EstimatorError:
+            continue
+        reference = ReferenceSpec(estimator=name, options=options)
+        return metrics.model_copy(update={"reference": reference})
+    return metrics.model_copy(update={"reference": "exact"})  # no reference applies
+
+
+# Unbiased estimators a reference is drawn with, in order of preference: pathwise (lowest
+# variance where it applies), else the leave-one-out score function, which applies to any
+# latent; for the IWAE bound, its pathwise and VIMCO estimators.
+_REFERENCES = (("pathwise", {}), ("reinforce", {"baseline": "loo"}))
+_IWAE_REFERENCES = (("iwae", {}), ("vimco", {}))
+
+
 def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
     """Every (objective, estimator, seed, num_samples) cell of the suite. Cells record the
     data's content hash, so they are identified by the data, not by where it was read (this
@@ -112,6 +150,7 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
     shared = suite.estimator(suite.train_with) if suite.protocol == "shared" else None
     schedule = suite.training.model_dump()["temperature"]  # None: no schedule
     for obj in suite.objectives:
+        metrics = resolved_metrics(obj, suite.metrics)
         for est in suite.estimators:
             for num_samples in est.num_samples or suite.num_samples:
                 measured = trained = None
@@ -120,7 +159,8 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
                     measured = _check(obj, est, num_samples, schedule)
                     reason = measured.reason
                     if reason is None and shared is not None:
-                        trained = _check(obj, shared, num_samples, schedule)
+                        trained = _check(obj, shared, suite.train_num_samples or num_samples,
+                                         schedule)
                         if trained.reason is not None:
                             reason = f"trainer {shared.id}: {trained.reason}"
                 except _Broken as err:
@@ -144,8 +184,9 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
                         trainer=EstimatorChoice(train_spec.id, train_spec.name,
                                                 train_spec.options, trained.temperature),
                         trainer_training=train_spec.own_training(),
+                        train_num_samples=suite.train_num_samples if shared else None,
                         seed=seed, num_samples=num_samples, data=data,
-                        training=suite.training, metrics=suite.metrics,
+                        training=suite.training, metrics=metrics,
                         evaluations_per_sample=measured.evaluations_per_sample,
                         toy=measured.toy,
                     )

@@ -59,6 +59,7 @@ class CellSpec:
     training: TrainingSpec
     metrics: MetricsSpec
     trainer_training: dict[str, Any] = field(default_factory=dict)  # its own optimizer
+    train_num_samples: int | None = None  # S of the trainer (None: the cell's S)
     # Read off the pair the planner built (not part of the identity): for the cost model.
     evaluations_per_sample: float | None = field(default=None, compare=False)
     toy: bool | None = field(default=None, compare=False)  # the objective reads no data
@@ -70,6 +71,11 @@ class CellSpec:
     @property
     def bound(self) -> str:
         return self.objective_options.get("bound", "elbo")
+
+    @property
+    def trainer_num_samples(self) -> int:
+        """S of the training steps: the shared trainer's own, else the cell's."""
+        return self.num_samples if self.train_num_samples is None else self.train_num_samples
 
     @property
     def key(self) -> str:
@@ -100,8 +106,19 @@ class CellSpec:
             "trainer_temperature": self.trainer.temperature,
             # only when set, so the keys of cells without it do not change
             **({"trainer_training": self.trainer_training} if self.trainer_training else {}),
+            **({"train_num_samples": self.train_num_samples}
+               if self.train_num_samples is not None else {}),
             "seed": self.seed, "num_samples": self.num_samples,
             "data": self.data,
             "training": self.training.model_dump(),
-            "metrics": self.metrics.model_dump(),
+            "metrics": _metrics_record(self.metrics),
         }
+
+
+def _metrics_record(metrics: MetricsSpec) -> dict[str, Any]:
+    """The metrics table as cells record it; `reference` only when it is not the default
+    "exact", so the cells of suites without it keep their keys."""
+    record = metrics.model_dump()
+    if record["reference"] == "exact":
+        del record["reference"]
+    return record

@@ -42,6 +42,7 @@ from .engine import (
     measuring,
 )
 from .errors import MetricsError, NonFiniteGradientError, choice, integer
+from .reference import ReferenceGradient
 from .streaming import StreamingMoments
 from .unbiasedness import UnbiasednessTest
 
@@ -69,9 +70,10 @@ class GradientStats:
         (M = 200) to 89% (M = 1000) for its score-function gradient (kurtosis ~ 270).
         (nan, nan) when M < 3; (0, 0) for a deterministic estimator.
 
-    Where the exact gradient is known (otherwise None):
-    exact: the exact gradient (P,); bias_norm = ||mean - exact||; relative_bias = bias_norm /
-        ||exact||; cosine = cos(mean, exact);
+    Where the exact gradient is known, or a reference gradient is given (otherwise None):
+    bias_against: "exact", or the reference's label ("reference: rloo, S = 8, M = 3072");
+    exact: the exact gradient (P,), or the reference's value; bias_norm = ||mean - exact||;
+        relative_bias = bias_norm / ||exact||; cosine = cos(mean, exact);
     squared_bias: max(0, ||mean - exact||^2 - noise_floor): the squared bias with the Monte
         Carlo error of the mean removed (||mean - exact||^2 alone is about noise_floor even
         for an unbiased estimator); 0 means no bias above the noise;
@@ -94,6 +96,10 @@ class GradientStats:
         per-coordinate z-test it replaces rejected unbiased estimators in up to 100% of seeds;
         errors within float rounding count as zero. A bias orthogonal to both directions goes
         undetected (the test has power where it looks). NaN when M < 3.
+    Against a reference gradient, its own Monte Carlo error is folded in: noise_floor adds
+    its tr(Sigma_ref) / M_ref, squared_bias_se uses Sigma / M + Sigma_ref / M_ref, and the
+    test widens each direction's spread by the reference's variance along it (see
+    `unbiasedness.hall_p_value`).
 
     Precision of the total variance (always set):
     total_variance_rse: sqrt(Var(T)) / T, the relative standard error of total_variance from
@@ -117,6 +123,7 @@ class GradientStats:
     snr_norm: float
     total_variance_ci: tuple[float, float]
     exact: Tensor | None = None
+    bias_against: str | None = None
     bias_norm: float | None = None
     relative_bias: float | None = None
     cosine: float | None = None
@@ -139,6 +146,7 @@ class GradientStats:
             "total_variance_rse": self.total_variance_rse,
             "snr_mean": self.snr_mean,
             "snr_norm": self.snr_norm,
+            "mean_norm": float(self.mean.norm()),
             "replicas": float(self.replicas),
             "num_params": float(self.num_params),
         }
@@ -180,6 +188,7 @@ def gradient_stats(
     chunk_size: int = 64,
     noise: Tensor | None = None,
     exact: bool = True,
+    reference: ReferenceGradient | None = None,
 ) -> GradientStats:
     """Draw M = `replicas` gradient estimates on the fixed batch x and summarise them.
 
@@ -201,6 +210,8 @@ def gradient_stats(
     chunk_size: replicas per vectorized pass (and per reduction): peak memory ~ chunk_size x P.
     noise: pre-drawn noise (M, *noise_shape) for common random numbers (fixed M only).
     exact: compute the bias fields and the unbiasedness test when `objective.has_exact`.
+    reference: measure the bias against this reference gradient instead (see `reference`);
+        it must have been drawn at the same checkpoint, batch and wrt.
 
     Raises `MetricsError` (a ValueError) for bad arguments and `NonFiniteGradientError` when
     some estimates contain NaN or Inf.
@@ -231,13 +242,26 @@ def gradient_stats(
     with measuring(objective, estimator):
         target = Target.of(objective, x, wrt)
         loss = loss_function(objective, estimator, x, num_samples, target)
-        exact_gradient = (
-            compute_exact_gradient(objective, x, target) if exact and objective.has_exact else None
-        )
+        if reference is not None:
+            if reference.mean.numel() != target.num_params:
+                raise MetricsError(
+                    f"reference gradient has {reference.mean.numel()} coordinates; wrt={wrt!r} "
+                    f"has {target.num_params}")
+            exact_gradient: Tensor | None = reference.mean.to(target.values[0].device)
+        elif exact and objective.has_exact:
+            exact_gradient = compute_exact_gradient(objective, x, target)
+        else:
+            exact_gradient = None
         chunks, method = estimates(loss, target, blocks, method, seed)
         moments = StreamingMoments()
         eps = torch.finfo(target.values[0].dtype).eps
-        test = None if exact_gradient is None else UnbiasednessTest(exact_gradient, eps)
+        if exact_gradient is None:
+            test = None
+        elif reference is None:
+            test = UnbiasednessTest(exact_gradient, eps)
+        else:
+            test = UnbiasednessTest(exact_gradient, eps, reference.directions,
+                                    reference.projection_variance / reference.replicas)
         non_finite = 0
         for chunk in chunks:
             # A row with a NaN or Inf has a non-finite float64 sum: one cheap pass instead of
@@ -263,6 +287,7 @@ def gradient_stats(
         exact_gradient,
         test,
         auto,
+        reference,
         estimator=estimator.name,
         objective=objective.name,
         wrt=wrt,
@@ -295,6 +320,7 @@ def _summarise(
     exact: Tensor | None,
     test: UnbiasednessTest | None,
     auto: AutoReplicas | None,
+    reference: ReferenceGradient | None,
     *,
     estimator: str,
     objective: str,
@@ -323,13 +349,17 @@ def _summarise(
         diff = mean - exact64
         bias_norm = float(diff.norm())
         exact_norm = float(exact64.norm())
-        floor = total_variance / replicas
+        # Var(mean - exact) ~ diag(variance) / M (+ the reference's own, diagonal too).
+        spread = variance / replicas
+        if reference is not None:
+            spread = spread + reference.variance.to(spread) / reference.replicas
+        floor = float(spread.sum())
         squared_bias = max(0.0, bias_norm**2 - floor)
-        # Var ||mean - exact||^2 = 4 b' S b / M + 2 tr(S^2) / M^2 with S ~ diag(variance).
-        se = math.sqrt(float(4 * (diff**2 * variance).sum() / replicas
-                             + 2 * (variance**2).sum() / replicas**2))
+        # Var ||mean - exact||^2 = 4 b' S b + 2 tr(S^2) with S = Var(mean - exact).
+        se = math.sqrt(float(4 * (diff**2 * spread).sum() + 2 * (spread**2).sum()))
         fields = {
             "exact": exact64,
+            "bias_against": "exact" if reference is None else reference.label,
             "bias_norm": bias_norm,
             "relative_bias": bias_norm / exact_norm if exact_norm > 0 else math.nan,
             "cosine": float(mean @ exact64) / (mean_norm * exact_norm)

@@ -79,9 +79,16 @@ def student_t_sf2(t: float, dof: int) -> float:
     return min(1.0, max(0.0, 1.0 - inside))
 
 
-def hall_p_value(y: Tensor, tolerance: float = 0.0) -> float:
+def hall_p_value(y: Tensor, tolerance: float = 0.0, offset_variance: float = 0.0) -> float:
     """Two-sided p-value of H0: E[y] = 0 from the M values y by Hall's skewness-corrected t
-    (see the module); NaN when M < 3. `tolerance`: the rounding allowance on mean(y)."""
+    (see the module); NaN when M < 3. `tolerance`: the rounding allowance on mean(y).
+
+    offset_variance: the variance of an independent error in the value y is compared with (a
+    reference gradient's Monte Carlo error along the direction): Var(mean(y)) becomes
+    sd^2 / M + offset_variance, so sd is widened to sqrt(sd^2 + M offset_variance) and the
+    skewness, the third cumulant over the variance^1.5, shrinks by (sd / sd_wide)^3 (the
+    reference, a mean of many draws, is taken as normal). Student t keeps M - 1 degrees of
+    freedom, the fewer of the two parts' (conservative when the reference dominates)."""
     y = y.to(torch.float64)
     m = y.numel()
     if m < 3:
@@ -91,10 +98,11 @@ def hall_p_value(y: Tensor, tolerance: float = 0.0) -> float:
     if excess == 0:
         return 1.0
     sd = float(y.std())
-    if sd == 0:
+    wide = math.sqrt(sd**2 + m * offset_variance)
+    if wide == 0:
         return 0.0
-    gamma = float(((y - centre) ** 3).mean()) / sd**3
-    theta = math.copysign(excess, centre) / sd
+    gamma = float(((y - centre) ** 3).mean()) / wide**3
+    theta = math.copysign(excess, centre) / wide
     t = math.sqrt(m) * (theta + gamma * theta**2 / 3 + gamma**2 * theta**3 / 27
                         + gamma / (6 * m))
     return student_t_sf2(t, m - 1)
@@ -118,13 +126,20 @@ class UnbiasednessTest:
     """Streaming projections d_k . (g_m - exact) of the estimates, and the test's p-value.
 
     eps: the machine epsilon of the dtype the estimates were computed in (the rounding
-    allowance scales with it)."""
+    allowance scales with it).
+    directions, offset_variance: for a reference gradient in place of the exact one (see
+    `reference.ReferenceGradient`): its directions, fixed by draws independent of its value,
+    and the variance (K,) of its value along each (folded into each direction's test)."""
 
-    def __init__(self, exact: Tensor, eps: float) -> None:
+    def __init__(self, exact: Tensor, eps: float, directions: Tensor | None = None,
+                 offset_variance: Tensor | None = None) -> None:
         self.exact = exact.to(torch.float64)
         self.eps = float(eps)
-        self.directions = fixed_directions(self.exact)  # (K, P)
+        self.directions = (fixed_directions(self.exact) if directions is None
+                           else directions.to(self.exact))  # (K, P)
         self.offset = self.directions @ self.exact  # d_k . exact
+        self.offset_variance = ([0.0] * self.directions.shape[0] if offset_variance is None
+                                else [float(v) for v in offset_variance])
         self.projections: list[Tensor] = []
         self.total = torch.zeros_like(self.exact)  # sum of the estimates, for ||mean||
         self.count = 0
@@ -147,7 +162,8 @@ class UnbiasednessTest:
             return math.nan
         y = torch.cat(self.projections)  # (M, K)
         tolerance = self.tolerance()
-        p = min(hall_p_value(y[:, k], tolerance) for k in range(y.shape[1]))
+        p = min(hall_p_value(y[:, k], tolerance, self.offset_variance[k])
+                for k in range(y.shape[1]))
         return p if math.isnan(p) else min(1.0, y.shape[1] * p)
 
 

@@ -10,7 +10,9 @@
   directory on a local disk.
 - The directory belongs to the suite recorded in `suite.json`. Its identity is that suite with
   the data's location replaced by the SHA-256 of the data's content (`identity.json`): the same
-  data at a new path is the same experiment, anything else is refused with what differs.
+  data at a new path is the same experiment, anything else is refused with what differs. The
+  suite's `[cluster]` table (what array tasks ask for) is recorded but is not identity: a run
+  resumed with other resources measures the same cells.
 """
 
 from __future__ import annotations
@@ -27,8 +29,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from pydantic import ValidationError
+
 from estibench.benchmarks.data.cache import open_data
-from estibench.benchmarks.suites.schema import Suite, SuiteError, parse_suite
+from estibench.benchmarks.suites.schema import (
+    ClusterSpec,
+    Suite,
+    SuiteError,
+    error_lines,
+    parse_suite,
+)
 
 SUITE_FILENAME = "suite.json"
 IDENTITY_FILENAME = "identity.json"
@@ -36,8 +46,8 @@ LOCK_FILENAME = ".lock"
 RUNS_ROOT = Path("runs")
 MAX_NAME_CHARS = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-# Fields that document a suite without changing what it measures.
-_NOT_IDENTITY = ("description",)
+# Fields that do not change what a suite measures: its prose, and what its tasks ask of a cluster.
+_NOT_IDENTITY = ("description", "cluster")
 
 
 class RunDirError(SuiteError):
@@ -121,6 +131,27 @@ def stored_suite(run_dir: Path) -> Suite:
     return parse_suite(raw, repr(str(path)))
 
 
+def stored_cluster(run_dir: Path) -> ClusterSpec:
+    """The `[cluster]` table recorded in `run_dir/suite.json` (empty where the suite has none);
+    `RunDirError` if it is missing or damaged. Cheaper than `stored_suite`: nothing else is
+    validated."""
+    path = run_dir / SUITE_FILENAME
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{str(run_dir)!r} has no {SUITE_FILENAME} (is it a run directory "
+                          "made by estibench run?)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunDirError(f"{str(path)!r} cannot be read ({err}); the run directory is "
+                          "damaged: start a new one") from None
+    table = raw.get("cluster") if isinstance(raw, dict) else None
+    try:
+        return ClusterSpec.model_validate(table or {})
+    except ValidationError as err:
+        raise RunDirError(f"{str(path)!r}: its [cluster] table is damaged: "
+                          + "; ".join(error_lines(err))) from None
+
+
 def stored_data_sha256(run_dir: Path) -> str | None:
     """The data digest recorded for `run_dir`, or None (a run made before digests existed)."""
     path = run_dir / IDENTITY_FILENAME
@@ -191,7 +222,8 @@ def _check_same(run_dir: Path, suite: Suite, data_digest: str, resuming: bool) -
                 "--resume it with the same suite")
         raise RunDirError(f"run directory {str(run_dir)!r}: {what}; differences: "
                           + "; ".join(diff))
-    return stored.data.path != suite.data.path or stored_data_sha256(run_dir) is None
+    return (stored.data.path != suite.data.path or stored_data_sha256(run_dir) is None
+            or stored.cluster != suite.cluster)  # a new [cluster] table is recorded
 
 
 @contextmanager

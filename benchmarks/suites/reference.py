@@ -31,6 +31,7 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[[claims]]", Claim),
     ("[claims.left], [claims.right], [[claims.cells]]", CellRef),
     ("[quick]", s.QuickSpec),
+    ("[cluster]", s.ClusterSpec),
 )
 
 

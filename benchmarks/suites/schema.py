@@ -8,6 +8,7 @@ what is allowed; misspelt names get a "did you mean". Shipped suites live in
 from __future__ import annotations
 
 import inspect
+import re
 import tomllib
 import traceback
 from collections import Counter
@@ -54,6 +55,11 @@ MAX_REPLICAS = 1_000_000
 MAX_LEARNING_RATE = 1e3
 MAX_RUN_TIME = 3600.0  # seconds of timing per measured function
 MIN_TEMPERATURE = 1e-6  # below it logits / tau overflow in float32
+# SLURM names (partition, account): letters, digits, '_', '.', '-'; comma-separated for several
+SLURM_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(,[A-Za-z0-9_.\-]+)*$")
+# SLURM's --time forms: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS
+_SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+SLURM_TIME_FORMS = "MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
 # Objective options that are sizes: positive integers (hidden: one or a list of them).
 SIZE_OPTIONS = ("input_dim", "latent_dim", "variables", "categories", "hidden", "dims")
 
@@ -268,6 +274,29 @@ class TrainingSpec(_Strict):
                            "per configuration)")
 
 
+class ReferenceSpec(_Strict):
+    """`[metrics.reference]`: the reference gradient where there is no exact one."""
+
+    estimator: str = Field(
+        description="a registered unbiased estimator (\"reinforce\" with baseline = \"loo\" "
+                    "fits any latent; \"pathwise\" a reparameterisable one)")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="the estimator's options")
+    num_samples: int = Field(8, ge=1, le=MAX_NUM_SAMPLES,
+                             description="S of each of the reference's estimates")
+    replicas: int = Field(4096, ge=8, le=MAX_REPLICAS,
+                          description="estimates averaged into the reference (a quarter of "
+                                      "them fix the bias test's directions)")
+
+    @field_validator("estimator")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        if v not in estimators.available():
+            raise ValueError(f"reference estimator {v!r} is not registered; available: "
+                             f"{', '.join(estimators.available())}")
+        return v
+
+
 class MetricsSpec(_Strict):
     checkpoints: list[int] = Field(
         default_factory=lambda: [0, -1],
@@ -300,6 +329,13 @@ class MetricsSpec(_Strict):
                                  description="held-out examples for the bounds")
     iwae_ks: list[int] = Field(default_factory=lambda: [1, 10, 100],
                                description="the k of each IWAE-k bound")
+    reference: Literal["exact", "auto"] | ReferenceSpec = Field(
+        "exact",
+        description="what bias is measured against: \"exact\" (the exact gradient, where the "
+                    "objective has one; no bias otherwise), \"auto\" (the exact gradient, "
+                    "else a reference: pathwise where it applies, else reinforce with the "
+                    "leave-one-out baseline, S = 8, M = 4096), or a table naming the "
+                    "reference estimator")
     throughput: bool = Field(
         True, description="time the estimator (per estimate, per step, the floor)")
     throughput_min_run_time: float = Field(
@@ -366,6 +402,79 @@ class LeftOut(_Strict):
         None, description="the suite's own training steps, when --steps replaced them")
 
 
+def slurm_minutes(text: str) -> float:
+    """Minutes of a SLURM time ("90", "1:30:00", "2-12", ...); ValueError if it is none."""
+    match = _SLURM_TIME.match(text.strip())
+    if match is None:
+        raise ValueError(f"not a SLURM time ({SLURM_TIME_FORMS})")
+    days, first, second, third = match.groups()
+    parts = [int(v) for v in (first, second, third) if v is not None]
+    if days is not None:  # D-HH[:MM[:SS]]
+        hours, minutes, seconds = [*parts, 0, 0][:3]
+        return int(days) * 1440 + hours * 60 + minutes + seconds / 60
+    if len(parts) == 3:  # HH:MM:SS
+        return parts[0] * 60 + parts[1] + parts[2] / 60
+    return parts[0] + (parts[1] / 60 if len(parts) == 2 else 0.0)  # MM[:SS]
+
+
+class ClusterSpec(_Strict):
+    """`[cluster]`: what array tasks ask for (--executor submitit); same-named options override.
+
+    `--cluster local` uses time, gpus and array_parallelism; the other keys are SLURM's. The
+    table is recorded in the run directory, and is not part of what a run measures: a run may
+    be resumed with other settings."""
+
+    partition: str | None = Field(
+        None, description="the SLURM partition (comma-separated for several); --partition")
+    time: float | str | None = Field(
+        None, description="each array task's time limit: minutes, or a SLURM time "
+                          f"({SLURM_TIME_FORMS}); --time [default: 4 x the longest task's "
+                          "estimate, at least 60 minutes]")
+    mem: float | None = Field(None, gt=0, description="GB of memory per array task; --mem")
+    gpus: int | None = Field(None, ge=0, description="GPUs per array task; --gpus")
+    account: str | None = Field(None, description="the SLURM account to charge; --account")
+    task_minutes: float | None = Field(
+        None, gt=0, description="minutes of estimated work per SLURM array task "
+                                "[default: 10]; --task-minutes")
+    array_parallelism: int | None = Field(
+        None, ge=1, description="array tasks running at once (SLURM's %N); --cluster local: "
+                                "the number of tasks [default: the cores]; --array-parallelism")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            allowed = list(cls.model_fields)
+            for key in data:
+                if key not in allowed:
+                    raise ValueError(f"unknown key {key!r}"
+                                     f"{estimators.did_you_mean(str(key), allowed)}; "
+                                     f"allowed: {', '.join(allowed)}")
+        return data
+
+    @field_validator("partition", "account")
+    @classmethod
+    def _slurm_name(cls, v: str | None) -> str | None:
+        if v is not None and not SLURM_NAME.match(v):
+            raise ValueError("must be a SLURM name (letters, digits, '_', "
+                             "'.', '-'; comma-separated for several)")
+        return v
+
+    @field_validator("time")
+    @classmethod
+    def _minutes(cls, v: float | str | None) -> float | None:
+        if v is None:
+            return None
+        allowed = f"must be minutes > 0 or a SLURM time ({SLURM_TIME_FORMS})"
+        try:
+            minutes = slurm_minutes(v) if isinstance(v, str) else float(v)
+        except ValueError:
+            raise ValueError(allowed) from None
+        if not minutes > 0:
+            raise ValueError(allowed)
+        return minutes
+
+
 def apply_quick(raw: dict[str, Any]) -> dict[str, Any]:
     """The raw suite with its `[quick]` overrides applied and mode = "quick" (stored so)."""
     quick = raw.get("quick") or {}
@@ -390,6 +499,10 @@ class Suite(_Strict):
                                    "measured at its checkpoints")
     train_with: str | None = Field(
         None, description="shared protocol: the label of the estimator that trains")
+    train_num_samples: int | None = Field(
+        None, ge=1, le=MAX_NUM_SAMPLES,
+        description="shared protocol: S of the training estimator (default: each cell's S); "
+                    "set it so that cells of every S are measured on one trajectory")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
                              description="one cell per seed")
     num_samples: list[int] = Field(default_factory=lambda: [1], min_length=1,
@@ -406,6 +519,9 @@ class Suite(_Strict):
         description="the [[claims]] entries: published statements checked on every run")
     quick: QuickSpec | None = Field(
         None, description="the [quick] table: what `estibench run NAME --quick` overrides")
+    cluster: ClusterSpec = Field(
+        ClusterSpec(), description="the [cluster] table: what each array task asks for with "
+                                   "--executor submitit (not part of what a run measures)")
     # set by command-line overrides, never by a suite file
     left_out: LeftOut = Field(
         LeftOut(), description="the estimator and objective labels (and the suite's own steps) "
@@ -439,6 +555,9 @@ class Suite(_Strict):
                 raise ValueError("protocol 'shared' needs train_with = one of the estimator "
                                  f"labels: {', '.join(labels)}")
             _check_name("train_with estimator", self.train_with, labels)
+        elif self.train_num_samples is not None:
+            raise ValueError("train_num_samples needs protocol = \"shared\" (with the "
+                             "independent protocol each estimator trains with its own S)")
         errors = [InitErrorDetails(type=PydanticCustomError("claim", message), loc=loc,
                                    input=value) for loc, message, value in errors_against(self)]
         if errors:  # raised as a ValidationError: each keeps its field path (claims.0.metric)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from estibench.cli import recommend as recommend_command
 from estibench.cli import report as report_commands
 from estibench.cli import status as status_command
 from estibench.cli.catalogue import list_, suite_app
@@ -285,6 +286,7 @@ def export(
 app.command()(report_commands.report)
 app.command()(report_commands.compare)
 app.command()(status_command.status)
+app.command()(recommend_command.recommend)
 
 
 @app.command()

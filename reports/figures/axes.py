@@ -231,7 +231,7 @@ def _pad_log_limits(ax: Axes, xs: np.ndarray, ys: np.ndarray) -> None:
         setter(10 ** (low - widen), 10 ** (high + widen))
 
 
-def _iso_lines(ax: Axes, kind: str) -> Line2D:
+def _iso_lines(ax: Axes, kind: str, label: str | None = None) -> Line2D:
     """Dashed lines of constant x + y (``kind="sum"``) or x * y (``"product"``), one per
     decade, drawn within the current (log) limits; returns a legend handle."""
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
@@ -253,7 +253,9 @@ def _iso_lines(ax: Axes, kind: str) -> Line2D:
         ax.plot(xs, ys, linestyle="--", color=_GREY, linewidth=0.9, zorder=0)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
-    label = "iso-MSE: bias² + Var = const" if kind == "sum" else "iso Var × time (decades)"
+    if label is None:
+        label = ("iso-MSE: bias² + Var = const" if kind == "sum"
+                 else "iso Var × time (decades)")
     return Line2D([], [], linestyle="--", color=_GREY, linewidth=0.9, label=label)
 
 

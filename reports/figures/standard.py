@@ -30,7 +30,7 @@ from estibench.reports.figures.axes import (
     style,
 )
 from estibench.reports.figures.bounds import tightness, training_curves
-from estibench.reports.figures.cost import efficiency, throughput
+from estibench.reports.figures.cost import efficiency, mse_against_cost, throughput
 from estibench.reports.figures.palette import Palette, estimator_palette
 from estibench.reports.figures.variance import (
     bias_variance,
@@ -52,6 +52,13 @@ class FigureSpec:
 
 
 FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("mse_vs_cost", "Which estimator: gradient MSE against cost",
+               "Mean squared error of one gradient estimate (squared bias + total variance) "
+               "against its f evaluations per example at each objective's final checkpoint, "
+               "log-log, every estimator and S; the dashed lines have constant MSE x cost, so "
+               "estimators on one line tie at equal cost (for unbiased ones; a bias does not "
+               "average away). The ranking table above gives the intervals.",
+               mse_against_cost),
     FigureSpec("variance_over_training", "Gradient variance during training",
                "log10 total gradient variance at each checkpoint, mean ± SE over seeds, per "
                "estimator.", variance_over_training, per_sample_size=True),

@@ -44,6 +44,7 @@ BUILT_IN: dict[str, tuple[str, str, str]] = {
     "indecater": ("#000000", ">", ":"),
     "arm": ("#56B4E9", "o", "--"),
     "disarm": ("#56B4E9", "D", "-"),
+    "carms": ("#56B4E9", "s", ":"),
     "nvil": ("#882255", "^", ":"),
     "muprop": ("#882255", "h", "-"),
     "relax": ("#44AA99", "s", ":"),

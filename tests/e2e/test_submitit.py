@@ -27,6 +27,7 @@ from estibench.benchmarks.harness.cost import rough_seconds
 from estibench.benchmarks.harness.executors.submitit_cluster import (
     FOLDER,
     SubmititExecutor,
+    cluster_settings,
     read_tasks,
     task_states,
 )
@@ -309,3 +310,22 @@ def test_a_slurm_task_that_dies_fails_its_cell_and_the_others_complete(slurm, tm
     assert results[dying.key].reason.startswith(
         f"array task {first.job_id} ended (FAILED) while the cell ran")
     assert results[dying.key].reason.endswith(f"; log: {first.log}")
+
+
+def test_the_suite_s_cluster_table_is_what_the_tasks_ask_for_unless_an_option_says_otherwise(
+        slurm, tmp_path):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(toml({**TINY_RUN, "seeds": [0], "cluster": {
+        "partition": "debug", "time": "0:45:00", "mem": 2, "task_minutes": 60}}))
+    out = tmp_path / "run"
+    result = cli("run", str(suite), "--cluster", "slurm", "--mem", "3", "--out", str(out),
+                 "--device", "cpu", "--no-report")
+    assert result.returncode == 0, result.stderr
+    assert (statuses(out) == "ok").all()
+    (task,) = read_tasks(out)  # an hour of work per task: one task
+    script = (out / FOLDER / "jobs" / f"{task.job_id.split('_')[0]}_submission.sh").read_text()
+    for line in ("--partition=debug", "--time=45", "--mem=3GB"):  # the option beats the table
+        assert f"#SBATCH {line}\n" in script, line
+    assert cluster_settings(out) == {
+        "cluster": "slurm", "command_line": {"mem": 3.0},
+        "settings": {"partition": "debug", "time": 45.0, "mem": 3.0, "task_minutes": 60.0}}

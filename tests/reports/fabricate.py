@@ -170,6 +170,7 @@ def _gradient_rows(o: Objective, e: Estimator, seed: int, step: int, knobs: Knob
             "total_variance": tv, "log10_total_variance": math.log10(tv),
             "snr_mean": 0.5 / math.sqrt(tv), "snr_norm": 1.0 / math.sqrt(tv),
             "total_variance_ci_lo": 0.8 * tv, "total_variance_ci_hi": 1.25 * tv,
+            "mean_norm": 1.0,
         }
         m = replicas(e, seed, step)
         values |= {"replicas": float(m), "total_variance_rse": 0.04 if m < 4096 else 0.2,
@@ -204,6 +205,7 @@ def _time_rows(o: Objective, e: Estimator, seed: int, knobs: Knobs,
             (STEPS, "time/estimates_per_second", 1 / t),
             (STEPS, "time/peak_memory_bytes", peak_memory(e, seed)),
             (STEPS, "time/overhead_ratio", 1.1),
+            (STEPS, "estimator/evaluations", float(num_samples)),
             (STEPS, "efficiency/variance_x_time",
              total_variance(e, seed, STEPS, "distribution", knobs, num_samples) * t)]
     if knobs.timing_iqr is not None:

@@ -79,7 +79,7 @@ def test_verdict_texts() -> None:
 def test_the_report_shows_bias_against_the_floor_and_no_raw_bias_columns(run: Path,
                                                                          tmp_path: Path) -> None:
     md = Path(reports.write_report(run, tmp_path / "out")["md"]).read_text()
-    assert "Bias told from noise" in md and "noise floor tr(Var)/M" in md
+    assert "Bias told from noise" in md and "noise floor (tr(Var)/M" in md
     assert "| bernoulli_vae | gumbel_softmax | distribution | 3 | 128 | 0.0900 ± 0.0052 |" in md
     assert "no bias detected at M = 128–4096" in md
     assert "relative bias (distribution)" not in md and "bias norm (distribution)" not in md

@@ -25,7 +25,7 @@ from tests.reports.fabricate import (
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = ("overview", "summary", "figures", "problems", "environment", "suite", "notes")
 # Figures the fabricated run (one S) must produce; variance_vs_samples needs several S.
-DRAWN = {"variance_over_training", "training_curves", "bias_variance", "tightness",
+DRAWN = {"mse_vs_cost", "variance_over_training", "training_curves", "bias_variance", "tightness",
          "efficiency", "throughput"}
 
 

@@ -5,7 +5,9 @@ Only the client (the process calling `estibench.run`) writes the store; executor
 
 - `base`: the `Executor` protocol and `InProcess`, the default (cells one after another);
 - `pool`: `ProcessPool`, local worker processes (`--workers N`);
-- `dask_cluster`: `DaskExecutor`, a Dask scheduler and its workers (`--executor dask`);
+- `dask_cluster`: `DaskExecutor`, a Dask scheduler and its workers (`--executor dask`), or
+  the Dask cluster of a SLURM allocation, every task of an `srun` taking a role
+  (`--scheduler slurm-runner`);
 - `submitit_cluster`: `SubmititExecutor`, SLURM job arrays through submitit, or the same path on
   this machine (`--executor submitit --cluster slurm|local`).
 
@@ -43,9 +45,10 @@ def make_executor(
     cluster_options: Mapping[str, Any] | None = None,
 ) -> Executor:
     """The executor named `kind`: inprocess, pool (`workers` processes), dask (a running
-    scheduler at `scheduler`, or a LocalCluster of `local_workers` processes on 127.0.0.1) or
-    submitit (`cluster` slurm or local, with `cluster_options`: `SubmititExecutor`'s
-    partition, time_min, mem_gb, gpus, account, task_minutes, array_parallelism)."""
+    scheduler at `scheduler`, the cluster of a SLURM allocation with `scheduler="slurm-runner"`,
+    or a LocalCluster of `local_workers` processes on 127.0.0.1) or submitit (`cluster` slurm
+    or local, with `cluster_options`: `SubmititExecutor`'s partition, time_min, mem_gb, gpus,
+    account, task_minutes, array_parallelism; the run's `[cluster]` table fills in the rest)."""
     if kind not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
     if workers < 1:

@@ -2,6 +2,15 @@
 
     DaskExecutor(scheduler="tcp://10.0.0.5:8786")  # a running cluster (dask scheduler/workers)
     DaskExecutor(local_workers=4)                  # a LocalCluster of 4 processes on 127.0.0.1
+    DaskExecutor(scheduler="slurm-runner")         # inside a SLURM allocation, under srun
+
+In a SLURM allocation (`srun estibench run ... --scheduler slurm-runner`), every task of the
+job runs the same command and dask-jobqueue's `SLURMRunner` gives each its role by
+SLURM_PROCID: task 0 the scheduler (it writes its address in a scheduler file in the working
+directory, `estibench-dask-<job id>.json`, or the file named by `slurm-runner:FILE`), task 1 the
+client (the run: it alone writes the store), the others one single-threaded worker each. The
+scheduler's and the workers' constructor returns only when the client has closed the cluster,
+and then their process exits (status 0). Nothing runs on a login node.
 
 Each cell is one task, `run_cell(spec, device)`, keyed `cell-<cell key>`. Only the client
 writes the store (the runner does, with what `run` yields), so the cluster needs no access to
@@ -22,6 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
+import signal
+import sys
 import time
 import traceback
 import warnings
@@ -39,14 +51,18 @@ from estibench.benchmarks.results.store import CellResult
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
 
-__all__ = ["ALLOWED_FAILURES", "GPU", "DaskExecutor", "ExecutorError", "failed_cell",
-           "needs_gpu"]
+__all__ = ["ALLOWED_FAILURES", "GPU", "SCHEDULER_FILE", "SLURM_RUNNER", "DaskExecutor",
+           "ExecutorError", "failed_cell", "needs_gpu"]
 
 GPU = "GPU"  # the worker resource a CUDA cell asks for: `dask worker --resources GPU=1`
 # Reruns of a task that *raised* (run_cell never raises for a failing cell, so these are
 # environment problems such as a worker that cannot import the harness: another worker may do).
 RETRIES = 1
 DASHBOARD_ADDRESS = "127.0.0.1:8787"
+SLURM_RUNNER = "slurm-runner"  # --scheduler slurm-runner[:FILE]: dask-jobqueue's SLURMRunner
+SCHEDULER_FILE = "estibench-dask-{job_id}.json"  # its default scheduler file ({job_id} filled)
+SLURM_TASKS = ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_ID")  # what srun tells each task
+WORKERS_TIMEOUT = 300.0  # seconds the client waits for the allocation's workers to connect
 
 CellFunction = Callable[[dict[str, Any], str], CellResult]
 
@@ -69,6 +85,25 @@ def failed_cell(cell: CellSpec, error: BaseException) -> CellResult:
                       environment={"executor": "dask"}, metrics=[])
 
 
+def _slurm_runner_class() -> Any:
+    """dask-jobqueue's SLURMRunner, or a clear error naming the extra to install. Importing it
+    sets a SIGINT handler of its own: the one there was is kept."""
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        from dask_jobqueue.slurm import SLURMRunner
+    except ImportError as err:
+        raise ExecutorError(f"--scheduler {SLURM_RUNNER} needs dask-jobqueue: pip install "
+                            f"'estibench[cluster]' ({err})") from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return SLURMRunner
+
+
+def _is_slurm_runner(scheduler: str | None) -> bool:
+    return scheduler is not None and (scheduler == SLURM_RUNNER
+                                      or scheduler.startswith(f"{SLURM_RUNNER}:"))
+
+
 def _distributed() -> Any:
     """The `distributed` module, or a clear error naming the package to install."""
     try:
@@ -80,9 +115,10 @@ def _distributed() -> Any:
 
 
 class DaskExecutor:
-    """Cells on a Dask cluster: a running scheduler at `scheduler` (tcp://HOST:PORT), or a
-    LocalCluster of `local_workers` single-threaded processes on 127.0.0.1. Exactly one of the
-    two must be given.
+    """Cells on a Dask cluster: a running scheduler at `scheduler` (tcp://HOST:PORT), the
+    cluster of a SLURM allocation (`scheduler="slurm-runner"` or `"slurm-runner:FILE"`, in
+    every task of an `srun`: see the module's docstring), or a LocalCluster of `local_workers`
+    single-threaded processes on 127.0.0.1. Exactly one of the two must be given.
 
     dashboard: serve the local cluster's dashboard on 127.0.0.1:8787 (needs bokeh).
     connect_timeout: seconds to wait for a running scheduler before `ExecutorError`.
@@ -114,7 +150,7 @@ class DaskExecutor:
                 + ("both" if scheduler is not None else "neither"))
         if local_workers is not None and local_workers < 1:
             raise ExecutorError(f"--local-workers must be >= 1, got {local_workers}")
-        if scheduler is not None and dashboard:
+        if scheduler is not None and dashboard and not _is_slurm_runner(scheduler):
             raise ExecutorError("--dashboard serves the dashboard of a local cluster "
                                 "(--local-workers); a running scheduler serves its own")
         if connect_timeout <= 0:
@@ -131,7 +167,12 @@ class DaskExecutor:
         self.cell_function = cell_function
         self.cluster: LocalCluster | None = None
         self.client: Client | None = None
-        if scheduler is not None:
+        self.runner: Any = None  # the SLURMRunner, on the client's task of an allocation
+        if _is_slurm_runner(scheduler):
+            assert scheduler is not None
+            self._start_slurm_runner(distributed, scheduler, dashboard, allowed_failures,
+                                     connect_timeout)
+        elif scheduler is not None:
             self.client = self._connect(distributed, scheduler, connect_timeout)
         else:
             assert local_workers is not None
@@ -158,6 +199,65 @@ class DaskExecutor:
                 f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
                 f"({_last_line(err)}); start one with `dask scheduler` and pass its address "
                 "as --scheduler tcp://HOST:PORT") from None
+
+    def _start_slurm_runner(self, distributed: Any, scheduler: str, dashboard: bool,
+                            allowed_failures: int, connect_timeout: float) -> None:
+        """Take this task's role in the allocation's cluster. The scheduler's and the workers'
+        tasks stay here until the client closes the cluster, then exit."""
+        runner_class = _slurm_runner_class()
+        missing = [name for name in SLURM_TASKS if not os.environ.get(name)]
+        if missing:
+            raise ExecutorError(
+                f"--scheduler {SLURM_RUNNER} runs inside a SLURM allocation, as the command "
+                "of srun (each task takes a role: scheduler, client or worker); "
+                f"{', '.join(missing)} not set here: submit it with sbatch (see the cluster "
+                "guide), or use --local-workers N on this machine")
+        try:
+            tasks = int(os.environ["SLURM_NTASKS"])
+        except ValueError:
+            tasks = 0
+        if tasks < 3:
+            raise ExecutorError(
+                f"--scheduler {SLURM_RUNNER} needs at least 3 SLURM tasks (a scheduler, the "
+                f"client and one worker or more), got SLURM_NTASKS="
+                f"{os.environ['SLURM_NTASKS']!r}: give sbatch --ntasks=3 or more")
+        _, _, path = scheduler.partition(":")
+        scheduler_options: dict[str, Any] = {
+            "allowed_failures": allowed_failures,
+            "dashboard_address": ":8787" if dashboard else ":0"}
+        worker_options: dict[str, Any] = {"nthreads": 1}
+        if (resources := self._local_resources()) is not None:
+            worker_options["resources"] = resources
+        previous = signal.getsignal(signal.SIGINT)
+        # The scheduler and the workers end by sending themselves SIGINT: leave quietly.
+        signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+        try:
+            self.runner = runner_class(scheduler_file=path or SCHEDULER_FILE,
+                                       scheduler_options=scheduler_options,
+                                       worker_options=worker_options)
+        except Exception as err:
+            raise ExecutorError(f"cannot start the Dask cluster of SLURM job "
+                                f"{os.environ['SLURM_JOB_ID']}: {_last_line(err)}") from None
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        # Only the client's task gets here.
+        try:
+            self.client = distributed.Client(self.runner.scheduler_address,
+                                             timeout=connect_timeout, set_as_default=False)
+            workers = self.runner.n_workers
+            try:
+                self.client.wait_for_workers(workers, timeout=WORKERS_TIMEOUT)
+            except TimeoutError:
+                joined = len(self.client.scheduler_info(n_workers=-1)["workers"])
+                if joined == 0:
+                    raise
+                warnings.warn(f"{joined} of the allocation's {workers} Dask workers connected "
+                              f"within {WORKERS_TIMEOUT:g} s; the cells run on those",
+                              stacklevel=3)
+        except Exception as err:
+            self.close()
+            raise ExecutorError(f"cannot use the Dask cluster of SLURM job "
+                                f"{os.environ['SLURM_JOB_ID']}: {_last_line(err)}") from None
 
     def _start_local(self, distributed: Any, workers: int, dashboard: bool,
                      allowed_failures: int) -> None:
@@ -249,15 +349,18 @@ class DaskExecutor:
                     client.cancel([f for f, _ in pending.values()])
 
     def close(self) -> None:
-        """Disconnect, and shut down the local cluster if this executor started one."""
-        client, cluster = self.client, self.cluster
-        self.client = self.cluster = None
+        """Disconnect, and shut down the cluster if this executor started one (a local one, or
+        the allocation's: its scheduler and workers then exit)."""
+        client, cluster, runner = self.client, self.cluster, self.runner
+        self.client = self.cluster = self.runner = None
         try:
             if client is not None:
                 client.close()
         finally:
             if cluster is not None:
                 cluster.close()
+            if runner is not None:
+                runner.close()
 
     def __enter__(self) -> DaskExecutor:
         return self

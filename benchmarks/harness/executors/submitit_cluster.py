@@ -10,8 +10,15 @@ model (`cost.rough_seconds`); on this machine, where every task starts at once,
 `array_parallelism` tasks (one per core by default). Either way the groups are balanced by
 cost, and one `map_array` submits them as one job array.
 
+Settings. What a task asks for (partition, time, memory, GPUs, account, task minutes, array
+parallelism) comes from the suite's `[cluster]` table, overridden by the options given here
+(the command line's); both are recorded in `cluster.json`, so a resumed run asks for the same
+unless told otherwise.
+
 Files, under RUN_DIR/submitit/ (on SLURM the nodes must see the run directory: a shared
 filesystem, where the store uses its rollback journal if SQLite cannot use WAL there):
+- `cluster.json`: the cluster, the options given on the command line (those of every client
+  of the run, the latest winning) and the settings the tasks ask for;
 - `tasks.jsonl`: one line per submitted task: its job id, its cells' keys, its log;
 - `jobs/`: submitit's pickles and each task's logs (`<job id>_0_log.err` and `.out`);
 - `results/`: a task writes `<cell key>.running` as it starts a cell and `<cell key>.pkl`
@@ -37,7 +44,6 @@ import json
 import math
 import os
 import pickle
-import re
 import shutil
 import subprocess
 import time
@@ -50,21 +56,30 @@ from estibench.benchmarks.harness.cell import failed, run_cell
 from estibench.benchmarks.harness.cost import rough_seconds
 from estibench.benchmarks.harness.executors.base import ExecutorError
 from estibench.benchmarks.harness.spec import CellSpec
+from estibench.benchmarks.results import rundir
 from estibench.benchmarks.results.store import COMPLETED_STATUSES, CellResult
+from estibench.benchmarks.suites.schema import SLURM_NAME, ClusterSpec, error_lines
 
-__all__ = ["CLUSTERS", "FOLDER", "TASK_MINUTES", "TASK_STATES", "SubmititExecutor",
-           "TaskRecord", "TaskState", "plan_tasks", "read_tasks", "run_task", "slurm_parameters",
-           "task_states"]
+__all__ = ["CLUSTERS", "FOLDER", "OPTIONS", "SLURM_ONLY", "TASK_MINUTES", "TASK_STATES",
+           "SubmititExecutor", "TaskRecord", "TaskState", "cluster_settings", "plan_tasks",
+           "read_tasks", "run_task", "slurm_parameters", "task_states"]
 
 CLUSTERS = ("local", "slurm")
 TASK_MINUTES = 10.0  # SLURM: work per array task, against seconds of start-up and the queue
 FOLDER = "submitit"  # RUN_DIR/submitit
 LEDGER = "tasks.jsonl"
+SETTINGS = "cluster.json"
 JOBS = "jobs"
 RESULTS = "results"
 LOCAL_TIME_MIN = 7 * 24 * 60  # local tasks: no time limit worth the name
 SLURM_MIN_TIME_MIN = 60  # SLURM default --time: 4 x the longest task's estimate, at least this
-_SLURM_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(,[A-Za-z0-9_.\-]+)*$")
+# The settings: [cluster] key -> (SubmititExecutor's keyword, the command line's option).
+OPTIONS = {"partition": ("partition", "--partition"), "time": ("time_min", "--time"),
+           "mem": ("mem_gb", "--mem"), "gpus": ("gpus", "--gpus"),
+           "account": ("account", "--account"),
+           "task_minutes": ("task_minutes", "--task-minutes"),
+           "array_parallelism": ("array_parallelism", "--array-parallelism")}
+SLURM_ONLY = ("partition", "mem", "account", "task_minutes")  # --cluster local has no use
 
 CellFunction = Callable[[CellSpec, str], CellResult]
 
@@ -233,7 +248,7 @@ def _submitit() -> Any:
 
 
 def _check_name(option: str, value: str | None) -> None:
-    if value is not None and not _SLURM_NAME.match(value):
+    if value is not None and not SLURM_NAME.match(value):
         raise ExecutorError(f"{option} must be a SLURM name (letters, digits, '_', '.', '-'; "
                             f"comma-separated for several), got {value!r}")
 
@@ -246,6 +261,30 @@ def _slurm_partitions() -> list[str] | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return sorted({p.strip().rstrip("*") for p in out.split() if p.strip()})
+
+
+def cluster_settings(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """What RUN_DIR/submitit/cluster.json records: {"cluster": "slurm" | "local",
+    "command_line": the options given, "settings": what the tasks ask for} (both keyed as in
+    [cluster]), or None for a run that did not use the submitit executor."""
+    path = Path(run_dir) / FOLDER / SETTINGS
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ExecutorError(f"{str(path)!r} cannot be read ({err}); give the cluster options "
+                            "again and remove it") from None
+    try:
+        if raw.get("cluster") not in CLUSTERS:
+            raise ValueError(f"cluster must be one of {', '.join(CLUSTERS)}")
+        for part in ("command_line", "settings"):
+            ClusterSpec.model_validate(raw.get(part, {}))
+    except (AttributeError, ValueError) as err:
+        why = "; ".join(error_lines(err)) if hasattr(err, "errors") else str(err)
+        raise ExecutorError(f"{str(path)!r} is damaged ({why}); give the cluster options "
+                            "again and remove it") from None
+    return raw
 
 
 class SubmititExecutor:
@@ -283,52 +322,89 @@ class SubmititExecutor:
     ) -> None:
         if cluster not in CLUSTERS:
             raise ExecutorError(f"--cluster must be one of {', '.join(CLUSTERS)}, got {cluster!r}")
-        for option, value, low in (("--time", time_min, 0), ("--mem", mem_gb, 0),
-                                   ("--task-minutes", task_minutes, 0)):
-            if value is not None and not (value > low and math.isfinite(value)):
-                raise ExecutorError(f"{option} must be a number > 0, got {value}")
-        if gpus is not None and gpus < 0:
-            raise ExecutorError(f"--gpus must be >= 0, got {gpus}")
-        if array_parallelism is not None and array_parallelism < 1:
-            raise ExecutorError(f"--array-parallelism must be >= 1, got {array_parallelism}")
         if poll_interval <= 0:
             raise ExecutorError(f"poll_interval must be > 0 seconds, got {poll_interval}")
-        _check_name("--partition", partition)
-        _check_name("--account", account)
-        if cluster == "local":
-            for option, value in (("--partition", partition), ("--account", account),
-                                  ("--mem", mem_gb), ("--task-minutes", task_minutes)):
-                if value is not None:
-                    raise ExecutorError(f"{option} applies to --cluster slurm; --cluster local "
-                                        "runs --array-parallelism tasks on this machine")
-        submitit = _submitit()
-        if cluster == "slurm":
-            if shutil.which("sbatch") is None or shutil.which("srun") is None:
-                raise ExecutorError("--cluster slurm needs SLURM's commands (sbatch, srun, "
-                                    "sacct) on this machine: run estibench on a login node of "
-                                    "the cluster, or try --cluster local")
-            if partition is not None:
-                known = _slurm_partitions()
-                unknown = [p for p in partition.split(",") if known is not None and p not in known]
-                if unknown:
-                    raise ExecutorError(f"--partition {unknown[0]!r} is not a partition of this "
-                                        f"cluster; sinfo lists: {', '.join(known or [])}")
-        self.submitit = submitit
+        given = {"partition": partition, "time": time_min, "mem": mem_gb, "gpus": gpus,
+                 "account": account, "task_minutes": task_minutes,
+                 "array_parallelism": array_parallelism}
+        self.given = {k: v for k, v in given.items() if v is not None}
         self.cluster = cluster
         self.local = cluster == "local"  # cells run on this machine: the client checks device
-        self.partition, self.account = partition, account
-        self.time_min, self.mem_gb, self.gpus = time_min, mem_gb, gpus
-        self.task_minutes = task_minutes
-        self.array_parallelism = array_parallelism
+        self._configure(self.given)
+        if self.local:
+            for key in SLURM_ONLY:
+                if key in self.given:
+                    raise ExecutorError(f"{OPTIONS[key][1]} applies to --cluster slurm; "
+                                        "--cluster local runs --array-parallelism tasks on "
+                                        "this machine")
+        self.submitit = _submitit()
+        if cluster == "slurm" and (shutil.which("sbatch") is None or shutil.which("srun") is None):
+            raise ExecutorError("--cluster slurm needs SLURM's commands (sbatch, srun, "
+                                "sacct) on this machine: run estibench on a login node of "
+                                "the cluster, or try --cluster local")
+        self._check_partition(partition, "--partition")
         self.poll_interval = poll_interval
         self.cell_function = cell_function
         self.run_dir: Path | None = Path(folder) if folder is not None else None
 
+    def _configure(self, settings: dict[str, Any], where: str | None = None) -> None:
+        """Check the settings (keyed as in [cluster]) and take them; `where` names their
+        source in errors (default: the command line's options)."""
+        def name(key: str) -> str:
+            return OPTIONS[key][1] if where is None else f"{key} ({where})"
+
+        for key in ("time", "mem", "task_minutes"):
+            value = settings.get(key)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ExecutorError(f"{name(key)} must be a number > 0, got {value}")
+        if (gpus := settings.get("gpus")) is not None and gpus < 0:
+            raise ExecutorError(f"{name('gpus')} must be >= 0, got {gpus}")
+        if (parallel := settings.get("array_parallelism")) is not None and parallel < 1:
+            raise ExecutorError(f"{name('array_parallelism')} must be >= 1, got {parallel}")
+        for key in ("partition", "account"):
+            _check_name(name(key), settings.get(key))
+        self.partition, self.account = settings.get("partition"), settings.get("account")
+        self.time_min, self.mem_gb = settings.get("time"), settings.get("mem")
+        self.gpus = settings.get("gpus")
+        self.task_minutes = settings.get("task_minutes")
+        self.array_parallelism = settings.get("array_parallelism")
+
+    def _check_partition(self, partition: str | None, option: str) -> None:
+        if self.cluster != "slurm" or partition is None:
+            return
+        known = _slurm_partitions()
+        unknown = [p for p in partition.split(",") if known is not None and p not in known]
+        if unknown:
+            raise ExecutorError(f"{option} {unknown[0]!r} is not a partition of this "
+                                f"cluster; sinfo lists: {', '.join(known or [])}")
+
     # -- the run directory ------------------------------------------------------------------
 
     def attach(self, run_dir: str | os.PathLike[str]) -> None:
-        """Keep the job files, the task records and the results in RUN_DIR/submitit."""
+        """Keep the job files, the task records and the results in RUN_DIR/submitit, and ask
+        for what the run's `[cluster]` table says, overridden by the options given here and by
+        earlier clients of the run (recorded in RUN_DIR/submitit/cluster.json)."""
         self.run_dir = Path(run_dir)
+        table = rundir.stored_cluster(self.run_dir).model_dump(exclude_none=True)
+        recorded = cluster_settings(self.run_dir) or {}
+        earlier = recorded.get("command_line", {}) if recorded.get("cluster") == self.cluster \
+            else {}  # options given for another cluster do not carry over
+        command_line = {**earlier, **self.given}
+        settings = {**table, **command_line}
+        if self.local:
+            settings = {k: v for k, v in settings.items() if k not in SLURM_ONLY}
+        where = f"the run's [cluster] table, or {SETTINGS}"
+        self._configure(settings, where)
+        if "partition" not in self.given:  # the suite's or an earlier client's
+            self._check_partition(self.partition, f"partition ({where})")
+        base, _, _ = self._folders()
+        text = json.dumps({"cluster": self.cluster, "command_line": command_line,
+                           "settings": settings}, indent=2, sort_keys=True)
+        try:
+            _write_atomically(base / SETTINGS, text.encode())
+        except OSError as err:
+            raise ExecutorError(f"cannot write {str(base / SETTINGS)!r}: "
+                                f"{err.strerror or err}") from None
 
     def _folders(self) -> tuple[Path, Path, Path]:
         if self.run_dir is None:
