@@ -10,11 +10,13 @@ grad E_q[f] (the sign is that of the expectation; a training loop that maximises
 q's parameters carry the graph back to whatever produced them. Families: `pathwise`,
 `reinforce` (baselines none | ema | loo, and the group baselines grpo | drgrpo |
 drgrpo_rescaled), `gumbel_softmax`, `st_gumbel`, `straight_through`, and `exact` (enumeration,
-the ground truth), the antithetic `arm` and `disarm` (alias `u2g`),
-`vimco` (IWAE bound), the partly enumerating `indecater` and `unordered_set`; the learned
-baselines and control variates `nvil`, `muprop`, `rebar`, `relax`; the straight-through family
-`reinmax` (alias `zgr`), `gumbel_rao`, `gapped_st`; the IWAE-bound estimators `iwae` (STL-IWAE
-with direct_term=False) and `dreg`; `measure_valued` for diagonal Gaussians. Each declares what
+the ground truth), the antithetic `arm`, `disarm` (alias `u2g`; Bernoulli and, by coupled
+stick breaking, categorical) and `carms` (S jointly antithetic samples; the reference code's
+clipped ratio as `carms-clipped`), `vimco` (IWAE bound), the partly enumerating `indecater`
+and `unordered_set`; the learned baselines and control variates `nvil`, `muprop`, `rebar`,
+`relax`; the straight-through family `reinmax` (alias `zgr`), `gumbel_rao`, `gapped_st`; the
+IWAE-bound estimators `iwae` (STL-IWAE with direct_term=False) and `dreg`; `measure_valued`
+for diagonal Gaussians. Each declares what
 it supports (`check`, `applies_to`) and refuses anything else with
 `UnsupportedDistributionError`. New estimators are added with `estimators.register` or, from
 another package, the entry-point group `estibench.estimators`.
@@ -41,7 +43,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import distributions, noise
-from .antithetic import ARM, DisARM
+from .antithetic import ARM, CARMS, DisARM
 from .base import Estimator, EstimatorOutput, Integrand
 from .control_variates import NVIL, REBAR, RELAX, MuProp
 from .errors import EstimatorError, UnsupportedDistributionError
@@ -57,10 +59,11 @@ from .straight_through import GappedST, GumbelRao, ReinMax, STGumbel, StraightTh
 
 registry: Registry[Estimator] = Registry("estimator", "estibench.estimators")
 for _cls in (Pathwise, Reinforce, GumbelSoftmax, STGumbel, StraightThrough, Exact,
-             ARM, DisARM, VIMCO, IndeCateR, UnorderedSet, NVIL, MuProp, REBAR, RELAX,
+             ARM, DisARM, CARMS, VIMCO, IndeCateR, UnorderedSet, NVIL, MuProp, REBAR, RELAX,
              ReinMax, GumbelRao, GappedST, IWAE, DReG, MeasureValued):
     registry.register(_cls.name, _cls)
 registry.alias("u2g", "disarm")  # Yin et al. 2020: the same estimator (estimators-zoo.md 1.8)
+registry.alias("carms-clipped", "carms", ratio="clipped")  # the reference code's biased ratio
 registry.alias("zgr", "reinmax", temperature=1.0)  # ReinMax at tau = 1 is ZGR, sample by sample
 
 
@@ -81,6 +84,7 @@ def register(name: str, factory: Any = None) -> Any:
 
 __all__ = [
     "ARM",
+    "CARMS",
     "VIMCO",
     "DisARM",
     "DReG",

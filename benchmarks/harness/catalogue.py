@@ -98,7 +98,8 @@ _TOYS = (("bernoulli_toy", {}), ("gaussian_toy", {}))
 # count grows with the latent, D is its number of variables (the dimensions an Independent
 # adds) and K their categories (2 for a Bernoulli). Plugins are dry-run.
 BUILTIN_EVALUATIONS: dict[str, str] = {
-    "arm": "2", "disarm": "2", "dreg": "1", "exact": ENUMERATES, "gapped_st": "1",
+    "arm": "2", "carms": "1", "carms-clipped": "1", "disarm": "2", "dreg": "1",
+    "exact": ENUMERATES, "gapped_st": "1",
     "gumbel_rao": "1", "gumbel_softmax": "1", "indecater": "D x K", "iwae": "1",
     "measure_valued": "4 D", "muprop": "1 + 1 per estimate", "nvil": "1", "pathwise": "1",
     "rebar": "3", "reinforce": "1", "reinmax": "1", "relax": "1", "st_gumbel": "1",

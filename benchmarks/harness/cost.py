@@ -87,6 +87,29 @@ def _statistics_units(cell: CellSpec) -> float:
                  * per_sample)
 
 
+def reference_units(cell: CellSpec) -> float:
+    """Evaluations of f of the cell's reference gradient (`MetricsSpec.reference`): computed
+    once per checkpoint and shared by the cells measured there, so `Clock` charges it to the
+    first of them in run order (about one evaluation per sample for its estimator)."""
+    from estibench.benchmarks.suites.schema import ReferenceSpec
+
+    reference, m = cell.metrics.reference, cell.metrics
+    if not isinstance(reference, ReferenceSpec):
+        return 0.0
+    _, toy = _pair(cell)
+    eval_batch = 1 if toy else m.eval_batch_size
+    return float(_checkpoints(cell) * len(m.wrt) * reference.replicas * eval_batch
+                 * reference.num_samples)
+
+
+def _reference_group(cell: CellSpec) -> str:
+    """Cells that share a reference: one objective, trajectory and seed."""
+    return json.dumps([cell.objective_name, cell.objective_options, cell.trainer.name,
+                       cell.trainer.options, cell.trainer_num_samples, cell.seed,
+                       cell.training.model_dump(), cell.metrics.model_dump()],
+                      sort_keys=True, default=str)
+
+
 def fixed_seconds(cell: CellSpec) -> float:
     """Seconds the cell spends regardless of its size (timing the throughput)."""
     m = cell.metrics
@@ -113,9 +136,16 @@ class Clock:
 
     def __post_init__(self) -> None:
         self.keys = [c.key for c in self.todo]
+        shared: set[str] = set()
         for key, cell in zip(self.keys, self.todo, strict=True):
             self.units[key] = cell_units(cell)
             self.fixed[key] = fixed_seconds(cell)
+            group = _reference_group(cell)
+            if group in shared:
+                continue  # its trajectory's reference is computed by an earlier cell
+            self.units[key] += reference_units(cell)
+            if not cell.trains_with_the_measured_estimator():  # a trajectory cells share
+                shared.add(group)
 
     @property
     def total_units(self) -> float:

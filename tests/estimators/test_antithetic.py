@@ -191,9 +191,14 @@ def test_pairs_count_two_evaluations_each() -> None:
         assert out.samples.shape == (8, 5, 3)
 
 
-def test_categorical_latents_are_not_applicable() -> None:
+def test_arm_refuses_categorical_latents_and_disarm_takes_them() -> None:
+    """Categorical ARM (ARSM) is not implemented; DisARM and its alias apply by stick breaking
+    (tests/estimators/test_antithetic_categorical.py)."""
     q = Independent(OneHotCategorical(logits=torch.zeros(2, 4, 3)), 1)
-    for name in ("arm", "disarm", "u2g"):
-        with pytest.raises(estimators.UnsupportedDistributionError,
-                           match="supports Bernoulli.*categorical latents are not supported"):
-            estimators.get(name)(q, lambda z: z.sum((-2, -1)))
+    with pytest.raises(estimators.UnsupportedDistributionError,
+                       match="estimator 'arm'.*supports Bernoulli.*categorical latents are not "
+                             "supported"):
+        estimators.get("arm")(q, lambda z: z.sum((-2, -1)))
+    for name in ("disarm", "u2g"):
+        assert estimators.get(name).applies_to(q)
+        assert estimators.get(name)(q, lambda z: z.sum((-2, -1))).evaluations == 2

@@ -79,6 +79,8 @@ ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
     "exact": ("exact", {}),
     "arm": ("arm", {}),
     "disarm": ("disarm", {}),
+    "carms": ("carms", {}),
+    "carms_clipped": ("carms", {"ratio": "clipped"}),
     "vimco": ("vimco", {}),
     "indecater": ("indecater", {}),
     "unordered_set": ("unordered_set", {"k": 2}),

@@ -24,6 +24,8 @@ ESTIMATORS = {
     "gumbel_softmax": (("gumbel_softmax", {}), 1),
     "gumbel_rao": (("gumbel_rao", {"mc": 10}), 1),  # 10 noise streams, K conditional draws
     "rebar": (("rebar", {}), 1),  # two noise streams, a pathwise part inside the transform
+    "disarm": (("disarm", {}), 1),  # a pair of stick-breaking chains
+    "carms": (("carms", {}), 2),  # the coupled samples' sort and the pair pmf, per replica
 }
 
 
