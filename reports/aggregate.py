@@ -58,6 +58,9 @@ class Quantity:
     scale: float = 1.0  # display unit conversion (s -> ms, bytes -> MiB)
     spread: str = "se"  # "se": `{key}_se` over seeds; "range": `{key}_min` and `{key}_max`
     flag: str | None = None  # a 0/1 metric; `{key}_unmet` counts the cells where it is 0
+    # a column of `at_noise_floor`; `{key}_floor` counts the cells where the value is within
+    # the Monte Carlo noise of the mean (the tables mark it)
+    floor: str | None = None
 
 
 _BOUNDS_BEFORE_IWAE = (Quantity("elbo", "test/elbo", "test ELBO (nats)", "bounds"),)
@@ -77,9 +80,11 @@ _GRADIENT_AND_COST = (
              spread="range"),
     Quantity("log10_var_encoder", "grad/encoder/log10_total_variance",
              "log10 Var (encoder)", "gradients", flag="grad/encoder/precision_met"),
-    Quantity("snr_distribution", "grad/distribution/snr_norm", "SNR (distribution)", "gradients"),
+    Quantity("snr_distribution", "grad/distribution/snr_norm", "SNR (distribution)", "gradients",
+             floor="snr_at_floor"),
     Quantity("cosine_distribution", "grad/distribution/cosine",
-             "cosine of the mean of M to exact (distribution)", "gradients"),
+             "cosine of the mean of M to exact (distribution)", "gradients",
+             floor="cosine_at_floor"),
     Quantity("time_per_estimate_ms", "time/time_per_estimate", "time / estimate (ms)", "cost",
              1e3),
     Quantity("variance_x_time", "efficiency/variance_x_time", "Var x time (Var·s)", "cost"),
@@ -319,10 +324,42 @@ def summary_table(frame: pd.DataFrame, by_num_samples: bool | None = None) -> pd
             table[f"{quantity.key}_max"] = grouped.max()
         else:
             table[f"{quantity.key}_se"] = stats["se"]
+        if quantity.floor is not None:
+            floors = at_noise_floor(finals)
+            if quantity.floor in floors.columns:
+                table[f"{quantity.key}_floor"] = floors[quantity.floor].groupby(
+                    groups, sort=True, dropna=False).sum()
         if quantity.flag is not None and quantity.flag in finals.columns:
             unmet = (finals[quantity.flag] == 0).groupby(groups, sort=True, dropna=False).sum()
             table[f"{quantity.key}_unmet"] = unmet
     return table.reset_index()
+
+
+FLOOR_Z = 2.0  # a value within this many standard errors of its noise-only value
+
+
+def at_noise_floor(finals: pd.DataFrame, wrt: str = "distribution") -> pd.DataFrame:
+    """Per cell, whether SNR and cosine are within the Monte Carlo noise of the mean of M:
+
+    - snr_at_floor: ||mean||^2 <= FLOOR_Z^2 tr(Var) / M, i.e. SNR^2 <= FLOOR_Z^2 / M: the mean
+      is not told from zero (an unbiased estimator of a zero gradient has SNR about
+      1/sqrt(M), which is noise, not signal);
+    - cosine_at_floor: ||exact||^2 <= FLOOR_Z^2 tr(Var) / M: the exact gradient is smaller
+      than the mean's noise, so the cosine's sign and size are noise.
+    Columns absent where the metrics are."""
+    out = pd.DataFrame(index=finals.index)
+    replicas = finals.get(f"grad/{wrt}/replicas")
+    if replicas is None:
+        return out
+    snr = finals.get(f"grad/{wrt}/snr_norm")
+    if snr is not None:
+        out["snr_at_floor"] = (snr**2 <= FLOOR_Z**2 / replicas) & snr.notna()
+    bias, relative = finals.get(f"grad/{wrt}/bias_norm"), finals.get(f"grad/{wrt}/relative_bias")
+    variance = finals.get(f"grad/{wrt}/total_variance")
+    if bias is not None and relative is not None and variance is not None:
+        exact = (bias / relative).where(relative > 0)
+        out["cosine_at_floor"] = (exact**2 <= FLOOR_Z**2 * variance / replicas) & exact.notna()
+    return out
 
 
 def _joined(values: pd.Series) -> str:

@@ -40,6 +40,11 @@ NOTES: tuple[tuple[str, str], ...] = (
      "replicas = \"auto\" M grows in chunks until the total variance's relative standard "
      "error is at most the suite's target (default 5%), between a minimum and a cap; a range "
      "(128–4096) means M differed across seeds."),
+    ("≈",
+     "After an SNR or a cosine: within the Monte Carlo noise of the mean of M in at least one "
+     "seed, so noise rather than signal. SNR: ‖mean‖² ≤ 4 tr(Var)/M (an unbiased estimator of "
+     "a zero gradient has SNR about 1/√M). Cosine to exact: ‖exact‖² ≤ 4 tr(Var)/M (the exact "
+     "gradient is smaller than the mean's noise, so the cosine's sign and size are noise)."),
     ("†",
      "The variance's precision target was not met in some seeds: M reached the cap first "
      "(heavy tails). Such variances are uncertain beyond their ± over seeds, and for heavy "

@@ -19,6 +19,7 @@ GROUP_TITLES: dict[str, str] = {
     "cost": "Cost",
 }
 UNMET = " †"
+AT_FLOOR = " ≈"  # within the Monte Carlo noise of the mean: noise, not signal
 BIASED = " ‡"  # after an estimator label: biased by design
 BIASED_NOTE = " (‡: biased by design)"
 _KEY_LABELS = {"run": "run", "objective": "objective", "estimator": "estimator",
@@ -117,6 +118,9 @@ def _quantity_text(row: pd.Series, q: Any, fmt: Any) -> str:
     unmet = row.get(f"{q.key}_unmet")
     if text != MISSING and unmet is not None and not pd.isna(unmet) and unmet > 0:
         text += UNMET
+    floor = row.get(f"{q.key}_floor")
+    if text != MISSING and floor is not None and not pd.isna(floor) and floor > 0:
+        text += AT_FLOOR
     return text
 
 

@@ -209,6 +209,26 @@ def _lock(run_dir: Path) -> IO[str]:
     return lock
 
 
+def running_pid(run_dir: Path) -> str | None:
+    """The pid written by a run that holds `run_dir`'s lock now, else None (no run, or a
+    filesystem without locks: nothing can be told)."""
+    path = Path(run_dir) / LOCK_FILENAME
+    if not path.exists():
+        return None
+    try:
+        with open(path, encoding="utf-8") as probe:
+            try:
+                fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return probe.read().strip() or "unknown"
+            except OSError:
+                return None
+            fcntl.flock(probe, fcntl.LOCK_UN)
+    except OSError:
+        return None
+    return None
+
+
 def _check_same(run_dir: Path, suite: Suite, data_digest: str, resuming: bool) -> bool:
     """Refuse a different suite; returns whether the recorded files must be (re)written."""
     stored = stored_suite(run_dir)

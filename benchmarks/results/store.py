@@ -268,6 +268,20 @@ def _damaged_as_store_error(method: Callable[..., T]) -> Callable[..., T]:
     return read
 
 
+def _decoded(path: Path, table: str, ids: pd.Series, column: str, texts: pd.Series
+             ) -> list[Any]:
+    """The JSON objects of a column; StoreError naming the row where one is not JSON."""
+    out = []
+    for row_id, text in zip(ids, texts, strict=True):
+        try:
+            out.append(json.loads(text))
+        except (TypeError, ValueError) as exc:
+            raise StoreError(
+                f"{path}: {table} row {row_id} has a {column} that is not JSON ({exc}); fix or "
+                "delete the row, or re-run the suite into a new directory") from None
+    return out
+
+
 class Store:
     """Handle on one ``results.sqlite`` file. Use as a context manager.
 
@@ -614,8 +628,9 @@ class Store:
         df = df.astype(
             {"id": "int64", "run_id": "int64", "started": "float64", "finished": "float64"}
         )
-        df["config"] = [json.loads(text) for text in df["config"]]
-        df["environment"] = [json.loads(text) for text in df["environment"]]
+        df["config"] = _decoded(self.path, "cells", df["id"], "config", df["config"])
+        df["environment"] = _decoded(self.path, "cells", df["id"], "environment",
+                                     df["environment"])
         return df
 
     @_damaged_as_store_error
@@ -627,7 +642,16 @@ class Store:
             "ORDER BY m.cell_id, m.step, m.metric"
         ).fetchall()
         df = pd.DataFrame.from_records(rows, columns=_METRIC_COLUMNS)
-        return df.astype({"cell_id": "int64", "step": "int64", "value": "float64"})
+        values = pd.to_numeric(df["value"], errors="coerce")
+        bad = values.isna() & df["value"].notna()
+        if bad.any():  # a value stored as text (a hand-edited file)
+            row = df[bad].iloc[0]
+            raise StoreError(
+                f"{self.path}: metric {row['metric']!r} of cell {row['cell_id']} at step "
+                f"{row['step']} is {row['value']!r}, not a number ({int(bad.sum())} such "
+                "value(s)); fix or delete the row(s), or re-run the suite into a new directory")
+        return df.assign(value=values).astype({"cell_id": "int64", "step": "int64",
+                                               "value": "float64"})
 
     @_damaged_as_store_error
     def runs(self) -> pd.DataFrame:
@@ -637,8 +661,9 @@ class Store:
         ).fetchall()
         df = pd.DataFrame.from_records(rows, columns=_RUN_COLUMNS)
         df = df.astype({"id": "int64", "started": "float64", "finished": "float64"})
-        df["config"] = [json.loads(text) for text in df["config"]]
-        df["environment"] = [json.loads(text) for text in df["environment"]]
+        df["config"] = _decoded(self.path, "runs", df["id"], "config", df["config"])
+        df["environment"] = _decoded(self.path, "runs", df["id"], "environment",
+                                     df["environment"])
         return df
 
     def tidy(self) -> pd.DataFrame:

@@ -121,9 +121,11 @@ def run(
     from estibench.progress import RunProgress
 
     try:
-        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+        seed_list = None if seeds is None else [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise fail(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    if seed_list == []:
+        raise fail(f"--seeds must name at least one integer, got {seeds!r}")
     try:
         if suite is None and resume is None:
             suite = "standard"
@@ -226,6 +228,14 @@ def _print_counts(run_dir: Path) -> None:
     stored = done.ok + done.failed + done.not_applicable
     planned = planned_cells(load_suite_config(run_dir))
     missing = 0 if planned is None else max(planned - stored, 0)
+    from estibench.benchmarks.results.rundir import running_pid
+
+    pid = running_pid(run_dir)
+    if pid is not None:  # a run is working in it now: the missing cells are pending
+        console.print(f"cells: {done.ok} ok, {done.failed} failed, {done.not_applicable} not "
+                      f"applicable, {missing} pending (a run is in progress, pid {safe(pid)})",
+                      highlight=False)
+        return
     line = (f"cells: {done.ok} ok, {done.failed} failed, {done.not_applicable} not applicable, "
             f"{missing} never run")
     console.print(line + (" (the run is incomplete: estibench run --resume "
@@ -248,11 +258,12 @@ def _write_report(run_dir: Path, image_format: str = "png", dpi: int | None = No
 @app.command()
 def show(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> None:
     """Show a run: cells by status, failures and inapplicable pairs with reasons, summary."""
-    from estibench.benchmarks.results.summary import cell_table
+    from estibench.benchmarks.results.summary import cell_table, summary
     from estibench.reports.aggregate import problems_of
 
     try:
         cells = cell_table(run_dir)
+        table = summary(run_dir)  # read before printing: a damaged store prints nothing
     except bad_input() as err:
         raise fail(str(err)) from None
     console.print(f"[bold]{safe(str(run_dir))}[/]", highlight=False)
@@ -264,7 +275,8 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> No
         if len(rows):
             console.print(_table(rows.rename(columns={"num_samples": "S"}),
                                  status.replace("_", " ")))
-    _print_summary(run_dir)
+    if not table.empty:
+        console.print(_table(table, "summary (means over seeds)"))
 
 
 @app.command()

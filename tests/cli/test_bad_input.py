@@ -113,6 +113,9 @@ def test_command_line_values_are_validated_like_the_suite(tmp_path):
     suite.write_text(TOY)
     out = str(tmp_path / "r")
     _assert_bad_input(_invoke("run", str(suite), "--out", out, "--seeds", "0,0"), "seeds")
+    for empty in ("", " , "):  # as --estimator "" is: nothing named is not "the suite's"
+        _assert_bad_input(_invoke("run", str(suite), "--out", out, "--seeds", empty),
+                          "--seeds must name at least one integer")
     for workers in ("0", "-3"):
         _assert_bad_input(_invoke("run", str(suite), "--out", out, "--workers", workers),
                           "--workers", workers)
@@ -381,3 +384,68 @@ def test_terminal_escape_sequences_in_user_text_never_reach_the_terminal(tmp_pat
     assert "\x1b" not in result.output and "path[2J[31mwise" in result.output
     bad = _invoke("run", "smoke", "--estimator", "no\x1b[31mpe", "--dry-run")
     assert bad.exit_code == 2 and "\x1b" not in bad.output and "unknown estimator" in bad.output
+
+
+def test_html_in_labels_is_text_in_the_markdown_and_html_reports(tmp_path):
+    """Markdown renders inline HTML: a label with a tag is escaped in every part of report.md
+    (tables, titles, the ranking's sentence), as it is in report.html."""
+    suite = tmp_path / "html.toml"
+    tag = "<img src=x onerror=alert(1)>"
+    suite.write_text(_toy().replace('name = "bernoulli_toy"',
+                                    f'name = "bernoulli_toy"\nlabel = "toy{tag}"'))
+    out = tmp_path / "run"
+    result = _invoke("run", str(suite), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    for name in ("report.md", "report.html"):
+        text = (out / "report" / name).read_text(encoding="utf-8")
+        assert "toy&lt;img" in text, name
+        assert tag not in text, name
+
+
+@pytest.mark.parametrize("damage", ["metric as text", "config not JSON"])
+def test_a_hand_edited_store_is_exit_2_naming_the_row(tmp_path, damage):
+    import sqlite3
+
+    suite = tmp_path / "toy.toml"
+    suite.write_text(TOY)
+    out = tmp_path / "run"
+    assert _invoke("run", str(suite), "--out", str(out), "--no-report").exit_code == 0
+    with sqlite3.connect(out / "results.sqlite") as db:
+        if damage == "metric as text":
+            row = db.execute("SELECT cell_id, step, metric FROM metrics LIMIT 1").fetchone()
+            db.execute("UPDATE metrics SET value = 'abc' WHERE cell_id = ? AND step = ? "
+                       "AND metric = ?", row)
+            named = [f"metric {row[2]!r} of cell {row[0]}", "'abc', not a number"]
+        else:
+            db.execute("UPDATE cells SET config = '{not json' WHERE id = 1")
+            named = ["cells row 1 has a config that is not JSON"]
+    for command in (["report", str(out)], ["show", str(out)], ["compare", str(out), str(out)]):
+        _assert_bad_input(_invoke(*command), *named)
+
+
+def _forget_last_cell(run_dir: Path) -> None:
+    """The run's last cell removed from the store, as if it had not finished yet."""
+    import sqlite3
+
+    with sqlite3.connect(run_dir / "results.sqlite") as db:
+        last = db.execute("SELECT max(id) FROM cells").fetchone()[0]
+        db.execute("DELETE FROM metrics WHERE cell_id = ?", (last,))
+        db.execute("DELETE FROM cells WHERE id = ?", (last,))
+
+
+def test_show_says_pending_while_a_run_holds_the_directory(tmp_path):
+    from estibench.benchmarks.results import rundir
+
+    suite = tmp_path / "toy.toml"
+    suite.write_text(_toy(**{"seeds = [0]": "seeds = [0, 1]"}))
+    out = tmp_path / "run"
+    assert _invoke("run", str(suite), "--out", str(out), "--no-report").exit_code == 0
+    _forget_last_cell(out)
+    lock = rundir._lock(out)  # as a run in progress holds it
+    try:
+        shown = _invoke("show", str(out))
+    finally:
+        lock.close()
+    assert "1 pending (a run is in progress, pid" in shown.output, shown.output
+    after = _invoke("show", str(out))
+    assert "1 never run (the run is incomplete" in after.output, after.output
