@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import time
 import traceback
 from typing import Any
@@ -23,6 +22,7 @@ from estibench.benchmarks import metrics
 from estibench.benchmarks.data.cache import open_data
 from estibench.benchmarks.harness.spec import CellSpec
 from estibench.benchmarks.harness.temperature import follow_schedule
+from estibench.benchmarks.harness.time_limit import TimeLimitExceeded, time_limit
 from estibench.benchmarks.objectives import LatentVariableModel
 from estibench.benchmarks.results.store import CellResult, cell_key
 from estibench.benchmarks.suites.schema import ReferenceSpec
@@ -46,11 +46,63 @@ def resolve_device(device: str, check_available: bool = True) -> torch.device:
     return torch.device(device)
 
 
-def _finite_grad_norm(parameters: list[torch.nn.Parameter]) -> float:
+def _grad_norm(parameters: list[torch.nn.Parameter]) -> torch.Tensor | None:
+    """The gradients' total norm as a tensor on their device (no host synchronisation), or
+    None without gradients."""
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
-        return 0.0
-    return float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+        return None
+    return torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+
+
+class _FiniteCheck:
+    """The training loss and aux_loss of each step, and its gradient norm, kept on their
+    device and checked for a non-finite value only where the loop reads the device anyway (a
+    log step, a checkpoint, the end, a failed backward pass): one host synchronisation there
+    instead of three per step. The error names the first step with a non-finite value, the
+    loss before the gradient, as a check after every step would (the steps after it ran on,
+    on the way to the check, and the cell fails all the same)."""
+
+    def __init__(self) -> None:
+        self.losses: list[tuple[int, torch.Tensor]] = []
+        self.norms: list[tuple[int, torch.Tensor]] = []
+
+    def note_loss(self, step: int, loss: torch.Tensor, aux: torch.Tensor | None) -> None:
+        held = loss.detach()
+        self.losses.append((step, held.expand(2) if aux is None
+                            else torch.stack([held, aux.detach()])))
+
+    def note_gradient(self, step: int, norm: torch.Tensor | None) -> None:
+        if norm is not None:
+            self.norms.append((step, norm))
+
+    def check(self) -> None:
+        """Raise `CellFailure` for the first non-finite value noted since the last check."""
+        losses, norms, self.losses, self.norms = self.losses, self.norms, [], []
+        if not losses and not norms:
+            return
+        loss_values = torch.stack([v for _, v in losses]) if losses else None
+        norm_values = torch.stack([v for _, v in norms]) if norms else None
+        finite = [torch.isfinite(loss_values).all(1)] if loss_values is not None else []
+        if norm_values is not None:
+            finite.append(torch.isfinite(norm_values).to(finite[0].device if finite else
+                                                          norm_values.device))
+        flags = torch.cat(finite).tolist()  # the one synchronisation
+        if all(flags):
+            return
+        loss_flags, norm_flags = flags[:len(losses)], flags[len(losses):]
+        bad_loss = next((i for i, ok in enumerate(loss_flags) if not ok), None)
+        bad_norm = next((i for i, ok in enumerate(norm_flags) if not ok), None)
+        if bad_loss is not None and (bad_norm is None
+                                     or losses[bad_loss][0] <= norms[bad_norm][0]):
+            assert loss_values is not None
+            row = loss_values[bad_loss]
+            value = float(row[~torch.isfinite(row)][0])
+            raise CellFailure(f"non-finite loss ({value}) at training step "
+                              f"{losses[bad_loss][0]}")
+        assert bad_norm is not None and norm_values is not None
+        raise CellFailure(f"non-finite gradient (norm {float(norm_values[bad_norm])}) at "
+                          f"training step {norms[bad_norm][0]}")
 
 
 def _optimizer(name: str, parameters: list[torch.nn.Parameter], lr: float
@@ -174,34 +226,38 @@ class _Cell:
                     else self.objective.estimate)
         self.trainer.train()
         started = time.perf_counter()
+        finite = _FiniteCheck()
         for step in range(steps + 1):
             if step in checkpoints:
+                finite.check()
                 self.measure(step)
             if step == steps:
+                finite.check()
                 break
             follow_schedule(self.trainer, self.spec.trainer.temperature, step)
             x = None if batches is None else next(batches)
             out = estimate(x, self.trainer, S)
             loss = -out.loss.mean()
             aux = out.aux_loss.mean() if out.aux_loss is not None and own else None
-            for value in (loss, aux):
-                if value is not None and not torch.isfinite(value):
-                    raise CellFailure(f"non-finite loss ({float(value)}) at training step {step}")
             assert optimizer is not None
             for opt in (optimizer, own_optimizer):
                 if opt is not None:
                     opt.zero_grad(set_to_none=True)
+            finite.note_loss(step, loss, aux)
             # Separate passes: the model loss trains only the model, aux_loss only the estimator.
-            loss.backward(inputs=parameters, retain_graph=aux is not None)
-            if aux is not None:
-                aux.backward(inputs=own)
-            norm = _finite_grad_norm(parameters + own)
-            if not math.isfinite(norm):
-                raise CellFailure(f"non-finite gradient (norm {norm}) at training step {step}")
+            try:
+                loss.backward(inputs=parameters, retain_graph=aux is not None)
+                if aux is not None:
+                    aux.backward(inputs=own)
+            except RuntimeError:
+                finite.check()  # a non-finite loss is the reason to report first
+                raise
+            finite.note_gradient(step, _grad_norm(parameters + own))
             for opt in (optimizer, own_optimizer):
                 if opt is not None:
                     opt.step()
             if step % cfg.log_every == 0 or step == steps - 1:
+                finite.check()
                 self.record(step, "train/objective", out.value.mean())
                 self.record(step, "train/seconds", time.perf_counter() - started)
                 self.record(step, "train/load_1min", metrics.machine_load()["load_1min"])
@@ -267,13 +323,17 @@ def run_cell(spec: CellSpec, device: str = "cpu", threads: int = 1) -> CellResul
     env = dict(_environment(), threads=threads)
     rows: list[Row] = []
     try:
-        dev = resolve_device(device)
-        env["device"] = str(dev)
-        cell = _Cell(spec, dev)
-        rows = cell.rows
-        cell.train()
-        cell.measure_throughput()
+        with time_limit(spec.time_limit, "the cell"):
+            dev = resolve_device(device)
+            env["device"] = str(dev)
+            cell = _Cell(spec, dev)
+            rows = cell.rows
+            cell.train()
+            cell.measure_throughput()
         status, reason = "ok", None
+    except TimeLimitExceeded as err:
+        status, reason = "failed", (f"{err} (the suite's cell_timeout, or --cell-timeout); "
+                                    "resume runs it again")
     except CellFailure as err:
         status, reason = "failed", str(err)
     except Exception as err:  # a crashing cell must not take the run down

@@ -9,6 +9,7 @@ sample, whether the objective reads data) goes into each `CellSpec`.
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from estibench import estimators
 from estibench.benchmarks.harness.catalogue import evaluations_per_sample
 from estibench.benchmarks.harness.spec import CellSpec, EstimatorChoice, Temperature
 from estibench.benchmarks.harness.temperature import temperature_of
+from estibench.benchmarks.harness.time_limit import TimeLimitExceeded, time_limit
 from estibench.benchmarks.results import rundir
 from estibench.benchmarks.suites.schema import (
     EstimatorSpec,
@@ -51,6 +53,9 @@ class _Broken(Exception):
     def __init__(self, reason: str, temperature: Temperature) -> None:
         super().__init__(reason)
         self.temperature = temperature
+
+
+PLAN_TIME_LIMIT = 120.0  # seconds for one pair's dry run (one estimate on one example)
 
 
 @dataclass(frozen=True)
@@ -91,12 +96,15 @@ def _check(objective_spec: ObjectiveSpec, estimator_spec: EstimatorSpec, num_sam
     objective = objective_spec.build()
     temperature = None
     try:
-        estimator = estimators.get(estimator_spec.name, **estimator_spec.options)
-        temperature = _temperature(estimator, estimator_spec.options, schedule)
-        objective.check(estimator)
-        with torch.no_grad():  # a dry run catches option-dependent refusals (loo with S=1)
-            out = objective.estimate(objective.example_input(), estimator, num_samples)
-        per_sample = evaluations_per_sample(objective, estimator, num_samples, out)
+        with time_limit(PLAN_TIME_LIMIT, f"planning {estimator_spec.id} on {objective_spec.id}"):
+            estimator = estimators.get(estimator_spec.name, **estimator_spec.options)
+            temperature = _temperature(estimator, estimator_spec.options, schedule)
+            objective.check(estimator)
+            with torch.no_grad():  # a dry run catches option-dependent refusals (loo with S=1)
+                out = objective.estimate(objective.example_input(), estimator, num_samples)
+            per_sample = evaluations_per_sample(objective, estimator, num_samples, out)
+    except TimeLimitExceeded as err:
+        raise _Broken(str(err), temperature) from None
     except ContractError as err:
         raise _Broken(str(err), temperature) from None
     except estimators.EstimatorError as err:
@@ -190,6 +198,7 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
                         evaluations_per_sample=measured.evaluations_per_sample,
                         toy=measured.toy,
                     )
+                    cell = dataclasses.replace(cell, time_limit=cell_time_limit(suite, cell))
                     if failure is not None:
                         broken.append((cell, failure))
                     elif reason is None:
@@ -197,6 +206,21 @@ def expand(suite: Suite, seeds: list[int] | None = None) -> Plan:
                     else:
                         inapplicable.append((cell, reason))
     return Plan(runnable, inapplicable, broken)
+
+
+MIN_CELL_TIME_LIMIT = 900.0  # seconds: the default limit is never shorter
+CELL_TIME_FACTOR = 30  # the default limit: this many times the cell's rough estimate
+
+
+def cell_time_limit(suite: Suite, cell: CellSpec) -> float:
+    """The suite's `cell_timeout`, else CELL_TIME_FACTOR x the cell's rough estimate on one
+    core, at least MIN_CELL_TIME_LIMIT: generous, since the estimate ignores the pair's own
+    speed and the machine's load."""
+    if suite.cell_timeout is not None:
+        return suite.cell_timeout
+    from estibench.benchmarks.harness.cost import rough_seconds
+
+    return max(MIN_CELL_TIME_LIMIT, CELL_TIME_FACTOR * rough_seconds(cell))
 
 
 def with_overrides(suite: Suite, seeds: list[int] | None = None,

@@ -63,6 +63,8 @@ class CellSpec:
     # Read off the pair the planner built (not part of the identity): for the cost model.
     evaluations_per_sample: float | None = field(default=None, compare=False)
     toy: bool | None = field(default=None, compare=False)  # the objective reads no data
+    # seconds before the cell is stopped (None: no limit); not part of what the cell measures
+    time_limit: float | None = field(default=None, compare=False)
 
     @property
     def kl(self) -> str:

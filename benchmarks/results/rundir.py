@@ -47,7 +47,7 @@ RUNS_ROOT = Path("runs")
 MAX_NAME_CHARS = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # Fields that do not change what a suite measures: its prose, and what its tasks ask of a cluster.
-_NOT_IDENTITY = ("description", "cluster")
+_NOT_IDENTITY = ("description", "cluster", "cell_timeout")
 
 
 class RunDirError(SuiteError):

@@ -54,6 +54,7 @@ MAX_STEPS = 10_000_000
 MAX_REPLICAS = 1_000_000
 MAX_LEARNING_RATE = 1e3
 MAX_RUN_TIME = 3600.0  # seconds of timing per measured function
+MAX_CELL_TIMEOUT = 30 * 86400.0  # a month
 MIN_TEMPERATURE = 1e-6  # below it logits / tau overflow in float32
 # SLURM names (partition, account): letters, digits, '_', '.', '-'; comma-separated for several
 SLURM_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(,[A-Za-z0-9_.\-]+)*$")
@@ -522,6 +523,11 @@ class Suite(_Strict):
     cluster: ClusterSpec = Field(
         ClusterSpec(), description="the [cluster] table: what each array task asks for with "
                                    "--executor submitit (not part of what a run measures)")
+    cell_timeout: float | None = Field(
+        None, gt=0, le=MAX_CELL_TIMEOUT,
+        description="seconds a cell may run before it is stopped and recorded as failed "
+                    "(resume reruns it); default: 30 x its estimated time, at least 15 "
+                    "minutes (not part of what a run measures)")
     # set by command-line overrides, never by a suite file
     left_out: LeftOut = Field(
         LeftOut(), description="the estimator and objective labels (and the suite's own steps) "

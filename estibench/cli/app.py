@@ -111,6 +111,9 @@ def run(
     dpi: Annotated[int | None, typer.Option(help="Report figure resolution (png)")] = None,
     quick: Annotated[bool, typer.Option(help="Apply the suite's \\[quick] table (fewer steps, "
                                         "replicas, seeds)")] = False,
+    cell_timeout: Annotated[float | None, typer.Option(
+        help="Seconds a cell may run before it is stopped and recorded as failed \\[default: "
+             "the suite's cell_timeout, else 30 x the cell's estimate, at least 900]")] = None,
 ) -> None:
     """Run a suite: every cell trained and measured, results in RUN_DIR/results.sqlite."""
     from estibench.benchmarks.harness.executors import make_executor
@@ -136,6 +139,15 @@ def run(
         if spec is not None and resume is None:  # overrides go into the stored suite
             spec = apply_overrides(spec, estimator, objective, seed_list, steps)
             seed_list = None
+        if cell_timeout is not None:  # not part of what the run measures: resume may set it
+            if not cell_timeout > 0:
+                raise ValueError(f"--cell-timeout must be a positive number of seconds, got "
+                                 f"{cell_timeout:g}")
+            if spec is None:
+                from estibench.benchmarks.results.rundir import stored_suite
+
+                spec = stored_suite(Path(resume))  # type: ignore[arg-type]
+            spec = spec.model_copy(update={"cell_timeout": cell_timeout})
         if dry_run:
             if spec is None:
                 raise ValueError("--dry-run needs a suite")
