@@ -30,8 +30,7 @@ class Installed(Estimator):
 REGISTRY_TESTS = [
     "tests/benchmarks/harness/test_runner.py::"
     "test_standard_suite_covers_every_objective_and_applicable_estimator",
-    "tests/benchmarks/harness/test_plugins_vectorized.py::"
-    "test_the_readme_plugin_runs_vectorized_and_unbiased",
+    "tests/docs/test_examples.py::test_the_plugin_runs_vectorized_and_unbiased",
 ]
 
 
