@@ -20,10 +20,11 @@ class ClaimTables:
     claims: Table = field(default_factory=lambda: Table(CLAIM_COLUMNS, []))
     parts: Table = field(default_factory=lambda: Table(PART_COLUMNS, []))
     error: str = ""
+    note: str = ""  # why claims are inconclusive (quick mode)
 
 
 def claim_tables(run_dir: str | Path) -> ClaimTables:
-    from estibench.benchmarks.claims.check import check_run
+    from estibench.benchmarks.claims.check import check_run, quick_note
     from estibench.benchmarks.results.store import StoreError
     from estibench.benchmarks.suites.schema import SuiteError
 
@@ -41,4 +42,5 @@ def claim_tables(run_dir: str | Path) -> ClaimTables:
             how = "; ".join(x for x in (p.method, p.reason) if x)
             parts.append([str(r.index), p.label, p.verdict, number(p.left), number(p.right),
                           what + number(p.difference), interval, number(p.p), how])
-    return ClaimTables(Table(CLAIM_COLUMNS, claims), Table(PART_COLUMNS, parts))
+    return ClaimTables(Table(CLAIM_COLUMNS, claims), Table(PART_COLUMNS, parts),
+                       note=quick_note(run_dir, results))

@@ -465,6 +465,19 @@ def check_claims(suite: Any, data: RunData) -> list[ClaimResult]:
     return [check_claim(i, c, data) for i, c in enumerate(suite.claims)]
 
 
+def quick_note(run_dir: str | Path, results: list[ClaimResult]) -> str:
+    """Why claims are inconclusive in a quick run (empty when the run is not quick or none is):
+    quick mode trains and measures less, so claims that need precision stay undecided."""
+    from estibench.benchmarks.results.rundir import stored_suite
+
+    undecided = [f"#{r.index}" for r in results if r.verdict == INCONCLUSIVE]
+    if not undecided or stored_suite(Path(run_dir)).mode != "quick":
+        return ""
+    return (f"This run used the suite's quick mode (--quick: fewer steps, replicas and seeds), "
+            f"which is expected to leave claims that need precision inconclusive: "
+            f"{', '.join(undecided)}. Run without --quick to decide them.")
+
+
 def check_run(run_dir: str | Path) -> list[ClaimResult]:
     """Check the claims of the suite stored with the run (RUN_DIR/suite.json)."""
     from estibench.benchmarks.results.rundir import stored_suite
@@ -476,4 +489,4 @@ def check_run(run_dir: str | Path) -> list[ClaimResult]:
 
 
 __all__ = ["INCOMPLETE", "VERDICTS", "ClaimResult", "Part", "RunData", "check_claims",
-           "check_run", "describe"]
+           "check_run", "describe", "quick_note"]

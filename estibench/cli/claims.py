@@ -33,11 +33,13 @@ def claims_table(results: list) -> Table:
 
 def print_claims(run_dir: Path) -> list:
     """Print the run's claims table (nothing when its suite states no claims)."""
-    from estibench.benchmarks.claims.check import check_run
+    from estibench.benchmarks.claims.check import check_run, quick_note
 
     results = check_run(run_dir)
     if results:
         console.print(claims_table(results))
+        if note := quick_note(run_dir, results):
+            console.print(safe(note), style="yellow", highlight=False)
     return results
 
 

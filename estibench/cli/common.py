@@ -12,6 +12,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -30,6 +31,23 @@ def _console() -> Console:
     return Console(width=PIPE_WIDTH)
 
 
+def _flags_without_a_type() -> None:
+    """A flag (--report/--no-report, --help) takes no value: its help row shows no type.
+    typer's help would print `<bool>` beside each, read as a value to pass."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_estibench", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._estibench = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_a_type()
 console = _console()
 errors = Console(stderr=True, soft_wrap=True)  # a reason stays on one line, for grep
 

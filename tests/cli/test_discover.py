@@ -248,3 +248,17 @@ def test_help_texts_survive_rich_markup():
     assert len(texts) > 20
     eaten = [(where, text) for where, text in texts if re.search(r"(?<!\\)\[[a-zA-Z]", text)]
     assert not eaten, eaten
+
+
+def test_flags_show_no_type_in_help():
+    """A flag takes no value: `--report/--no-report` shows no `<bool>` (an option with a value
+    keeps its type)."""
+    from typer.testing import CliRunner
+
+    from estibench.cli.app import app
+
+    for command in (["run", "--help"], ["recommend", "--help"], ["report", "--help"]):
+        shown = CliRunner().invoke(app, command, env={"COLUMNS": "160"}).output
+        assert "--no-report" in shown or "--help" in shown
+        assert "<bool>" not in shown, command
+    assert "<int>" in CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "160"}).output

@@ -78,6 +78,11 @@ def test_quick_run_checks_the_claims(tmp_path: Path, name: str) -> None:
 
     report = (run_dir / "report" / "report.md").read_text()
     assert report.index("## Claims") < report.index("## Summary")
+    undecided = [f"#{r.index}" for r in results if r.verdict == "inconclusive"]
+    if undecided:  # quick mode says why, on the terminal and in the report
+        for text in (" ".join(ran.stdout.split()), " ".join(report.split())):
+            assert "expected to leave claims that need precision inconclusive: " + ", ".join(
+                undecided) in text
     for spec in PAPER_FIGURES.get(name, ()):  # rl-baselines draws the standard figures only
         assert (run_dir / "report" / "figures" / f"{spec.name}.png").is_file()
         assert spec.title in report
