@@ -204,7 +204,7 @@ def run(
                             if executor == "submitit" and cluster == "slurm" else "")
                 errors.print(f"interrupted: completed cells are kept in {safe(str(run_dir))}"
                              f"{going_on}; finish the run with: estibench run --resume "
-                             f"{safe(str(run_dir))}", highlight=False)
+                             f"{safe(shlex.quote(str(run_dir)))}", highlight=False)
             raise typer.Exit(INTERRUPTED) from None
         finally:
             runner.close()

@@ -4,6 +4,7 @@ kills one."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 import traceback
@@ -42,13 +43,14 @@ class ProcessPool:
 
     def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"),
-                                   initializer=die_with_parent, initargs=(os.getpid(),))
+                                   initializer=worker_setup, initargs=(os.getpid(),))
 
     def run(self, cells: Iterable[CellSpec], device: str) -> Iterator[CellResult]:
         queue = deque(cells)
         suspects: deque[CellSpec] = deque()  # lost with a worker: rerun one at a time
         deaths: dict[int, int] = {}  # id(cell) -> worker deaths while it ran alone
         in_flight: dict[Future[CellResult], CellSpec] = {}
+        self.interrupted = False
         try:
             while queue or suspects or in_flight:
                 if suspects and not in_flight:  # alone, so a death is this cell's own
@@ -79,12 +81,29 @@ class ProcessPool:
                                              f"{n} time(s) ({_last_line(error)})")
                     else:
                         suspects.append(cell)
+        except KeyboardInterrupt:
+            self.interrupted = True  # close() stops the workers instead of waiting for them
+            raise
         finally:
             for future in in_flight:
                 future.cancel()
 
     def close(self) -> None:
+        if getattr(self, "interrupted", False):
+            # Ctrl-C: the cells in flight are abandoned (resume reruns them), not waited for
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                process.terminate()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            return
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def worker_setup(parent: int) -> None:
+    """Pool initializer: the client alone answers Ctrl-C (the terminal sends SIGINT to every
+    process of the group; a worker would print its own KeyboardInterrupt traceback), and the
+    worker exits when the client is gone (`die_with_parent`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
 
 
 def die_with_parent(parent: int, interval: float = 0.5) -> None:

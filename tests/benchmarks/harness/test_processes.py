@@ -202,6 +202,34 @@ def test_sigkill_leaves_no_process_behind_and_the_lock_goes_with_the_run(tmp_pat
     assert (cells["status"] == "ok").all()
 
 
+def test_ctrl_c_on_the_pool_stops_at_once_with_one_message_and_no_traceback(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group: the client says where the run's
+    cells are and how to resume; the workers neither print a traceback nor hold it up."""
+    suite = tmp_path / "killable.toml"
+    suite.write_text(KILLABLE.replace("steps = 200", "steps = 5000"))
+    out = tmp_path / "run"
+    proc = subprocess.Popen([*CLI, "run", str(suite), "--out", str(out), "--device", "cpu",
+                             "--workers", "2", "--no-report"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 180
+    while (_holder(out) != str(proc.pid) or len(_children(proc.pid)) < 2) and (
+            time.time() < deadline and proc.poll() is None):
+        time.sleep(0.1)
+    time.sleep(2)  # the workers are inside their cells
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    workers = _children(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert "interrupted: completed cells are kept in" in stderr
+    assert "estibench run --resume" in stderr
+    deadline = time.time() + 30
+    while any(map(_alive, workers)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)], "workers outlived the interrupt"
+
+
 TWO_CELLS = {
     "name": "two", "seeds": [0, 1], "num_samples": [2],
     "training": {"steps": 2}, "metrics": {"checkpoints": [-1], "replicas": 4,
