@@ -36,6 +36,11 @@ class EstimatorOutput:
         (REINFORCE with S samples: S; an antithetic pair: 2; IndeCateR: S x D x K). Counted by
         the contract (`Estimator.evaluate`, `evaluate_many`, `evaluate_sets`), so estimators
         are compared per evaluation as well as per sample and per second.
+    gradient_scale: a positive, detached factor the estimator applied to its learning signal
+        (NVIL's variance normalisation: 1 / sqrt(v)), or None. `plus` and `minus` apply it to
+        the gradient of the exact term they add, so that the whole objective's gradient is
+        normalised and its direction is the unnormalised one (scaling one part alone would
+        bend it); the term's value is added unscaled.
     """
 
     loss: Tensor
@@ -43,16 +48,27 @@ class EstimatorOutput:
     samples: Tensor
     aux_loss: Tensor | None = None
     evaluations: int | None = None
+    gradient_scale: Tensor | float | None = None
 
     def plus(self, term: Tensor) -> EstimatorOutput:
-        """Add an exactly computed term (an analytic KL, say) to the loss and the value."""
-        return EstimatorOutput(self.loss + term, self.value + term.detach(), self.samples,
-                               self.aux_loss, self.evaluations)
+        """Add an exactly computed term (an analytic KL, say) to the loss and the value (its
+        gradient scaled by `gradient_scale` when the estimator set one)."""
+        return EstimatorOutput(self.loss + self._scaled(term), self.value + term.detach(),
+                               self.samples, self.aux_loss, self.evaluations,
+                               self.gradient_scale)
 
     def minus(self, term: Tensor) -> EstimatorOutput:
         """Subtract an exactly computed term (a KL): `plus(-term)` without the negation."""
-        return EstimatorOutput(self.loss - term, self.value - term.detach(), self.samples,
-                               self.aux_loss, self.evaluations)
+        return EstimatorOutput(self.loss - self._scaled(term), self.value - term.detach(),
+                               self.samples, self.aux_loss, self.evaluations,
+                               self.gradient_scale)
+
+    def _scaled(self, term: Tensor) -> Tensor:
+        """`term` in value, `gradient_scale` x its gradient."""
+        if self.gradient_scale is None:
+            return term
+        scale = self.gradient_scale
+        return term * scale + term.detach() * (1 - scale)
 
 
 class Estimator(nn.Module):

@@ -106,14 +106,14 @@ class NVIL(Estimator):
 
     variance_normalization defaults to True, as in the paper. ZhuSuan's `reinforce` and the
     REBAR code's NVIL drop it (centring only); `variance_normalization=False` is that variant.
-    The paper's signal is the whole log p(x, h) - log q(h|x); an objective that adds an exact
-    term outside f (a VAE's analytic KL, `kl="analytic"`) has its gradient left unscaled while
-    the score term is divided by sqrt(v), so the encoder gradient's direction is biased too, and
-    training can collapse to the prior: on the jang2017 categorical VAE (784-200-20x10, mnist5k,
-    1500 steps, one seed; a one-off probe, not a shipped suite) the test ELBO was -203.6 nats
-    with the normalization, -135.4 without it and -147.7 for plain REINFORCE (-156.9 and
-    -135.2 with the KL sampled inside f). Use kl="sampled" or variance_normalization=False with
-    such objectives.
+    The paper's signal is the whole log p(x, h) - log q(h|x), so the normalization divides the
+    whole encoder gradient. An objective that adds an exact term outside f (a VAE's analytic
+    KL, `kl="analytic"`) does so through `EstimatorOutput.plus` / `minus`, which scale that
+    term's gradient by the same 1 / sqrt(v) (`gradient_scale`): the whole objective's
+    gradient is normalized, and its direction is the unnormalized estimator's (scaling the
+    score term alone bends the direction, and training then collapses to the prior). A learned
+    prior's gradient through such a term is scaled too, unlike the paper's, where the
+    generative parameters' gradient is never normalized.
     The baseline learns at 10x the model's learning rate by default, as in the REBAR code.
     Discrete latents only (the paper's belief networks; Gaussian latents have the pathwise
     gradient).
@@ -179,7 +179,9 @@ class NVIL(Estimator):
             with torch.no_grad():
                 self.centre.mul_(self.decay).add_((1 - self.decay) * (signal - learned).mean())
                 self.variance.mul_(self.decay).add_((1 - self.decay) * centred.pow(2).mean())
-        return EstimatorOutput(loss, signal.mean(0), z, aux)
+        return EstimatorOutput(loss, signal.mean(0), z, aux,
+                               gradient_scale=1.0 / scale if self.variance_normalization
+                               else None)
 
     def extra_repr(self) -> str:
         return (f"hidden={self.hidden}, decay={self.decay}, variance_normalization="

@@ -73,6 +73,11 @@ NOTES: tuple[tuple[str, str], ...] = (
      "95% interval is below the runner-up's; otherwise the estimators whose intervals reach "
      "the best's tie. MSE at equal time is the same with seconds per estimate (machine-"
      "dependent)."),
+    ("NVIL's variance normalisation",
+     "nvil (variance_normalization = true, the paper's) divides the whole objective's gradient "
+     "by a running estimate of the learning signal's deviation, an analytic KL's gradient "
+     "included: its direction is unbiased, its magnitude is not, so it is marked ‡ and its "
+     "bias is measured; nvil-False (variance_normalization = false) is unbiased."),
     ("unbiasedness test",
      "The error of each replica projected on the exact gradient's direction and on a fixed "
      "random direction; Hall's skewness-corrected t-test per direction, Bonferroni over the "

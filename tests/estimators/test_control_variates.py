@@ -407,6 +407,47 @@ def test_nvil_normalization_scales_the_estimate_by_the_frozen_deviation() -> Non
     summary.assert_rejects(torch.tensor([exact]), "nvil normalized: not the unscaled gradient")
 
 
+@pytest.mark.parametrize("kl", ["analytic", "sampled"])
+def test_nvil_normalization_scales_the_whole_objective_gradient(kl) -> None:
+    """On a VAE whose KL is added outside f (kl="analytic"), the normalization divides the KL's
+    encoder gradient too: from the same noise, the normalized encoder gradient is the
+    unnormalized one / sqrt(v) exactly (same direction), as it is with the KL inside f."""
+    torch.manual_seed(0)
+    objective = objectives.load_objective("categorical_vae", input_dim=6, variables=2,
+                                          categories=3, hidden=5, kl=kl).double()
+    x = torch.bernoulli(torch.full((4, 6), 0.5, dtype=F64))
+    q = objective.posterior(x)
+    normalized = _prepared("nvil", q)
+    plain = _prepared("nvil", q, variance_normalization=False)
+    plain.load_state_dict(normalized.state_dict())
+    normalized.variance.fill_(9.0)  # sqrt(v) = 3
+    encoder = objective.parameter_groups()["encoder"]
+    params = [p for n, p in objective.named_parameters() if n in encoder]
+
+    def gradient(estimator) -> torch.Tensor:
+        torch.manual_seed(5)
+        out = objective.estimate(x, estimator, 3)
+        grads = torch.autograd.grad(out.loss.sum(), params)
+        return torch.cat([g.flatten() for g in grads])
+
+    g_plain, g_normalized = gradient(plain), gradient(normalized)
+    assert torch.allclose(g_normalized, g_plain / 3, rtol=1e-10, atol=1e-12)
+    assert float(g_plain.norm()) > 1e-3  # a gradient, not zeros
+
+
+def test_an_exact_term_keeps_its_value_and_takes_the_gradient_scale() -> None:
+    from estibench.estimators import EstimatorOutput
+
+    theta = torch.tensor(2.0, dtype=F64, requires_grad=True)
+    out = EstimatorOutput(theta * 0, torch.zeros(()), torch.zeros(()), gradient_scale=0.25)
+    added = out.plus(theta**2).minus(theta)
+    assert float(added.loss) == pytest.approx(2.0) and float(added.value) == pytest.approx(2.0)
+    (grad,) = torch.autograd.grad(added.loss, theta)
+    assert float(grad) == pytest.approx(0.25 * (2 * 2.0 - 1))
+    plain = EstimatorOutput(theta * 0, torch.zeros(()), torch.zeros(())).plus(theta**2)
+    assert float(torch.autograd.grad(plain.loss, theta)[0]) == pytest.approx(4.0)
+
+
 # Contract ------------------------------------------------------------------------------------
 
 
