@@ -23,6 +23,17 @@ def _duration(seconds: float | None) -> str:
     return str(datetime.timedelta(seconds=round(seconds)))
 
 
+def eta_text(span: tuple[float, float] | None) -> str:
+    """`0:03:20`, or `0:02:10–0:09:40` while cells of a kind not yet run make it uncertain
+    (ends within 20% of each other are shown as one)."""
+    if span is None:
+        return "estimating"
+    low, high = span
+    if high <= 1.2 * low + 1:
+        return _duration((low + high) / 2)
+    return f"{_duration(low)}–{_duration(high)}"
+
+
 class RunProgress:
     """`on_todo`, `on_start` and `on_cell` callbacks of `estibench.run` that print progress."""
 
@@ -62,13 +73,13 @@ class RunProgress:
 
     def on_cell(self, result: Any, done: int, todo: int) -> None:
         assert self.clock is not None
-        self.clock.finish(result.key)
+        self.clock.finish(result.key, result.finished - result.started)
         if self.progress is None:
             seconds = result.finished - result.started
             reason = f": {result.reason}" if result.reason else ""
             line = f"[{done}/{todo}] {describe_cell(result.config)}: {result.status}{reason}"
             self.console.print(f"{safe(line)} ({seconds:.1f} s; ETA "
-                               f"{_duration(self.clock.eta())})", highlight=False)
+                               f"{eta_text(self.clock.eta_range())})", highlight=False)
         self._refresh()
 
     def _refresh(self) -> None:
@@ -79,4 +90,4 @@ class RunProgress:
         self.progress.update(self.task, total=self.clock.total_units,
                              completed=self.clock.units_done, description=safe(shown),
                              cells=f"{len(self.clock.done)}/{self.total} cells",
-                             eta=_duration(self.clock.eta()))
+                             eta=eta_text(self.clock.eta_range()))

@@ -124,9 +124,17 @@ def rough_seconds(cell: CellSpec) -> float:
     return cell_units(cell) * SECONDS_PER_UNIT + fixed_seconds(cell)
 
 
+def _kind(cell: CellSpec) -> str:
+    """Cells whose seconds per unit are alike: one objective (its size sets the per-unit
+    speed far more than the estimator does)."""
+    return json.dumps([cell.objective_name, cell.objective_options], sort_keys=True, default=str)
+
+
 @dataclass
 class Clock:
-    """ETA from cost done: seconds per unit learnt from finished cells."""
+    """ETA from cost done: seconds per unit learnt from finished cells, per kind of cell
+    (`_kind`). Cells of a kind not seen yet are costed at the slowest and the fastest rate seen,
+    so the ETA is a range until every kind left has run once (`eta_range`)."""
 
     todo: list[CellSpec]
     started: float = field(default_factory=time.perf_counter)
@@ -136,6 +144,8 @@ class Clock:
 
     def __post_init__(self) -> None:
         self.keys = [c.key for c in self.todo]
+        self.kinds = {c.key: _kind(c) for c in self.todo}
+        self.seconds: dict[str, float] = {}  # per finished cell: its own run time
         shared: set[str] = set()
         for key, cell in zip(self.keys, self.todo, strict=True):
             self.units[key] = cell_units(cell)
@@ -155,9 +165,12 @@ class Clock:
     def units_done(self) -> float:
         return sum(self.units[k] for k in self.done)
 
-    def finish(self, key: str) -> None:
+    def finish(self, key: str, seconds: float | None = None) -> None:
+        """A cell is done; `seconds`: its own run time (the result's finished - started)."""
         if key in self.units and key not in self.done:
             self.done.append(key)
+            if seconds is not None and seconds >= 0:
+                self.seconds[key] = seconds
 
     def current(self) -> CellSpec | None:
         """The first cell, in run order, that has not finished (what in-process runs now)."""
@@ -165,15 +178,44 @@ class Clock:
         return next((c for k, c in zip(self.keys, self.todo, strict=True)
                      if k not in finished), None)
 
-    def eta(self) -> float | None:
-        """Seconds left, or None before the first cell finished."""
+    def _rates(self) -> dict[str, float]:
+        """Seconds per unit per kind, from the cells whose run time is known."""
+        spent: dict[str, float] = {}
+        units: dict[str, float] = {}
+        for key, seconds in self.seconds.items():
+            kind = self.kinds[key]
+            spent[kind] = spent.get(kind, 0.0) + max(seconds - self.fixed[key], 0.0)
+            units[kind] = units.get(kind, 0.0) + max(self.units[key], 1.0)
+        return {kind: spent[kind] / units[kind] for kind in spent}
+
+    def eta_range(self) -> tuple[float, float] | None:
+        """(low, high) wall seconds left, or None before the first cell finished. Equal ends
+        once every kind left has a measured rate. Wall time from the cells' own times by the
+        ratio of elapsed wall time to their sum (several workers run cells side by side)."""
         if not self.done:
             return None
         elapsed = time.perf_counter() - self.started
-        fixed_done = sum(self.fixed[k] for k in self.done)
-        rate = max(elapsed - fixed_done, 0.0) / max(self.units_done, 1.0)
         left = [k for k in self.keys if k not in set(self.done)]
-        return sum(self.units[k] * rate + self.fixed[k] for k in left)
+        rates = self._rates()
+        if not rates:  # no run times given: one rate from the wall clock
+            fixed_done = sum(self.fixed[k] for k in self.done)
+            rate = max(elapsed - fixed_done, 0.0) / max(self.units_done, 1.0)
+            eta = sum(self.units[k] * rate + self.fixed[k] for k in left)
+            return eta, eta
+        busy = sum(self.seconds.values())
+        wall = min(1.0, elapsed / busy) if busy > 0 else 1.0
+        low = high = 0.0
+        slowest, fastest = max(rates.values()), min(rates.values())
+        for key in left:
+            rate = rates.get(self.kinds[key])
+            low += self.units[key] * (fastest if rate is None else rate) + self.fixed[key]
+            high += self.units[key] * (slowest if rate is None else rate) + self.fixed[key]
+        return low * wall, high * wall
+
+    def eta(self) -> float | None:
+        """Seconds left (the middle of `eta_range`), or None before the first cell finished."""
+        span = self.eta_range()
+        return None if span is None else (span[0] + span[1]) / 2
 
 
 @contextlib.contextmanager

@@ -68,10 +68,47 @@ def test_eta_is_by_cost_done_not_cells_done():
     clock = Clock([cheap, dear])
     assert clock.eta() is None and clock.current() is cheap
     clock.started -= 10.0  # the cheap cell took 10 s (no fixed-time part: throughput off)
-    clock.finish(clock.keys[0])
+    clock.finish(clock.keys[0], 10.0)
     assert clock.current() is dear
     expected = 10.0 / cell_units(cheap) * cell_units(dear)
     assert abs(clock.eta() - expected) / expected < 0.01  # cells done would say 10 s
+
+
+def test_eta_is_a_range_until_every_kind_of_cell_has_run_once():
+    """Per-kind rates from the cells' own run times: a kind not seen yet is costed at the
+    fastest and the slowest rate seen (a range), then at its own once one of its cells ran."""
+    toy = expand(parse_suite(TINY)).runnable[0]
+    vae = dataclasses.replace(toy, objective_name="categorical_vae",
+                              objective_options={"variables": 2, "categories": 3})
+    slow_toy = dataclasses.replace(toy, seed=1)
+    clock = Clock([toy, vae, slow_toy, dataclasses.replace(vae, seed=1)])
+    assert clock.eta_range() is None
+    clock.started -= 10.0
+    clock.finish(clock.keys[0], 10.0)  # the toy's rate: 10 s over its units
+    low, high = clock.eta_range()
+    assert low == high  # one kind seen: the unseen one costs the only rate there is
+    clock.finish(clock.keys[1], 100 * 10.0 * cell_units(vae) / cell_units(toy))
+    clock.started -= clock.seconds[clock.keys[1]]
+    low, high = clock.eta_range()
+    # the toy left at the toy's rate, the VAE left at the VAE's: one number again
+    toy_rate = 10.0 / cell_units(toy)
+    expected = toy_rate * cell_units(slow_toy) + 100 * toy_rate * cell_units(vae)
+    assert abs(low - expected) / expected < 1e-6 and abs(high - expected) / expected < 1e-6
+    other = dataclasses.replace(toy, objective_options={"dims": 3}, seed=2)
+    mixed = Clock([toy, vae, other])
+    mixed.started -= 110.0
+    mixed.finish(mixed.keys[0], 10.0)
+    mixed.finish(mixed.keys[1], 100.0)
+    low, high = mixed.eta_range()  # `other` is a kind not seen: between the two rates
+    assert low < high
+
+
+def test_the_eta_text_shows_a_range_only_while_it_is_wide():
+    from estibench.progress import eta_text
+
+    assert eta_text(None) == "estimating"
+    assert eta_text((100.0, 110.0)) == "0:01:45"
+    assert eta_text((60.0, 600.0)) == "0:01:00–0:10:00"
 
 
 def test_dry_run_estimate_is_training_time_when_training_is_all_there_is(monkeypatch):
