@@ -3,6 +3,7 @@
     python -m estibench.benchmarks.regression record --commits 3   # the last 3 commits of HEAD
     python -m estibench.benchmarks.regression record A..B          # every commit in a git range
     python -m estibench.benchmarks.regression gate BASE HEAD --factor 1.5  # exit 1: regression
+    python -m estibench.benchmarks.regression history --out history.html  # offline page
 
 `record` never builds an environment: for each commit (oldest first) it checks the commit out
 into a temporary `git worktree add --detach`, puts that worktree first on the benchmark
@@ -484,6 +485,108 @@ def gate(
     return (1 if any(r.regression for r in rows) else 0), rows
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """One recorded commit of a machine: its sha, date (ms since the epoch) and values."""
+
+    sha: str
+    date: int
+    values: dict[str, Value]
+
+
+def recorded_commits(results_dir: Path, machine: str | None = None,
+                     info: dict[str, tuple[str, str]] | None = None) -> list[Recorded]:
+    """Every commit recorded on `machine` (the only machine when None), oldest first."""
+    if not results_dir.is_dir():
+        raise RegressionError(f"no asv results directory {results_dir}: record commits first")
+    machines = [machine] if machine else sorted(
+        d.name for d in results_dir.iterdir() if d.is_dir())
+    if len(machines) != 1:
+        raise RegressionError(f"{results_dir} holds results of {len(machines)} machines "
+                              f"({', '.join(machines) or 'none'}); give --machine")
+    folder = results_dir / machines[0]
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        if path.name == "machine.json":
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise RegressionError(f"cannot read asv results {path}: {error}") from error
+        out.append(Recorded(str(data.get("commit_hash", path.stem)), int(data.get("date") or 0),
+                            read_result_file(path, info)))
+    if not out:
+        raise RegressionError(f"no recorded commit in {folder}: record commits first")
+    return sorted(out, key=lambda r: r.date)
+
+
+def history_html(results_dir: Path, machine: str | None = None,
+                 factor: float = DEFAULT_FACTOR) -> str:
+    """The recorded history as one self-contained HTML page: per benchmark, its value at each
+    commit (oldest first) with a sparkline, each change marked with the gate's verdict against
+    the commit before. No script, style sheet or font is loaded from anywhere: it works
+    offline (asv's own site does not)."""
+    import html as escape
+
+    info = benchmark_info(results_dir)
+    commits = recorded_commits(results_dir, machine, info)
+    shown = machine or next(d.name for d in sorted(results_dir.iterdir()) if d.is_dir())
+    names = sorted({name for c in commits for name in c.values})
+    head = "".join(f"<th>{escape.escape(c.sha[:8])}</th>" for c in commits)
+    rows = []
+    for name in names:
+        cells, points = [], []
+        previous: Value | None = None
+        for commit in commits:
+            value = commit.values.get(name)
+            verdict = ""
+            if value is not None and previous is not None:
+                verdict = compare_values(previous, value, factor).verdict
+            text = "–" if value is None else _format(value.value, value.unit)
+            cells.append(f'<td class="{verdict}" title="{verdict}">{escape.escape(text)}</td>')
+            if value is not None and value.value is not None and math.isfinite(value.value):
+                points.append(value.value)
+            previous = value if value is not None else previous
+        unit = next((c.values[name].unit for c in commits if name in c.values), "")
+        rows.append(f"<tr><th>{escape.escape(name)}<br><small>{escape.escape(unit)}</small>"
+                    f"</th><td>{_sparkline(points)}</td>{''.join(cells)}</tr>")
+    legend = ("Each value against the commit before it, by the gate's rules at factor "
+              f"{factor:g}: <span class='worse'>worse</span>, <span class='better'>better</span>,"
+              " <span class='noise'>noise</span> (99% intervals overlap), "
+              "<span class='failed'>failed</span>.")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>estibench: benchmark history</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5rem; }}
+table {{ border-collapse: collapse; font-size: 0.85rem; }}
+th, td {{ border: 1px solid #ccc; padding: 0.2rem 0.4rem; text-align: right; }}
+th {{ text-align: left; background: #f4f4f4; }}
+.worse, .failed {{ background: #f8d0d0; }} .better, .fixed {{ background: #d4eed4; }}
+.noise, .unverified {{ background: #f4f0d8; }}
+</style></head><body>
+<h1>Benchmark history</h1>
+<p>{len(commits)} commit(s) recorded on {escape.escape(shown)}, oldest first.
+{legend}</p>
+<table><thead><tr><th>benchmark</th><th>trend</th>{head}</tr></thead>
+<tbody>{''.join(rows)}</tbody></table>
+</body></html>
+"""
+
+
+def _sparkline(values: list[float], width: int = 90, height: int = 18) -> str:
+    """An inline SVG polyline of the values (oldest at the left); empty for fewer than two."""
+    if len(values) < 2:
+        return ""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    step = width / (len(values) - 1)
+    points = " ".join(f"{i * step:.1f},{height - 2 - (v - low) / span * (height - 4):.1f}"
+                      for i, v in enumerate(values))
+    return (f'<svg width="{width}" height="{height}" role="img" aria-label="trend">'
+            f'<polyline fill="none" stroke="#0072B2" stroke-width="1.5" points="{points}"/>'
+            "</svg>")
+
+
 def _full_sha(repo: Path, name: str) -> str:
     try:
         return resolve_commit(repo, name)
@@ -520,6 +623,14 @@ def _parser() -> argparse.ArgumentParser:
     gat.add_argument("--config", default=DEFAULT_CONFIG, help="asv config [asv.conf.json]")
     gat.add_argument("--results-dir", help="asv results directory (default: from the config)")
     gat.add_argument("--all", action="store_true", help="show unchanged benchmarks too")
+    his = sub.add_parser("history", help="write the recorded history as one offline HTML page")
+    his.add_argument("--out", default="benchmark-history.html", help="the page to write")
+    his.add_argument("--factor", type=float, default=DEFAULT_FACTOR,
+                     help=f"the gate's factor for the marks [{DEFAULT_FACTOR}]")
+    his.add_argument("--machine", help="machine whose results to show")
+    his.add_argument("--config", default=DEFAULT_CONFIG, help="asv config [asv.conf.json]")
+    his.add_argument("--results-dir", help="asv results directory (default: from the config)")
+
     gat.add_argument("--no-significance", dest="significance", action="store_false",
                      help="flag timings beyond the factor even when asv's 99%% confidence "
                           "intervals of base and head overlap")
@@ -552,6 +663,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"no results for {', '.join(missing)}: asv could not run there")
             print(f"next: asv publish --config {args.config}  (HTML in {paths.html_dir})")
             return 1 if missing else 0
+        if args.command == "history":
+            directory = (Path(args.results_dir) if args.results_dir
+                         else load_config(args.config).results_dir)
+            Path(args.out).write_text(history_html(directory, args.machine, args.factor),
+                                      encoding="utf-8")
+            print(f"history: {args.out}")
+            return 0
         status, rows = gate(args.base, args.head, args.factor, args.config, args.machine,
                             args.results_dir, args.significance)
         print(format_table(rows, show_all=args.all))

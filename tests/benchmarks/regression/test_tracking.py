@@ -287,3 +287,24 @@ def test_record_and_gate_end_to_end(tiny_repo, capsys):
                                cwd=repo, capture_output=True, text=True)
     assert published.returncode == 0, published.stderr
     assert (repo / ".asv" / "html" / "index.html").is_file()
+
+
+def test_history_is_one_offline_page_with_the_gate_s_marks(results: Path, tmp_path: Path):
+    """Every recorded commit oldest first (by asv's date), each value marked with the gate's
+    verdict against the commit before, a sparkline per benchmark, nothing loaded from
+    anywhere (no script, no link, no remote image)."""
+    head = next((results / "m").glob("bbbbbbbb-*.json"))
+    data = json.loads(head.read_text())
+    head.write_text(json.dumps({**data, "date": data["date"] + 60_000}))  # recorded later
+    out = tmp_path / "history.html"
+    assert main(["history", "--results-dir", str(results), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert page.index("<th>aaaaaaaa</th>") < page.index("<th>bbbbbbbb</th>")  # oldest first
+    exact_row = next(line for line in page.split("<tr>")
+                     if "speed.Est.time_step(vae, exact)" in line)
+    assert 'class="worse"' in exact_row and "<svg" in exact_row
+    assert 'class="failed"' in next(line for line in page.split("<tr>")
+                                    if "metrics.Mem.track_memory(toy, reinforce)" in line)
+    for remote in ("<script", "<link", "src=", "http://", "https://"):
+        assert remote not in page, remote
+    assert main(["history", "--results-dir", str(tmp_path / "none"), "--out", str(out)]) == 2
