@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 # torch, pandas and the suite models are imported inside the commands that need them:
 # `estibench --help` and `estibench list suites` answer without them.
+LARGE_SUITE = 10_000  # cells: a larger suite runs only with --yes
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark Monte Carlo gradient estimators on shared VAE objectives.")
 app.command("list")(list_)
@@ -111,6 +113,8 @@ def run(
     dpi: Annotated[int | None, typer.Option(help="Report figure resolution (png)")] = None,
     quick: Annotated[bool, typer.Option(help="Apply the suite's \\[quick] table (fewer steps, "
                                         "replicas, seeds)")] = False,
+    yes: Annotated[bool, typer.Option(
+        "--yes", help=f"Run a suite of more than {LARGE_SUITE:,} cells without asking")] = False,
     cell_timeout: Annotated[float | None, typer.Option(
         help="Seconds a cell may run before it is stopped and recorded as failed \\[default: "
              "the suite's cell_timeout, else 30 x the cell's estimate, at least 900]")] = None,
@@ -139,6 +143,8 @@ def run(
         if spec is not None and resume is None:  # overrides go into the stored suite
             spec = apply_overrides(spec, estimator, objective, seed_list, steps)
             seed_list = None
+        if spec is not None and resume is None and not dry_run and not yes:
+            _check_size(spec)
         if cell_timeout is not None:  # not part of what the run measures: resume may set it
             if not cell_timeout > 0:
                 raise ValueError(f"--cell-timeout must be a positive number of seconds, got "
@@ -221,6 +227,19 @@ def run(
         for label, reason in failed:
             errors.print(f"  {safe(label)}: {safe(reason)}", highlight=False)
         raise typer.Exit(1)
+
+
+def _check_size(spec) -> None:
+    """A suite of more than LARGE_SUITE cells runs only with --yes (a typo in a seed range or
+    a list of S can make one of millions)."""
+    from estibench.reports.aggregate import planned_cells
+
+    cells = planned_cells(spec.model_dump()) or 0
+    if cells > LARGE_SUITE:
+        raise ValueError(
+            f"suite {spec.name!r} has {cells:,} cells (objectives x each estimator's numbers of "
+            f"samples x seeds), more than {LARGE_SUITE:,}: see them and an estimated time with "
+            "--dry-run, and run it with --yes")
 
 
 def _print_summary(run_dir: Path) -> None:

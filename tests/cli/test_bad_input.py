@@ -449,3 +449,18 @@ def test_show_says_pending_while_a_run_holds_the_directory(tmp_path):
     assert "1 pending (a run is in progress, pid" in shown.output, shown.output
     after = _invoke("show", str(out))
     assert "1 never run (the run is incomplete" in after.output, after.output
+
+
+def test_a_suite_of_more_cells_than_the_limit_runs_only_with_yes(tmp_path, monkeypatch):
+    from estibench.cli import app as cli_app
+
+    monkeypatch.setattr(cli_app, "LARGE_SUITE", 3)
+    suite = tmp_path / "big.toml"
+    suite.write_text(_toy(**{"seeds = [0]": "seeds = [0, 1, 2, 3]"}))
+    out = tmp_path / "run"
+    _assert_bad_input(_invoke("run", str(suite), "--out", str(out)),
+                      "has 4 cells", "more than 3", "--yes")
+    assert not out.exists()
+    assert _invoke("run", str(suite), "--dry-run").exit_code == 0  # looking needs no --yes
+    ran = _invoke("run", str(suite), "--out", str(out), "--yes", "--no-report")
+    assert ran.exit_code == 0, ran.output
