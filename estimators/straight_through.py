@@ -367,12 +367,15 @@ def categorical_conditional(theta: Tensor, d: Tensor, log_e: Tensor) -> Tensor:
     log_z = torch.logsumexp(theta, -1, keepdim=True)
     # The sample's own E (from detached logits, no graph): log T_i = log E'_i - theta_i;
     # T_D = min T; E_D = Z T_D and, by memorylessness, E_i = (T_i - T_D) e^{theta_i}, i != D.
+    # A tie T_i = T_D (or D off the argmin by rounding) gives E_i = 0, log E_i = -inf: the
+    # entries at D are picked with `where`, never by multiplying by d (-inf x 0 is NaN).
+    chosen = d > 0
     log_t = log_e[0] - theta.detach()
-    log_t_min = (log_t * d).sum(-1, keepdim=True)
+    log_t_min = torch.where(chosen, log_t, 0.0).sum(-1, keepdim=True)
     gap = torch.log1p(-torch.exp(log_t_min - log_t).clamp(max=1.0))
-    own = torch.where(d > 0, log_z.detach() + log_t_min, log_e[0] + gap)
+    own = torch.where(chosen, log_z.detach() + log_t_min, log_e[0] + gap)
     log_e = torch.cat([own[None], log_e[1:]])
-    log_e_d = (log_e * d).sum(-1, keepdim=True)
+    log_e_d = torch.where(chosen, log_e, 0.0).sum(-1, keepdim=True)
     others = -torch.logaddexp(log_e - theta, log_e_d - log_z)
     return torch.where(d > 0, log_z - log_e_d, others)
 
