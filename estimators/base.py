@@ -101,11 +101,11 @@ class Estimator(nn.Module):
 
     name: ClassVar[str] = "estimator"
     supports: ClassVar[str] = "any distribution"
-    unbiased: ClassVar[bool] = True
+    unbiased: bool = True  # a class default; an option may set it per instance
     relaxed_samples: ClassVar[bool] = False
     needs_grad_f: ClassVar[bool] = False
     estimates: ClassVar[str] = "expectation"
-    noise_streams: ClassVar[int] = 1
+    noise_streams: int = 1  # a class default; an option may set it per instance
 
     def __init__(self, direct_term: bool = True) -> None:
         super().__init__()
@@ -243,8 +243,7 @@ class Estimator(nn.Module):
         object.__setattr__(self, "_log_prob_memo", (q, z, log_q))
         return log_q
 
-    def constant(self, key: tuple, build: Callable[[], Tensor | tuple[Tensor, ...]]
-                 ) -> Tensor | tuple[Tensor, ...]:
+    def constant(self, key: tuple, build: Callable[[], T]) -> T:
         """The tensors `build()` makes for `key` (shapes and device: an identity mask, a range
         of category values), kept on the estimator (`cached_constant`): rebuilding such
         constants on every call costs more than using them at small batch."""

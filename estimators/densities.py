@@ -39,6 +39,7 @@ reaches q's parameters (torch's OneHotCategorical.log_prob takes an argmax and p
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +80,7 @@ class _At(Distribution):
     arg_constraints: dict = {}
 
     def __init__(self, base: Distribution) -> None:
-        self.base = base
+        self.base: Any = base  # Bernoulli or OneHotCategorical: their logits are read
         super().__init__(base.batch_shape, base.event_shape, validate_args=False)
 
     @property
@@ -124,7 +125,7 @@ class LinearDiscrete(_At):
         return _linear_log_prob(self.base, value)
 
 
-def _linear_log_prob(base: Distribution, z: Tensor) -> Tensor:
+def _linear_log_prob(base: Any, z: Tensor) -> Tensor:
     if isinstance(base, Bernoulli):
         return base.log_prob(z)
     return (z * base.logits).sum(-1)  # Categorical keeps its logits normalized

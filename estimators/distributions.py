@@ -10,6 +10,7 @@ that skip torch's per-call argument handling (`bernoulli`, `normal`, `one_hot_ca
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -26,8 +27,12 @@ from torch.nn.functional import softplus
 NOISE_FAMILIES = (Normal, Bernoulli, Categorical, OneHotCategorical)
 
 
-def base_of(q: Distribution) -> Distribution:
-    """The distribution inside any number of `Independent` wrappers."""
+def base_of(q: Distribution) -> Any:
+    """The distribution inside any number of `Independent` wrappers.
+
+    Typed `Any`: the families estimators read differ in their parameters (`logits` of
+    Bernoulli and the categoricals, `loc` and `scale` of Normal), which `Distribution` does not
+    declare; callers read them after `applies_to` has checked the family."""
     while isinstance(q, Independent):
         q = q.base_dist
     return q

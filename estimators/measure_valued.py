@@ -19,7 +19,6 @@ of q, so `value` and the gradient of f's own parameters are their average. Unbia
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -50,7 +49,7 @@ class MeasureValued(Estimator):
 
     name = "measure_valued"
     supports = "Normal (optionally inside Independent): diagonal Gaussians"
-    noise_streams: ClassVar[int] = 6
+    noise_streams = 6
 
     def __init__(self) -> None:
         super().__init__(direct_term=True)

@@ -164,7 +164,8 @@ class DReG(_IWAEPathwise):
         held = z.detach()
         if inside_transform() or not torch.is_grad_enabled():
             # torch.func.vjp composes with the vectorized statistics' vmap and grad ...
-            log_w, pullback = vjp(lambda s: self.evaluate(f, s, num_samples, q), held)
+            pulled = vjp(lambda s: self.evaluate(f, s, num_samples, q), held)
+            log_w, pullback = pulled[0], pulled[1]
         else:  # ... and costs 1.5x the whole step in eager mode, where autograd does the same
             log_w = self.evaluate(f, held.requires_grad_(True), num_samples, q)
 

@@ -24,6 +24,8 @@ gumbel/logistic noise is finite and keeps its tail in bfloat16 and float16 too.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from torch.distributions import (
@@ -42,7 +44,7 @@ def supports_noise(q: Distribution) -> bool:
     return type(base_of(q)) in NOISE_FAMILIES
 
 
-def _parameter(base: Distribution) -> Tensor:
+def _parameter(base: Any) -> Tensor:
     return base.loc if isinstance(base, Normal) else base.logits
 
 
@@ -136,7 +138,7 @@ def logistic(u: Tensor) -> Tensor:
     return cast(torch.log(w) - torch.log1p(-w), u.dtype)
 
 
-def _perturbed(base: Distribution, u: Tensor) -> Tensor:
+def _perturbed(base: Any, u: Tensor) -> Tensor:
     """logits + Gumbel (categorical) or logits + logistic (Bernoulli) noise; the noise is
     mapped in its own precision and cast to the logits' dtype (logits - log(-log u) for the
     Gumbel: one negation fewer, the same value)."""
@@ -202,8 +204,8 @@ def log_space(z: Tensor) -> Tensor | None:
     return getattr(z, _LOG_SPACE, None)
 
 
-def carrying(z: Tensor, v: Tensor) -> Tensor:
-    """`z`, marked as carrying the log-space variable `v`."""
+def carrying(z: Tensor, v: Tensor | None) -> Tensor:
+    """`z`, marked as carrying the log-space variable `v` (None: nothing to carry)."""
     setattr(z, _LOG_SPACE, v)
     return z
 
