@@ -48,6 +48,7 @@ from .base import Estimator, EstimatorOutput, Integrand
 from .control_variates import NVIL, REBAR, RELAX, MuProp
 from .errors import EstimatorError, UnsupportedDistributionError
 from .exact import Exact
+from .kl import kl_divergence  # torch.distributions.kl_divergence in closed form, faster
 from .measure_valued import MeasureValued
 from .multi_sample import IWAE, VIMCO, DReG
 from .partial_enumeration import IndeCateR, UnorderedSet
@@ -86,6 +87,7 @@ __all__ = [
     "ARM",
     "CARMS",
     "VIMCO",
+    "kl_divergence",
     "DisARM",
     "DReG",
     "Estimator",

@@ -29,6 +29,7 @@ from . import distributions
 from .base import Estimator, EstimatorOutput, Integrand, check_temperature, inside_transform
 from .errors import EstimatorError
 from .noise import gumbel_max, hard_sample, logistic, neg_gumbel, split_streams
+from .score_function import follow_device
 
 DISCRETE = "Bernoulli and OneHotCategorical (optionally inside Independent)"
 
@@ -67,7 +68,8 @@ def _network(estimator: Estimator, current: nn.Module | None, inputs: int, hidde
 def _apply(network: nn.Module, inputs: Tensor) -> Tensor:
     """network (built by `_network`) on inputs (..., n) -> (...), in the network's dtype,
     returned in the inputs'."""
-    dtype = network[0].weight.dtype  # next(network.parameters()) walks the modules: 2x slower
+    first = network[0]  # type: ignore[index]  # an nn.Sequential built by `_network`
+    dtype = first.weight.dtype  # next(network.parameters()) walks the modules: 2x slower
     return distributions.cast(network(distributions.cast(inputs, dtype)).squeeze(-1), inputs.dtype)
 
 
@@ -126,6 +128,8 @@ class NVIL(Estimator):
 
     name = "nvil"
     supports = "Bernoulli, Categorical and OneHotCategorical (optionally inside Independent)"
+    centre: Tensor  # buffers (register_buffer): the running centre and variance of the signal
+    variance: Tensor
 
     def __init__(self, hidden: int = 100, decay: float = 0.8,
                  variance_normalization: bool = True, direct_term: bool = False) -> None:
@@ -137,13 +141,11 @@ class NVIL(Estimator):
             raise EstimatorError(f"estimator 'nvil': decay must be in [0, 1), got {decay!r}")
         self.hidden, self.decay = hidden, float(decay)
         self.variance_normalization = bool(variance_normalization)
+        # the normalization scales the estimate by a data-dependent 1/s: biased in magnitude
+        self.unbiased = not self.variance_normalization
         self.register_buffer("centre", torch.zeros(()))
         self.register_buffer("variance", torch.ones(()))
         self.baseline: nn.Module | None = None
-
-    @property  # type: ignore[override]
-    def unbiased(self) -> bool:  # the normalization scales the estimate by a data-dependent 1/s
-        return not self.variance_normalization
 
     def applies_to(self, q: Distribution) -> bool:
         return type(distributions.base_of(q)) in (Bernoulli, Categorical, OneHotCategorical)
@@ -169,6 +171,7 @@ class NVIL(Estimator):
         fz = self.evaluate(f, z, num_samples, q)
         learned = _apply(self.baseline, self.features(q))  # (*B)
         signal = fz.detach()
+        follow_device(self, ("centre", "variance"), signal)
         centre, variance = (distributions.cast(self.centre, signal.dtype),
                             distributions.cast(self.variance, signal.dtype))
         centred = signal - centre - learned.detach()

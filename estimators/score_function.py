@@ -43,7 +43,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from .base import Estimator, EstimatorOutput, Integrand
@@ -57,12 +57,26 @@ BIASED_BASELINES = ("grpo", "drgrpo")
 GRPO_EPS = 1e-4  # added to the group's standard deviation (TRL's GRPOTrainer)
 
 
+def follow_device(module: nn.Module, names: tuple[str, ...], like: Tensor) -> None:
+    """Move `module`'s running-state buffers `names` to `like`'s device where they sit on
+    another (an estimator built on the CPU, given a q on a GPU): running statistics are state,
+    not trained parameters, so they follow q. Assigned through the module, so they stay
+    registered buffers (in `state_dict`, moved by `.to`)."""
+    device = like.device
+    for name in names:
+        buffer = getattr(module, name)
+        if buffer.device != device:
+            setattr(module, name, buffer.to(device))
+
+
 class Reinforce(Estimator):
     """The score-function estimator. Applies to any distribution with `sample` and `log_prob`.
     Unbiased except with the group baselines "grpo" and "drgrpo" (module docstring)."""
 
     name = "reinforce"
     supports = "any distribution with sample() and log_prob()"
+    ema_sum: Tensor  # buffers (register_buffer): the EMA baseline's running sum and count
+    ema_count: Tensor
 
     def __init__(
         self, baseline: Baseline = "none", decay: float = 0.9, direct_term: bool = False
@@ -107,6 +121,7 @@ class Reinforce(Estimator):
             self._group_size(fz)
             return fz.mean(0, keepdim=True)
         if self.baseline == "ema":
+            follow_device(self, ("ema_sum", "ema_count"), fz)
             count = self.ema_count.to(fz.dtype)
             corrected = self.ema_sum.to(fz.dtype) / (1 - self.decay**count).clamp_min(1e-12)
             return torch.where(count > 0, corrected, torch.zeros_like(corrected))
@@ -136,6 +151,7 @@ class Reinforce(Estimator):
         score = signal * (log_q - log_q.detach())
         out = EstimatorOutput((fz + score).mean(0), held.mean(0), z)
         if self.baseline == "ema" and self.training:
+            follow_device(self, ("ema_sum", "ema_count"), fz)
             with torch.no_grad():
                 self.ema_sum.mul_(self.decay).add_((1 - self.decay) * fz.mean())
                 self.ema_count.add_(1)

@@ -53,9 +53,10 @@ class ColumnFormat:
         return f"{values[0]:.{self.digits}f}"
 
     def text(self, mean: float | None, se: float | None = None) -> str:
-        """``mean ± se`` in this column's format; the mean alone without an error."""
+        """``mean ± se`` in this column's format; the mean alone without an error, or with an
+        error of exactly 0 (the same value in every seed: a count, a constant)."""
         shown = self.number(mean)
-        if shown == MISSING or not _finite([se]):
+        if shown == MISSING or not _finite([se]) or se == 0:
             return shown
         return f"{shown} ± {self.number(se)}"
 

@@ -19,8 +19,9 @@ eager), compiled in the warm-up, whose first call's seconds are `compile_seconds
 names the `torch.compile` backend ("eager" only traces, for tests). Measured on 2 busy CPU cores
 it does not reliably help at these sizes (see the README's performance section).
 
-Timing: `torch.utils.benchmark.Timer.blocked_autorange` (it synchronises CUDA) after warm-up, on
-`torch.get_num_threads()` threads; medians and interquartile ranges over its blocks. The
+Timing: on a CPU `torch.utils.benchmark.Timer.blocked_autorange` after warm-up, on
+`torch.get_num_threads()` threads; on CUDA blocks of calls between two CUDA events, each block
+waited for (`_cuda_event_time`); medians and interquartile ranges over the blocks. The
 objective and estimator are deep copies moved to the device and dtype, so the optimizer steps
 never touch the caller's model; the caller's random state is preserved.
 
@@ -46,6 +47,7 @@ import math
 import os
 import platform
 import resource
+import statistics
 import sys
 import threading
 import time
@@ -293,9 +295,38 @@ def _time(
         fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+        return _cuda_event_time(fn, min_run_time)
     timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     measurement = timer.blocked_autorange(min_run_time=min_run_time)
     return float(measurement.median), float(measurement.iqr)
+
+
+def _cuda_event_time(fn: Callable[[], None], min_run_time: float,
+                     blocks: int = 5) -> tuple[float, float]:
+    """(median, interquartile range) of the seconds per call of `fn` on CUDA: blocks of n calls
+    between two CUDA events, each block waited for (n grown tenfold until a block lasts 1 ms;
+    at least `blocks` blocks and `min_run_time` seconds in all)."""
+
+    def block(n: int) -> float:
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(n):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3  # milliseconds
+
+    n = 1
+    while (elapsed := block(n)) < 1e-3 and n < 10_000:
+        n *= 10
+    per_call, total = [elapsed / n], elapsed
+    while total < min_run_time or len(per_call) < blocks:
+        elapsed = block(n)
+        per_call.append(elapsed / n)
+        total += elapsed
+    quartiles = statistics.quantiles(per_call, n=4)
+    return statistics.median(per_call), quartiles[2] - quartiles[0]
 
 
 def _tensor_bytes(tensors: list[Tensor | None], optimizer: torch.optim.Optimizer) -> int:

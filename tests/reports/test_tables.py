@@ -27,6 +27,8 @@ def test_two_significant_digits_of_the_smallest_error_set_the_column():
     assert fmt.text(12.3456, 0.0123) == "12.346 ± 0.012"
     assert fmt.text(1.5, 0.5) == "1.500 ± 0.500"  # same decimals in every row
     assert fmt.text(float("nan"), 0.1) == MISSING and fmt.text(2.0, None) == "2.000"
+    # the same value in every seed (a count of evaluations): no "± 0.000" beside it
+    assert fmt.text(2.0, 0.0) == "2.000"
 
 
 def test_without_errors_four_significant_digits_of_the_largest_value():

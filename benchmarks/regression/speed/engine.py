@@ -1,6 +1,7 @@
-"""Measure the speed ratios of the measurement engine (issue 3) and print them.
+"""Measure the speed ratios of the measurement engine and print them.
 
     python -m estibench.benchmarks.regression.speed.engine [--threads 1] [--repeats 5] [--quick]
+    [--parts abcd]
 
 On the digits-sized categorical VAE (input 64, hidden 200, 8 variables x 8 categories, a batch
 of 32 random binary vectors):
@@ -12,7 +13,12 @@ of 32 random binary vectors):
     (`estibench.benchmarks.metrics.floor.bare_step`, timed by torch.utils.benchmark) (target <=
     1.5x);
 (c) `throughput(...).overhead_ratio` (time per gradient estimate / the same floor) for every
-    estimator family, at batch 32 and at batch 512 (target <= 1.1x).
+    estimator family, at batch 32 and at batch 512 (target <= 1.1x);
+(d) `gradient_stats(method="vectorized")` against its floor: a plain-torch
+    `vmap(grad(loss))` of the same estimator's surrogate (`plain_loss`, the formulas of
+    `handwritten.categorical_step`) on the same noise, followed by the same reduction
+    (chunks flattened to float64, `StreamingMoments`), per estimator and wrt, REINFORCE with
+    the sampled KL first (target <= 1.2x).
 
 Every wall time is taken `--repeats` times, interleaved across the compared configurations so a
 change in machine load hits both sides; the tables show medians and the ratio of medians, and
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import statistics
 import time
@@ -172,13 +179,154 @@ def part_c(min_run_time: float, batches: tuple[int, ...], repeats: int) -> None:
         print(f"{label:46s}{''.join(cells)}")
 
 
+# (d) the vectorized statistics against their floor ---------------------------------------
+
+FLOOR_CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
+    # label, estimator, options, S, kl: REINFORCE with the sampled KL first
+    ("reinforce(loo), S=2, kl=sampled", "reinforce", {"baseline": "loo"}, 2, "sampled"),
+    ("reinforce(loo), S=2", "reinforce", {"baseline": "loo"}, 2, "analytic"),
+    ("reinforce, S=1", "reinforce", {}, 1, "analytic"),
+    ("gumbel_softmax, S=1", "gumbel_softmax", {}, 1, "analytic"),
+    ("st_gumbel, S=1", "st_gumbel", {}, 1, "analytic"),
+]
+
+
+def plain_loss(objective: objectives.Objective, estimator: str, samples: int, kl: str,
+               x: torch.Tensor, wrt: str) -> Callable[..., torch.Tensor]:
+    """loss(values, noise) -> scalar: the categorical VAE's surrogate for `estimator` written in
+    plain torch (`handwritten.categorical_step`'s formulas, noise given), with `values`
+    standing for the differentiated tensors: the logits (wrt="distribution") or the encoder's
+    or decoder's parameters (through `torch.func.functional_call`), as the engine does."""
+    from estibench.benchmarks.regression.speed.handwritten import bce, categorical_analytic_kl
+
+    N, K = objective.variables, objective.categories  # type: ignore[attr-defined]
+    log_k = math.log(K)
+    names = [n for n in objective.parameter_groups().get(wrt, [])] if wrt != "distribution" \
+        else []
+
+    def surrogate(logits: torch.Tensor, decoder: Callable[[torch.Tensor], torch.Tensor],
+                  noise: torch.Tensor) -> torch.Tensor:
+        logp = logits - logits.logsumexp(-1, keepdim=True)
+        perturbed = logp.detach() - torch.log(-torch.log(noise))
+        if estimator == "gumbel_softmax":
+            y = logp - torch.log(-torch.log(noise))
+            z = (y - y.logsumexp(-1, keepdim=True)).exp()
+        else:
+            index = perturbed.argmax(-1, keepdim=True)
+            z = torch.zeros_like(perturbed).scatter(-1, index, 1.0)
+            if estimator == "st_gumbel":
+                y = logp - torch.log(-torch.log(noise))
+                soft = (y - y.logsumexp(-1, keepdim=True)).exp()
+                z = z + (soft - soft.detach())
+        f = bce(decoder(z.flatten(-2)), x)
+        log_q = (z * logp).sum((-1, -2)) if estimator == "reinforce" else None
+        if kl == "sampled":
+            assert log_q is not None
+            f = f - N * log_k - log_q.detach()
+        if estimator == "reinforce":
+            assert log_q is not None
+            held = f.detach()
+            signal = held - ((held.sum(0, keepdim=True) - held) / (samples - 1)
+                             if samples > 1 else 0.0)
+            f = f + signal * (log_q - log_q.detach())
+        loss = f.mean(0)
+        if kl == "analytic":
+            loss = loss - categorical_analytic_kl(logp)
+        return loss.sum()
+
+    if wrt == "distribution":
+        def loss(values: tuple[torch.Tensor, ...], noise: torch.Tensor) -> torch.Tensor:
+            return surrogate(values[0], objective.decoder, noise)  # type: ignore[arg-type]
+        return loss
+    prefix = f"{wrt}."
+
+    def network_loss(values: tuple[torch.Tensor, ...], noise: torch.Tensor) -> torch.Tensor:
+        swapped = {n[len(prefix):]: v for n, v in zip(names, values, strict=True)}
+        module = getattr(objective, wrt)
+
+        def run(inputs: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(module, swapped, (inputs,))
+
+        if wrt == "encoder":
+            logits = run(x).unflatten(-1, (N, K))
+            return surrogate(logits, objective.decoder, noise)  # type: ignore[arg-type]
+        logits = objective.encoder(x).unflatten(-1, (N, K))  # type: ignore[misc]
+        return surrogate(logits, run, noise)
+
+    return network_loss
+
+
+def floor_statistics(objective: objectives.Objective, loss: Callable[..., torch.Tensor],
+                     values: tuple[torch.Tensor, ...], noise: torch.Tensor,
+                     chunk_size: int) -> Callable[[], object]:
+    """The floor of `gradient_stats`: `vmap(grad(loss))` over chunks of `chunk_size` replicas,
+    each chunk flattened into one float64 buffer and reduced by the same `StreamingMoments`."""
+    from estibench.benchmarks.metrics.streaming import StreamingMoments
+
+    per_replica = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))
+    width = sum(v.numel() for v in values)
+
+    def run() -> object:
+        moments = StreamingMoments()
+        buffer = torch.empty((chunk_size, width), dtype=torch.float64)
+        for block in noise.split(chunk_size):
+            with torch.no_grad():
+                grads = per_replica(values, block)
+            n = block.shape[0]
+            torch.cat([g.reshape(n, -1) for g in grads], 1, out=buffer[:n])
+            moments.update(buffer[:n])
+        return moments.variance()
+
+    return run
+
+
+def part_d(repeats: int, replicas: int, chunk_size: int = 64,
+           wrts: tuple[str, ...] = WRT) -> list[dict[str, Any]]:
+    """(d) gradient_stats (vectorized) against its floor, per estimator and wrt; returns the
+    rows printed (ms of each, the ratio of medians and of minima)."""
+    print(f"\n(d) vectorized gradient statistics / floor (a plain-torch vmap of the same "
+          f"estimator, the same reduction), M = {replicas} (target <= 1.2x)")
+    print(f"{'estimator, wrt':46s} {'stats ms':>9s} {'floor ms':>9s} {'median':>9s} "
+          f"{'best':>9s}")
+    rows = []
+    x = binary_batch(32)
+    for label, name, options, samples, kl in FLOOR_CASES:
+        torch.manual_seed(0)
+        objective = objectives.get("categorical_vae", input_dim=64, hidden=200, variables=8,
+                                   categories=8, kl=kl)
+        objective.eval()
+        estimator = estimators.get(name, **options)
+        noise = metrics.common_noise(objective, x, replicas, samples, seed=0)
+        for wrt in wrts:
+            if wrt == "distribution":
+                with torch.no_grad():
+                    values: tuple[torch.Tensor, ...] = (objective.posterior_params(x),)
+            else:
+                named = dict(objective.named_parameters())
+                values = tuple(named[n].detach()
+                               for n in objective.parameter_groups()[wrt])
+            floor = floor_statistics(objective, plain_loss(objective, name, samples, kl, x, wrt),
+                                     values, noise, chunk_size)
+            stats = functools.partial(
+                metrics.gradient_stats, objective, estimator, x, replicas=replicas,
+                num_samples=samples, wrt=wrt, noise=noise, chunk_size=chunk_size, exact=False)
+            t = wall_times({"stats": stats, "floor": floor}, repeats)
+            print(ratio_row(f"{label}, {wrt}", t["stats"], t["floor"]), flush=True)
+            rows.append({"estimator": label, "wrt": wrt,
+                         "stats_ms": statistics.median(t["stats"]) * 1e3,
+                         "floor_ms": statistics.median(t["floor"]) * 1e3,
+                         "ratio": statistics.median(t["stats"]) / statistics.median(t["floor"]),
+                         "best": min(t["stats"]) / min(t["floor"])})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: stable on a shared machine)")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per measurement")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter timers")
-    parser.add_argument("--parts", default="abc", help="which parts to run (default abc)")
+    parser.add_argument("--parts", default="abcd", help="which parts to run (default abcd)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     repeats = 2 if args.quick else args.repeats
@@ -193,6 +341,8 @@ def main() -> None:
         part_b(repeats, 1024)
     if "c" in args.parts:
         part_c(0.1 if args.quick else 0.3, (32, 512), repeats if args.quick else 3)
+    if "d" in args.parts:
+        part_d(repeats, 256 if args.quick else 1024)
 
 
 if __name__ == "__main__":

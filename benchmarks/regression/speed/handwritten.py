@@ -1,7 +1,7 @@
 """Time one gradient estimate through estibench against a hand-written plain-torch step.
 
     python -m estibench.benchmarks.regression.speed.handwritten [--threads 1] [--batch 32,512]
-    [--calls 300]
+    [--calls 300] [--device cpu|cuda] [--no-user]
 
 For each family the plain-torch step computes the same surrogate with the same networks, the
 same number of samples and the same noise (uniforms drawn by `torch.rand` in the same order, so
@@ -10,12 +10,18 @@ from one seed both sides compute the same gradient:
 written the way one would inline it in a training script (no distribution objects, no registry,
 no checks). Target: estibench within 1.1x.
 
+The user's path (`user_step`, columns "user" and "user,fast") is the same model written as a
+user writes it with the public contract: a `torch.distributions` q, the user's own f, the KL by
+`torch.distributions.kl_divergence` with torch's default argument validation ("user"), or by
+`estibench.estimators.kl.kl_divergence` with the validation switched off ("user,fast").
+
 Method: the two steps are called alternately, call by call, in one process (the order swapped
 every round, gradients cleared before each call), and the ratio is that of the medians of the
 per-call times; so a change of the machine's load hits both sides alike. Times are the CPU time
 of the calling thread (`time.thread_time`; with one intra-op thread torch computes forward and
 backward on it), which a busy machine's preemptions do not inflate; `--clock wall` takes
-`time.perf_counter` instead. The load average is printed before and after each batch size.
+`time.perf_counter` instead; on CUDA, CUDA events around each call. The load average is
+printed before and after each batch size.
 
 Before and after a change: `--against CHECKOUT` (say `git worktree add /tmp/before HEAD~1`)
 times that checkout's estimators as a third side, interleaved with the other two through the
@@ -30,7 +36,8 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -38,9 +45,20 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.distributions import Bernoulli, Distribution, Independent, Normal, OneHotCategorical
+from torch.distributions import kl_divergence as torch_kl_divergence
 
 from estibench import estimators
 from estibench.benchmarks import objectives
+from estibench.benchmarks.regression.speed.timing import (
+    CallTimer,
+    DeviceUnavailable,
+    call_timer,
+    device_of,
+    load,
+    on_device,
+)
+from estibench.estimators.kl import kl_divergence as fast_kl_divergence
 
 Step = Callable[[], None]
 
@@ -188,6 +206,101 @@ def antithetic_step(vae, x, S: int, estimator: str) -> Step:
         score = (g * (logits - logits.detach())).sum(-1)
         loss = 0.5 * (f1 + f2).mean(0) + score - bernoulli_kl(logits, vae.prior_logits)
         (-loss.sum()).backward()
+
+    return step
+
+
+def categorical_disarm_step(vae, x, S: int) -> Step:
+    """Coupled stick-breaking DisARM on the categorical VAE (analytic KL): the K - 1
+    stick-breaking logits psi_i = log p_i - log sum_{j > i} p_j, two chains of binaries
+    b = 1[u > sigma(-psi)] and 1[1 - u > sigma(-psi)] from the first K - 1 uniforms of each
+    variable, z = the number of leading zeros; per binary the Bernoulli DisARM weight where
+    both chains reach it, (b_k - sigma(psi)) where only chain k does; surrogate
+    (f1 + f2) / 2 + sg(g).(psi - sg psi)."""
+    N, K = vae.variables, vae.categories
+
+    def step() -> None:
+        logits = vae.encoder(x).unflatten(-1, (N, K))
+        logp = log_normalize(logits)
+        tail = logp.flip(-1).logcumsumexp(-1).flip(-1)
+        psi = logp[..., :-1] - tail[..., 1:]
+        held = psi.detach()
+        u = uniforms(S, *logits.shape)[..., :-1]
+        threshold = torch.sigmoid(-held)
+        b1, b2 = (u > threshold).to(u.dtype), (1 - u > threshold).to(u.dtype)
+        zeros1, zeros2 = (1 - b1).cumprod(-1), (1 - b2).cumprod(-1)
+        ones = torch.ones_like(zeros1[..., :1])
+        reach1 = torch.cat([ones, zeros1[..., :-1]], -1)
+        reach2 = torch.cat([ones, zeros2[..., :-1]], -1)
+        z = torch.cat([one_hot(zeros1.sum(-1).long(), K), one_hot(zeros2.sum(-1).long(), K)])
+        f1, f2 = bce(vae.decoder(z.flatten(-2)), x).split(S)
+        diff = (f1 - f2).detach()[..., None, None]
+        sigma = torch.sigmoid(held)
+        g = 0.5 * diff * (reach1 * reach2 * (b1 - b2) * torch.sigmoid(held.abs())
+                          + reach1 * (1 - reach2) * (b1 - sigma)
+                          - reach2 * (1 - reach1) * (b2 - sigma))
+        loss = 0.5 * (f1 + f2).mean(0) + (g.mean(0) * (psi - held)).sum((-1, -2))
+        (-(loss - categorical_analytic_kl(logp)).sum()).backward()
+
+    return step
+
+
+def carms_step(vae, x, S: int) -> Step:
+    """CARMS on the categorical VAE (analytic KL), Dirichlet copula and exact pair ratio: per
+    variable one category order from the last sample's uniform among the K (K - 1) / 2 orders
+    with each pair of categories at the two ends; S uniforms u_i = (1 - d_i)^(S-1) from the
+    spacings d of the other S - 1 uniforms, mapped by the inverse CDF in that order; the pair
+    pmf P(a, b) the mixture over the orders of the copula's inclusion-exclusion at the
+    categories' interval ends; r = pi_a pi_b / P(a, b); surrogate mean_i [f_i + sg(sum_{j != i}
+    r_ij (f_i - f_j) / (S - 1)).(log q_i - sg)]."""
+    from estibench.estimators.antithetic import end_pair_orders
+
+    N, K = vae.variables, vae.categories
+    order, rank = end_pair_orders(K)
+    M, a = order.shape[0], 1.0 / (S - 1)
+
+    def cdf(x_: torch.Tensor, y_: torch.Tensor) -> torch.Tensor:  # C over the pairs (i, j)
+        return (x_[:, None] - y_[None]).clamp(min=0) ** (S - 1)
+
+    def step() -> None:
+        logits = vae.encoder(x).unflatten(-1, (N, K))
+        logp = log_normalize(logits)
+        p = logp.detach().exp()
+        v = uniforms(S, *logits.shape)[..., 0]  # (S, B, N)
+        in_order = p[..., order]  # (B, N, M, K)
+        head_hi = in_order.cumsum(-1)
+        tail_lo = in_order.flip(-1).cumsum(-1).flip(-1)
+        nothing = torch.zeros_like(in_order[..., :1])
+        head_lo = torch.cat([nothing, head_hi[..., :-1]], -1)
+        tail_hi = torch.cat([tail_lo[..., 1:], nothing], -1)
+        sorted_v = v[: S - 1].sort(0).values
+        edge = torch.zeros_like(sorted_v[:1])
+        u = (torch.cat([edge, sorted_v]) + torch.cat([1 - sorted_v, edge])).flip(0) ** (S - 1)
+        pick = (v[S - 1] * M).long().clamp(max=M - 1)  # (B, N)
+        bounds = head_hi.gather(-2, pick[..., None, None].expand(*pick.shape, 1, K)).squeeze(-2)
+        position = (u.unsqueeze(-1) >= bounds).sum(-1).clamp(max=K - 1)
+        index = order[pick].expand(S, *pick.shape, K).gather(-1, position.unsqueeze(-1))
+        index = index.squeeze(-1)  # (S, B, N)
+        by_category = rank.expand(*in_order.shape)
+        x_lo, x_hi = (h.gather(-1, by_category).clamp(max=1) ** a for h in (head_lo, head_hi))
+        y_lo, y_hi = (-torch.expm1(a * torch.log1p(-t.gather(-1, by_category).clamp(max=1)))
+                      for t in (tail_lo, tail_hi))
+        at = index[..., None, None].expand(*index.shape, M, 1)
+        x_lo, x_hi, y_lo, y_hi = (t.expand(S, *t.shape).gather(-1, at).squeeze(-1)
+                                  for t in (x_lo, x_hi, y_lo, y_hi))
+        joint = (cdf(x_hi, y_hi) - cdf(x_lo, y_hi) - cdf(x_hi, y_lo) + cdf(x_lo, y_lo))
+        joint = joint.mean(-1).clamp(min=0)  # (S, S, B, N)
+        p_z = p.expand(S, *p.shape).gather(-1, index.unsqueeze(-1)).squeeze(-1)
+        product = p_z[:, None] * p_z[None]
+        ratio = torch.where(joint > 0, product / joint.clamp(min=torch.finfo(p.dtype).tiny),
+                            torch.zeros_like(joint))
+        z = one_hot(index, K)
+        f = bce(vae.decoder(z.flatten(-2)), x)
+        held = f.detach()
+        signal = ((held[:, None] - held[None]).unsqueeze(-1) * ratio).sum(1) / (S - 1)
+        log_q = (z * logp).sum(-1)  # (S, B, N)
+        loss = f.mean(0) + (signal * (log_q - log_q.detach())).sum(-1).mean(0)
+        (-(loss - categorical_analytic_kl(logp)).sum()).backward()
 
     return step
 
@@ -467,6 +580,82 @@ def measure_valued_step(vae, x, S: int) -> Step:
     return step
 
 
+@contextmanager
+def validation(enabled: bool) -> Iterator[None]:
+    """torch.distributions' default argument validation set to `enabled`, then restored."""
+    previous = Distribution._validate_args
+    Distribution.set_default_validate_args(enabled)
+    try:
+        yield
+    finally:
+        Distribution.set_default_validate_args(previous)
+
+
+def user_step(objective, estimator, x, S: int, kl: str, fast: bool) -> Step:
+    """A user's own training step through the public contract, in the shape of the README's
+    example: q a `torch.distributions` object built from the encoder's output, f the user's
+    own log-likelihood (with the prior and `estimator.log_q` inside it for a sampled KL and
+    for the IWAE estimators' log-weights), the analytic KL added with `EstimatorOutput.minus`,
+    -loss (plus aux_loss) backpropagated. Not fast: torch's `kl_divergence` and torch's
+    default argument validation. Fast: `estibench.estimators.kl.kl_divergence` and the
+    validation switched off (`Distribution.set_default_validate_args(False)`, which a script
+    sets once). The same networks, noise and gradient as the plain step."""
+    kl_of = fast_kl_divergence if fast else torch_kl_divergence
+    name = objective.name
+    B = x.shape[0]
+    if name == "categorical_vae":
+        N, K = objective.variables, objective.categories
+        prior = Independent(OneHotCategorical(logits=torch.zeros(N, K)), 1)
+
+        def posterior():
+            return Independent(OneHotCategorical(logits=objective.encoder(x).view(B, N, K)), 1)
+
+        def log_lik(z):
+            return bce(objective.decoder(z.flatten(-2)), x)
+    elif name == "gaussian_vae":
+        D = objective.latent_dim
+        prior = Independent(Normal(torch.zeros(D), torch.ones(D)), 1)
+
+        def posterior():
+            params = objective.encoder(x).view(B, 2, D)
+            return Independent(Normal(params[:, 0], F.softplus(params[:, 1]) + 1e-4), 1)
+
+        def log_lik(z):
+            return bce(objective.decoder(z), x)
+    else:  # bernoulli_vae: its prior is learned, so built in the step (expanded to the batch:
+        prior = None  # torch's Bernoulli KL does not broadcast one)
+
+        def posterior():
+            return Independent(Bernoulli(logits=objective.encoder(x)), 1)
+
+        def log_lik(z):
+            return bce(objective.decoder(z), x)
+
+    in_f = kl == "sampled" or estimator.estimates == "iwae"
+
+    def body() -> None:
+        p = prior if prior is not None else Independent(
+            Bernoulli(logits=objective.prior_logits.expand(B, -1)), 1)
+        q = posterior()
+        if in_f:
+            def f(z):
+                return log_lik(z) + p.log_prob(z) - estimator.log_q(q, z)
+            out = estimator(q, f, num_samples=S)
+        else:
+            out = estimator(q, log_lik, num_samples=S).minus(kl_of(q, p))
+        loss = -out.loss.sum()
+        (loss if out.aux_loss is None else loss + out.aux_loss.sum()).backward()
+
+    if not fast:
+        return body
+
+    def step() -> None:
+        with validation(False):
+            body()
+
+    return step
+
+
 def library_step(objective, estimator, x, S: int) -> Step:
     """-loss, plus the estimator's aux_loss where it has one (as the harness's throughput)."""
 
@@ -490,10 +679,23 @@ class Case:
 
     def build(self, batch: int, seed: int = 0, against: ModuleType | None = None
               ) -> tuple[Any, Step, Step] | tuple[Any, Step, Step, Step | None]:
-        """(objective, estibench step, plain step) on a random binary batch; with `against`
-        (another checkout's `estimators` package, `import_estimators`), also that package's
-        estimator through the same objective, in the same state (None where it lacks the
-        estimator), registered as `objective.estimator_against`. An estimator with
+        """(objective, estibench step, plain step), and with `against` that checkout's step
+        (None where it lacks the estimator): `sides` as a tuple."""
+        objective, sides = self.sides(batch, seed, against)
+        if against is None:
+            return objective, sides["estibench"], sides["plain"]  # type: ignore[return-value]
+        return (objective, sides["estibench"], sides["plain"],  # type: ignore[return-value]
+                sides["against"])
+
+    def sides(self, batch: int, seed: int = 0, against: ModuleType | None = None,
+              user: bool = False) -> tuple[Any, dict[str, Step | None]]:
+        """The objective and the steps to compare, by name: "estibench" (the objective's own
+        step), "plain" (hand-written torch), with `user` the user's path ("user": torch's
+        KL and validation; "user, fast": the KL fast path, validation off; `user_step`),
+        with `against` (another checkout's `estimators` package, `import_estimators`) that
+        package's estimator through the same objective, in the same state ("against", None
+        where it lacks the estimator), registered as `objective.estimator_against`. All on
+        one random binary batch. An estimator with
         parameters (NVIL's baseline, REBAR's eta and temperature, RELAX's network and
         temperature) has them built here (`prepare`, before any step draws noise) and is
         registered on the objective as `objective.estimator`, so that `zero_grad` clears their
@@ -530,6 +732,10 @@ class Case:
             plain = measure_valued_step(objective, x, S)
         elif name == "muprop":
             plain = muprop_step(objective, x, S)
+        elif name == "carms":
+            plain = carms_step(objective, x, S)
+        elif name == "disarm" and self.objective == "categorical_vae":
+            plain = categorical_disarm_step(objective, x, S)
         elif name in ("reinmax", "gapped_st", "gumbel_rao"):
             plain = straight_through_family_step(objective, x, estimator, S)
         elif self.objective == "categorical_vae":
@@ -545,18 +751,25 @@ class Case:
             plain = antithetic_step(objective, x, S, name)
         else:
             plain = vimco_step(objective, x, S)
-        ours = library_step(objective, estimator, x, S)
+        sides: dict[str, Step | None] = {
+            "estibench": library_step(objective, estimator, x, S), "plain": plain}
+        if user:
+            for fast in (False, True):
+                sides["user, fast" if fast else "user"] = user_step(
+                    objective, estimator, x, S, self.kl, fast)
         if against is None:
-            return objective, ours, plain
+            return objective, sides
         if name not in against.available():
-            return objective, ours, plain, None
+            sides["against"] = None
+            return objective, sides
         other = against.get(name, **self.estimator_options)
         if "estimator" in objective._modules:  # the same parameters and running state
             other.prepare(objective.posterior(x))
             other.load_state_dict(estimator.state_dict())
             other.train(estimator.training)
             objective.estimator_against = other
-        return objective, ours, plain, library_step(objective, other, x, S)
+        sides["against"] = library_step(objective, other, x, S)
+        return objective, sides
 
 
 def import_estimators(checkout: str) -> ModuleType:
@@ -614,6 +827,14 @@ CASES = [
          objective_options=BERNOULLI),
     Case("bernoulli 16 / vimco, K=4 (iwae)", "bernoulli_vae", "vimco", 4,
          objective_options={**BERNOULLI, "bound": "iwae"}),
+    # Categorical antithetic: coupled stick-breaking DisARM (2 evaluations per pair) and CARMS
+    # (S jointly antithetic samples through the Dirichlet copula, the exact pair ratio).
+    Case("categorical 8x8 / disarm, 1 pair", "categorical_vae", "disarm", 1,
+         objective_options=CAT_8x8),
+    Case("categorical 8x8 / carms, S=2", "categorical_vae", "carms", 2,
+         objective_options=CAT_8x8),
+    Case("categorical 8x8 / carms, S=4", "categorical_vae", "carms", 4,
+         objective_options=CAT_8x8),
     Case("categorical 8x8 / reinmax", "categorical_vae", "reinmax", 1,
          objective_options=CAT_8x8),
     Case("categorical 8x8 / muprop, S=1", "categorical_vae", "muprop", 1,
@@ -647,25 +868,79 @@ CASES = [
 
 
 def interleaved(objective, steps: dict[str, Step], calls: int, warmup: int = 10,
-                clock: Callable[[], float] = time.thread_time) -> dict[str, list[float]]:
-    """Seconds of each call of each step, called alternately (order reversed every round)."""
+                clock: Callable[[], float] = time.thread_time,
+                timer: CallTimer | None = None) -> dict[str, list[float]]:
+    """Seconds of each call of each step, called alternately (order reversed every round);
+    `timer` (a `timing.call_timer`, CUDA events on a GPU) times a call, else `clock`."""
     names = list(steps)
     times: dict[str, list[float]] = {name: [] for name in names}
+    if timer is None:
+        timer = call_timer(torch.device("cpu"), "cpu" if clock is time.thread_time else "wall")
     for i in range(warmup + calls):
         for name in (names if i % 2 == 0 else names[::-1]):
             objective.zero_grad(set_to_none=True)
-            start = clock()
-            steps[name]()
-            elapsed = clock() - start
+            elapsed = timer(steps[name])
             if i >= warmup:
                 times[name].append(elapsed)
     objective.zero_grad(set_to_none=True)
     return times
 
 
-def load() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
+@dataclass(frozen=True)
+class Row:
+    """One case at one batch size: median milliseconds per call of each side timed."""
+
+    label: str
+    batch: int
+    ms: dict[str, float]
+
+    def ratio(self, side: str) -> float:
+        """The side's median over the plain step's."""
+        return self.ms[side] / self.ms["plain"]
+
+
+def compare(cases: list[Case], batches: tuple[int, ...], calls: int = 300, *,
+            device: str = "cpu", clock: str = "cpu", user: bool = True,
+            against: ModuleType | None = None,
+            report: Callable[[str], None] | None = None) -> list[Row]:
+    """Each case at each batch size, its sides interleaved call by call (`interleaved`);
+    `calls` per side at batch 32, scaled down (to 50 at least) for larger batches. `report`
+    receives each printed line as it is measured."""
+    target = device_of(device)
+    timer = call_timer(target, clock)
+    rows = []
+    for batch in batches:
+        n = max(50, calls * 32 // batch) if batch > 32 else calls
+        if report:
+            report(f"\nbatch {batch}, {n} calls per side; load average before: {load()}")
+        for case in cases:
+            with on_device(target):
+                objective, sides = case.sides(batch, against=against, user=user)
+                steps = {k: v for k, v in sides.items() if v is not None}
+                t = interleaved(objective, steps, n, timer=timer)
+            row = Row(case.label, batch, {k: statistics.median(v) * 1e3 for k, v in t.items()})
+            rows.append(row)
+            if report:
+                report(format_row(row, user, against is not None))
+        if report:
+            report(f"load average after: {load()}")
+    return rows
+
+
+def header(user: bool, against: bool) -> str:
+    return (f"{'objective / estimator':52s} {'estibench ms':>12s} {'plain ms':>9s} "
+            f"{'ratio':>7s}" + (f" {'user':>7s} {'user,fast':>9s}" if user else "")
+            + (f" {'against':>8s}" if against else ""))
+
+
+def format_row(row: Row, user: bool, against: bool) -> str:
+    line = (f"{row.label:52s} {row.ms['estibench']:12.3f} {row.ms['plain']:9.3f} "
+            f"{row.ratio('estibench'):6.2f}x")
+    if user:
+        line += f" {row.ratio('user'):6.2f}x {row.ratio('user, fast'):8.2f}x"
+    if against:
+        line += f" {row.ratio('against'):7.2f}x" if "against" in row.ms else "      n/a"
+    return line
 
 
 def main() -> None:
@@ -676,38 +951,30 @@ def main() -> None:
                         help="timed calls per side at batch 32 (scaled down for larger batches)")
     parser.add_argument("--only", default="", help="run the cases whose label contains this")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                        help="per-call thread CPU time (default) or wall time")
+                        help="per-call thread CPU time (default) or wall time (CPU only)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (default) or cuda[:N]: on CUDA each call is timed by CUDA "
+                             "events")
+    parser.add_argument("--no-user", action="store_true",
+                        help="leave out the user's path (torch.distributions q, own f)")
     parser.add_argument("--against", default="", metavar="CHECKOUT",
                         help="also time the estimators of this estibench checkout (e.g. a git "
                              "worktree of an earlier commit), interleaved as a third side")
     args = parser.parse_args()
+    try:
+        device_of(args.device)
+    except DeviceUnavailable as error:
+        raise SystemExit(str(error)) from None
     against = import_estimators(args.against) if args.against else None
-    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); medians of "
-          f"per-call {args.clock} times, the two sides interleaved call by call")
-    for batch in (int(b) for b in args.batch.split(",")):
-        calls = max(50, args.calls * 32 // batch) if batch > 32 else args.calls
-        print(f"\nbatch {batch}, {calls} calls per side; load average before: {load()}")
-        print(f"{'objective / estimator':52s} {'estibench ms':>12s} {'plain ms':>9s} "
-              f"{'ratio':>7s}" + (f" {'against':>8s}" if against else ""))
-        for case in CASES:
-            if args.only not in case.label:
-                continue
-            steps: dict[str, Step | None] = {}
-            if against is None:
-                objective, steps["ours"], steps["plain"] = case.build(batch)
-            else:
-                objective, steps["ours"], steps["plain"], steps["against"] = case.build(
-                    batch, against=against)
-            t = interleaved(objective, {k: v for k, v in steps.items() if v is not None},
-                            calls, clock=clock)
-            m = {k: statistics.median(v) for k, v in t.items()}
-            other = (f" {m['against'] / m['plain']:7.2f}x" if "against" in m
-                     else "      n/a" if against else "")
-            print(f"{case.label:52s} {m['ours'] * 1e3:12.3f} {m['plain'] * 1e3:9.3f} "
-                  f"{m['ours'] / m['plain']:6.2f}x{other}", flush=True)
-        print(f"load average after: {load()}")
+    clock = "cuda events" if args.device.startswith("cuda") else f"{args.clock} time"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device "
+          f"{args.device}; medians of per-call {clock}, the sides interleaved call by call")
+    print(header(not args.no_user, against is not None))
+    compare([c for c in CASES if args.only in c.label],
+            tuple(int(b) for b in args.batch.split(",")), args.calls, device=args.device,
+            clock=args.clock, user=not args.no_user, against=against,
+            report=lambda line: print(line, flush=True))
 
 
 if __name__ == "__main__":

@@ -168,3 +168,36 @@ def test_work_normalized_variance_is_invariant_to_averaging() -> None:
     assert work_normalized_variance(2.0, 0.25) == 0.5
     # averaging n estimates: variance / n, time x n -> the same efficiency
     assert work_normalized_variance(2.0 / 8, 0.25 * 8) == pytest.approx(0.5)
+
+
+def test_cuda_event_timing_grows_blocks_and_takes_medians(monkeypatch) -> None:
+    """The CUDA branch's block logic, with events that read the host clock (no GPU here):
+    per-call seconds at least the call's known duration, n grown until a block lasts 1 ms."""
+    import importlib
+    import time as clock
+
+    module = importlib.import_module("estibench.benchmarks.metrics.throughput")
+
+    class Event:
+        def __init__(self, enable_timing: bool = False) -> None:
+            self.at = 0.0
+
+        def record(self) -> None:
+            self.at = clock.perf_counter()
+
+        def synchronize(self) -> None:
+            pass
+
+        def elapsed_time(self, end: Event) -> float:
+            return (end.at - self.at) * 1e3
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    calls = []
+
+    def fn() -> None:
+        calls.append(1)
+        clock.sleep(2e-4)
+
+    median, iqr = module._cuda_event_time(fn, min_run_time=0.01)
+    assert median >= 2e-4 and iqr >= 0  # each call sleeps 0.2 ms at least
+    assert len(calls) >= 5 * 10  # blocks of 10 calls at least (one call is under 1 ms)

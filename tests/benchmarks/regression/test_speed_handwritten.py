@@ -65,3 +65,28 @@ def test_against_another_checkout_times_the_same_estimator_in_the_same_state(lab
         theirs_name = name.replace("estimator.", "estimator_against.", 1)
         torch.testing.assert_close(got[theirs_name], expected[name], rtol=1e-6, atol=1e-7,
                                    msg=name)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.label)
+def test_user_path_has_the_plain_gradient(case: Case, float64) -> None:
+    """The user's path (torch.distributions q, the user's own f, torch's KL or the fast one,
+    validation on or off) computes the plain step's gradient from the same seed."""
+    objective, sides = case.sides(batch=5, user=True)
+    for seed in (1, 2):
+        expected = gradients(objective, sides["plain"], seed)
+        for side in ("user", "user, fast"):
+            got = gradients(objective, sides[side], seed)
+            assert expected.keys() == got.keys(), side
+            for name in expected:
+                torch.testing.assert_close(got[name], expected[name], rtol=1e-9, atol=1e-10,
+                                           msg=f"{side}: {name}")
+
+
+def test_the_fast_user_path_restores_validation() -> None:
+    from torch.distributions import Distribution
+
+    case = CASES[0]
+    objective, sides = case.sides(batch=3, user=True)
+    before = Distribution._validate_args
+    sides["user, fast"]()
+    assert Distribution._validate_args == before
