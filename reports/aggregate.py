@@ -61,6 +61,7 @@ class Quantity:
     # a column of `at_noise_floor`; `{key}_floor` counts the cells where the value is within
     # the Monte Carlo noise of the mean (the tables mark it)
     floor: str | None = None
+    timed: bool = False  # a time: `{key}_busy` counts the cells timed on a busy machine
 
 
 _BOUNDS_BEFORE_IWAE = (Quantity("elbo", "test/elbo", "test ELBO (nats)", "bounds"),)
@@ -86,8 +87,9 @@ _GRADIENT_AND_COST = (
              "cosine of the mean of M to exact (distribution)", "gradients",
              floor="cosine_at_floor"),
     Quantity("time_per_estimate_ms", "time/time_per_estimate", "time / estimate (ms)", "cost",
-             1e3),
-    Quantity("variance_x_time", "efficiency/variance_x_time", "Var x time (Var·s)", "cost"),
+             1e3, timed=True),
+    Quantity("variance_x_time", "efficiency/variance_x_time", "Var x time (Var·s)", "cost",
+             timed=True),
     Quantity("evaluations", "estimator/evaluations", "f evaluations / estimate", "cost"),
     Quantity("variance_x_evaluations", "efficiency/variance_x_evaluations",
              "Var x evaluations", "cost"),
@@ -329,6 +331,9 @@ def summary_table(frame: pd.DataFrame, by_num_samples: bool | None = None) -> pd
             if quantity.floor in floors.columns:
                 table[f"{quantity.key}_floor"] = floors[quantity.floor].groupby(
                     groups, sort=True, dropna=False).sum()
+        if quantity.timed and "time/busy" in finals.columns:
+            table[f"{quantity.key}_busy"] = (finals["time/busy"] == 1).groupby(
+                groups, sort=True, dropna=False).sum()
         if quantity.flag is not None and quantity.flag in finals.columns:
             unmet = (finals[quantity.flag] == 0).groupby(groups, sort=True, dropna=False).sum()
             table[f"{quantity.key}_unmet"] = unmet

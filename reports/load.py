@@ -1,4 +1,5 @@
-"""Timings taken on a busy machine: which cells, said once at the top of a report."""
+"""Timings taken on a busy machine: how many, said once at the top of a report; the cost table
+marks each row timed so ("(busy)")."""
 
 from __future__ import annotations
 
@@ -16,10 +17,9 @@ def busy_note(frame: pd.DataFrame) -> str:
     busy = finals[finals["time/busy"] == 1]
     if busy.empty:
         return ""
-    pairs = sorted({f"{o} / {e}" for o, e in zip(busy["objective"], busy["estimator"],
-                                                   strict=True)})
     load = busy["time/load_1min"].max()
     cores = int(busy["time/cpu_count"].max())
     return (f"Busy machine: {len(busy)} of {len(finals)} cells were timed with the 1-minute "
             f"load above the CPU count (up to {load:.1f} on {cores} cores), so their times "
-            f"include contention and are upper bounds: {', '.join(pairs)}.")
+            "include contention and are upper bounds; the cost table marks their rows "
+            "\"(busy)\".")

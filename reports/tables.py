@@ -15,11 +15,13 @@ from estibench.reports.numbers import column_format
 GROUP_TITLES: dict[str, str] = {
     "bounds": "Bounds on held-out data (final checkpoint)",
     "gradients": "Gradient quality (final checkpoint; M = replicas per measurement, "
-                 "† = variance precision target not met in some seeds)",
-    "cost": "Cost",
+                 "† = variance precision target not met in some seeds, ≈ = within the Monte "
+                 "Carlo noise of the mean)",
+    "cost": "Cost ((busy) = timed with the load above the CPU count)",
 }
 UNMET = " †"
 AT_FLOOR = " ≈"  # within the Monte Carlo noise of the mean: noise, not signal
+BUSY = " (busy)"  # timed with the load above the CPU count: an upper bound
 BIASED = " ‡"  # after an estimator label: biased by design
 BIASED_NOTE = " (‡: biased by design)"
 _KEY_LABELS = {"run": "run", "objective": "objective", "estimator": "estimator",
@@ -121,6 +123,9 @@ def _quantity_text(row: pd.Series, q: Any, fmt: Any) -> str:
     floor = row.get(f"{q.key}_floor")
     if text != MISSING and floor is not None and not pd.isna(floor) and floor > 0:
         text += AT_FLOOR
+    busy = row.get(f"{q.key}_busy")
+    if text != MISSING and busy is not None and not pd.isna(busy) and busy > 0:
+        text += BUSY
     return text
 
 

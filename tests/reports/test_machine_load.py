@@ -58,8 +58,15 @@ def test_busy_timings_are_flagged(tmp_path):
         for metric, value in (("time/busy", float(busy)), ("time/cpu_count", 2.0),
                               ("time/load_1min", 5.5 if busy else 0.5 + 0.01 * i)):
             rows.append({**cell.to_dict(), "metric": metric, "value": value, "step": 100})
-    note = busy_note(pd.concat([frame, pd.DataFrame(rows)], ignore_index=True))
+    loaded = pd.concat([frame, pd.DataFrame(rows)], ignore_index=True)
+    note = busy_note(loaded)
     busy_cells = int((cells["estimator"] == "gumbel_softmax").sum())
     assert note.startswith(f"Busy machine: {busy_cells} of {len(cells)} cells")
-    assert "up to 5.5 on 2 cores" in note and "gumbel_softmax" in note
-    assert "reinforce-loo" not in note
+    assert "up to 5.5 on 2 cores" in note and '"(busy)"' in note
+    # the rows say which: one mark per busy row of the cost table, not a list in the note
+    from estibench.reports.aggregate import summary_table
+    from estibench.reports.tables import BUSY, summary_tables
+
+    cost = next(t for title, t in summary_tables(summary_table(loaded)) if "ost" in title)
+    marked = {row[1] for row in cost.rows if any(BUSY in cell for cell in row)}
+    assert marked == {"gumbel_softmax"}
