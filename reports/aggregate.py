@@ -34,6 +34,7 @@ CONFIG_COLUMNS: tuple[str, ...] = (
     "objective",
     "objective_name",
     "kl",
+    "bound",
     "estimator",
     "estimator_name",
     "trained_with",

@@ -42,7 +42,7 @@ COLUMNS = (
     "variance", "variance_lo", "variance_hi", "squared_bias", "squared_bias_lo",
     "squared_bias_hi", "mse", "mse_evals", "mse_evals_lo", "mse_evals_hi", "mse_time",
     "mse_time_lo", "mse_time_hi", "budget_evals", "budget_seconds", "bias_against", "p_value",
-    "verdict", "biased_by_design", "best", "seeds", "resolution",
+    "verdict", "biased_by_design", "best", "seeds", "resolution", "own_trajectory",
 )
 
 
@@ -52,9 +52,10 @@ def _wide(frame: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame()
     keys = ["run", "cell_id", "objective", "estimator", "num_samples", "seed", "step"]
-    extra = [c for c in ("bias_against",) if c in rows.columns]
-    wide = rows.pivot_table(index=keys + extra, columns="metric", values="value",
-                            aggfunc="last", dropna=False)
+    keys += [c for c in ("bias_against", "bound", "protocol") if c in rows.columns]
+    # groupby, not pivot_table(dropna=False), which builds every combination of the keys
+    wide = rows.groupby(keys + ["metric"], sort=False, dropna=False)["value"].last().unstack(
+        "metric")
     wide.columns.name = None
     return wide.reset_index()
 
@@ -87,6 +88,11 @@ def ranking(frame: pd.DataFrame, biased: set[str] | frozenset[str] = frozenset()
         return pd.DataFrame(columns=list(COLUMNS))
     wide = wide.assign(evaluations=_per_cell(wide, "estimator/evaluations"),
                        seconds=_per_cell(wide, "time/time_per_estimate"))
+    if "bound" in wide.columns:  # the IWAE-K bound is a different objective for every K
+        iwae = wide["bound"] == "iwae"
+        wide.loc[iwae, "objective"] = [f"{o} (K = {int(k)})" for o, k in
+                                       zip(wide.loc[iwae, "objective"],
+                                           wide.loc[iwae, "num_samples"], strict=True)]
     tables = []
     for objective, rows in wide.groupby("objective", sort=True):
         wrt = _wrt(rows)
@@ -132,6 +138,9 @@ def _combined(group: pd.DataFrame, wrt: str) -> dict[str, object]:
         "evaluations": float(group["evaluations"].mean()),
         "seconds": float(group["seconds"].mean()),
         "seeds": n,
+        # the independent protocol: each estimator measured on the model it trained itself
+        "own_trajectory": bool((group["protocol"] == "independent").any())
+        if "protocol" in group.columns else False,
     }
 
 
@@ -213,6 +222,11 @@ def answer(table: pd.DataFrame) -> list[str]:
             lines.append(f"{where}: {_joined(names)} tie for the lowest gradient MSE{cost}: "
                          "their intervals overlap; choose among them by what else matters "
                          "(time per step, bias).")
+        if (rows["bias_against"] == "not measured").any():
+            lines[-1] += (" The bias was not measured here (no exact gradient; [metrics] "
+                          "reference = \"auto\" measures it against a reference): the MSE is "
+                          "the variance alone, so biased estimators (‡) look better than they "
+                          "are.")
     return lines
 
 
@@ -279,21 +293,27 @@ def display(rows: pd.DataFrame, compact: bool = False) -> Any:
 
 
 def sections(table: pd.DataFrame, compact: bool = False) -> list[tuple[str, str, Any]]:
-    """(title, the answer's sentence, the ranked table) per objective, at its final checkpoint
-    and, where the order changes along training, at every checkpoint (compact: see
-    `display`)."""
+    """(title, the answer, the ranked table) per objective: the table at its final checkpoint;
+    the answer at the final checkpoint, then at every earlier one where it differs (compact:
+    see `display`)."""
     out = []
     sentences = dict(zip([(o, s) for (o, s), _ in table.groupby(["objective", "step"])],
                          answer(table), strict=True))
-    changes = order_changes(table)
     for objective, rows in table.groupby("objective", sort=True):
         steps = sorted(rows["step"].unique())
-        shown = steps if changes[str(objective)] else steps[-1:]
-        for step in shown:
-            at = rows[rows["step"] == step]
-            title = f"{objective} at step {int(step)}" + (
-                " (the order changes along training)" if len(shown) > 1 else "")
-            out.append((title, sentences[(objective, step)], display(at, compact)))
+        final = steps[-1]
+        best = {step: set(rows[(rows["step"] == step) & (rows["best"] != "")]["estimator"])
+                for step in steps}
+        text = sentences[(objective, final)]
+        earlier = [sentences[(objective, step)] for step in steps[:-1]
+                   if best[step] != best[final]]
+        if earlier:
+            text += " Earlier in training the answer differed: " + " ".join(earlier)
+        own = bool(rows["own_trajectory"].any()) if "own_trajectory" in rows else False
+        title = f"{objective} at step {int(final)}" + (
+            " (each estimator trained its own model: compared at its own parameters)"
+            if own else "")
+        out.append((title, text, display(rows[rows["step"] == final], compact)))
     return out
 
 
