@@ -10,6 +10,7 @@ averaging them with finished cells would mix different training lengths.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -170,7 +171,41 @@ def bias_against(config: dict[str, Any]) -> str:
     return f"reference: {name}, S = {samples}"
 
 
-def _cell_frame(cells: pd.DataFrame, run: str) -> pd.DataFrame:
+@functools.lru_cache(maxsize=256)
+def _display(label: str, name: str, factory: str, options: str) -> str:
+    """A stored objective label as reports show it: an automatic label (categorical_vae-4-4,
+    option values in option order) becomes one that names its options
+    (categorical_vae(categories=4, variables=4)); a label the suite set is kept."""
+    from estibench.benchmarks.suites.schema import ObjectiveSpec
+
+    try:
+        key = {"factory": factory} if factory else {"name": name}
+        spec = ObjectiveSpec(**key, options=json.loads(options))
+        return spec.display if spec.id == label else label
+    except Exception:  # an objective this installation cannot build: its stored label
+        return label
+
+
+def display_objective(config: dict[str, Any], explicit: frozenset[str] = frozenset()) -> str:
+    """`_display` of a cell's config; labels in `explicit` (set by the suite) are kept."""
+    label = str(config.get("objective") or _UNKNOWN)
+    reference = str(config.get("objective_name") or "")
+    if not reference or label == _UNKNOWN or label in explicit:
+        return label
+    options = json.dumps(config.get("objective_options") or {}, sort_keys=True)
+    factory = reference if ":" in reference else ""
+    return _display(label, "" if factory else reference, factory, options)
+
+
+def _explicit_labels(run_dir: Path) -> frozenset[str]:
+    """The objective labels the run's suite set itself (kept as they are in reports)."""
+    suite = load_suite_config(run_dir) or {}
+    return frozenset(str(o["label"]) for o in suite.get("objectives", [])
+                     if isinstance(o, dict) and o.get("label"))
+
+
+def _cell_frame(cells: pd.DataFrame, run: str, explicit: frozenset[str] = frozenset()
+                ) -> pd.DataFrame:
     """Store cells -> one row per cell with the config columns, device, reason and dicts."""
     records = []
     for row in cells.itertuples(index=False):
@@ -183,7 +218,7 @@ def _cell_frame(cells: pd.DataFrame, run: str) -> pd.DataFrame:
             "status": row.status,
             **{name: config.get(name) for name in CONFIG_COLUMNS},
             # figures and tables sort and group by these labels: never leave them empty
-            "objective": config.get("objective") or _UNKNOWN,
+            "objective": display_objective(config, explicit),
             "estimator": config.get("estimator") or _UNKNOWN,
             "device": environment.get("device"),
             "bias_against": bias_against(config),
@@ -202,7 +237,7 @@ def load_cells(run_dir_or_dirs: RunDirs) -> pd.DataFrame:
     config dict)."""
     dirs = run_dirs(run_dir_or_dirs)
     frames = [
-        _cell_frame(_read_store(d)[0], run)
+        _cell_frame(_read_store(d)[0], run, _explicit_labels(d))
         for d, run in zip(dirs, _run_labels(dirs), strict=True)
     ]
     return pd.concat(frames, ignore_index=True)
@@ -220,7 +255,7 @@ def load(run_dir_or_dirs: RunDirs) -> pd.DataFrame:
     frames = []
     for d, run in zip(dirs, _run_labels(dirs), strict=True):
         cells, metrics, _ = _read_store(d)
-        info = _cell_frame(cells, run)[list(CELL_COLUMNS)]
+        info = _cell_frame(cells, run, _explicit_labels(d))[list(CELL_COLUMNS)]
         rows = metrics[["cell_id", "step", "metric", "value"]]
         frames.append(info.merge(rows, on="cell_id", how="inner", validate="one_to_many"))
     frame = pd.concat(frames, ignore_index=True)

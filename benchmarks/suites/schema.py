@@ -174,6 +174,17 @@ class ObjectiveSpec(_Strict):
                           lambda _: objectives.resolve_factory(str(self.factory)))
         return _label(str(self.name), self.options, objectives.registry.factory)
 
+    @property
+    def display(self) -> str:
+        """How reports name it: `label`, else the name with each non-default option named
+        (categorical_vae(categories=4, variables=4)); `id` stays the stored identity."""
+        if self.label:
+            return self.label
+        if self.factory is not None:
+            return _label(objectives.short_name(self.factory), self.options,
+                          lambda _: objectives.resolve_factory(str(self.factory)), named=True)
+        return _label(str(self.name), self.options, objectives.registry.factory, named=True)
+
 
 class EstimatorSpec(_Strict):
     # optional: an estimator that may not be registered (not implemented yet, plugin missing):
@@ -574,9 +585,9 @@ class Suite(_Strict):
         return next(e for e in self.estimators if e.id == label)
 
 
-def _label(name: str, options: dict[str, Any], factory: Any) -> str:
+def _label(name: str, options: dict[str, Any], factory: Any, named: bool = False) -> str:
     """name-value-value...: the options that differ from the factory's defaults, sorted by
-    option name; a list reads as 512x256."""
+    option name; a list reads as 512x256. named: name(option=value, ...) instead."""
     def plain(v: Any) -> Any:
         return tuple(v) if isinstance(v, (list, tuple)) else v
 
@@ -584,8 +595,11 @@ def _label(name: str, options: dict[str, Any], factory: Any) -> str:
         return "x".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
     defaults = {k: p.default for k, p in inspect.signature(factory(name)).parameters.items()}
-    changed = [text(v) for k, v in sorted(options.items()) if plain(defaults.get(k)) != plain(v)]
-    return "-".join([name, *changed])
+    changed = [(k, text(v)) for k, v in sorted(options.items())
+               if plain(defaults.get(k)) != plain(v)]
+    if named:
+        return name + (f"({', '.join(f'{k}={v}' for k, v in changed)})" if changed else "")
+    return "-".join([name, *(v for _, v in changed)])
 
 
 def _check_num_samples(values: list[int]) -> None:

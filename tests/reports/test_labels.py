@@ -33,6 +33,9 @@ def test_objective_labels_name_the_options_that_differ_from_the_defaults() -> No
     ]))
     assert [o.id for o in suite.objectives] == [
         "categorical_vae-2-8-2", "categorical_vae-16x8", "bernoulli_vae", "mine"]
+    assert [o.display for o in suite.objectives] == [
+        "categorical_vae(categories=2, hidden=8, variables=2)", "categorical_vae(hidden=16x8)",
+        "bernoulli_vae", "mine"]
 
 
 def test_two_objectives_with_the_same_label_are_refused_naming_the_field() -> None:
@@ -58,7 +61,10 @@ def test_two_sizes_of_a_model_are_two_rows_in_tables_and_comparisons(tmp_path) -
     run_dir = run(suite, out=tmp_path / "run", device="cpu")
     frame = reports.load(run_dir)
     table = reports.summary_table(frame)
-    assert sorted(table["objective"]) == ["categorical_vae-2-8-2", "categorical_vae-2-8-3"]
+    # reports name the options that differ (the stored labels stay categorical_vae-2-8-2...)
+    assert sorted(table["objective"]) == [
+        "categorical_vae(categories=2, hidden=8, variables=2)",
+        "categorical_vae(categories=2, hidden=8, variables=3)"]
     assert list(table["seeds"]) == [2, 2]
     comparison = reports.compare(run_dir, run_dir)
     assert set(comparison.table["objective"]) == set(table["objective"])
