@@ -207,9 +207,9 @@ class Clock:
         low = high = 0.0
         slowest, fastest = max(rates.values()), min(rates.values())
         for key in left:
-            rate = rates.get(self.kinds[key])
-            low += self.units[key] * (fastest if rate is None else rate) + self.fixed[key]
-            high += self.units[key] * (slowest if rate is None else rate) + self.fixed[key]
+            known = rates.get(self.kinds[key])
+            low += self.units[key] * (fastest if known is None else known) + self.fixed[key]
+            high += self.units[key] * (slowest if known is None else known) + self.fixed[key]
         return low * wall, high * wall
 
     def eta(self) -> float | None:

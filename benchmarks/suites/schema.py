@@ -342,7 +342,7 @@ class MetricsSpec(_Strict):
     iwae_ks: list[int] = Field(default_factory=lambda: [1, 10, 100],
                                description="the k of each IWAE-k bound")
     reference: Literal["exact", "auto"] | ReferenceSpec = Field(
-        "exact",
+        default="exact",
         description="what bias is measured against: \"exact\" (the exact gradient, where the "
                     "objective has one; no bias otherwise), \"auto\" (the exact gradient, "
                     "else a reference: pathwise where it applies, else reinforce with the "
