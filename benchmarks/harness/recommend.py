@@ -44,7 +44,8 @@ SAFETY = 0.85  # share of the budget the prediction may fill (the prediction is 
 NUM_SAMPLES = (1, 4)
 CHECKPOINTS = 3
 # Trainers of the shared trajectory, in order of preference (the first that applies).
-TRAINERS: tuple[tuple[str, dict[str, Any]], ...] = (("pathwise", {}), ("reinforce", {"baseline": "loo"}), ("iwae", {}), ("vimco", {}))
+TRAINERS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("pathwise", {}), ("reinforce", {"baseline": "loo"}), ("iwae", {}), ("vimco", {}))
 TRAIN_NUM_SAMPLES = 4
 DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|sec|m|min|h)?\s*$")
 
