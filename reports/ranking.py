@@ -144,7 +144,7 @@ def _combined(group: pd.DataFrame, wrt: str) -> dict[str, object]:
     }
 
 
-def _verdict(p_value: float, by_design: bool, against: str) -> str:
+def _verdict(p_value: float, by_design: bool) -> str:
     if not math.isfinite(p_value):
         return "biased by design (bias not measured)" if by_design else "bias not measured"
     if p_value < ALPHA:
@@ -163,8 +163,7 @@ def _rank_objective(objective: str, wrt: str, rows: pd.DataFrame,
                   **_combined(group, wrt)}
         by_design = str(estimator) in biased
         record["biased_by_design"] = by_design
-        record["verdict"] = _verdict(record["p_value"], by_design,  # type: ignore[arg-type]
-                                     str(record["bias_against"]))
+        record["verdict"] = _verdict(record["p_value"], by_design)  # type: ignore[arg-type]
         records.append(record)
     table = pd.DataFrame.from_records(records)
     out = []

@@ -301,17 +301,32 @@ def statistics_seconds(cell: CellSpec) -> tuple[float, float]:
     return fixed, per_replica
 
 
-def estimate_seconds(todo: list[CellSpec]) -> float:
-    """A rough run time: each cell's training and bounds at its pair's measured speed per unit,
-    its gradient statistics as timed by `statistics_seconds`, plus fixed time."""
+@dataclass(frozen=True)
+class CellSeconds:
+    """A cell's predicted seconds in parts: `once` (training, bounds, fixed time) and, per
+    checkpoint, the statistics' fixed part plus `per_replica` for each replica."""
+
+    once: float
+    per_checkpoint: float
+    per_replica: float
+
+    def total(self, checkpoints: int, replicas: int) -> float:
+        return self.once + checkpoints * (self.per_checkpoint + replicas * self.per_replica)
+
+
+def cell_seconds(todo: list[CellSpec]) -> list[CellSeconds]:
+    """Each cell's `CellSeconds`: training and bounds at its pair's measured speed per unit
+    (`seconds_per_unit`), its gradient statistics as timed by `statistics_seconds` (once per
+    pair, evaluation batch and wrt), plus fixed time. Times the pairs: seconds of work."""
     rates: dict[str, float] = {}
     probes: dict[str, tuple[float, float]] = {}
-    total = 0.0
+    out = []
     for cell in todo:
         key = _pair_key(cell)
         if key not in rates:
             rates[key] = seconds_per_unit(cell)
-        total += _training_and_bounds_units(cell) * rates[key] + fixed_seconds(cell)
+        once = _training_and_bounds_units(cell) * rates[key] + fixed_seconds(cell)
+        fixed = per_replica = 0.0
         if _statistics_units(cell):
             m = cell.metrics
             probe = json.dumps([key, m.eval_batch_size, m.wrt])
@@ -322,5 +337,11 @@ def estimate_seconds(todo: list[CellSpec]) -> float:
                     probes[probe] = (0.0, _statistics_units(cell) * rates[key]
                                      / (_checkpoints(cell) * _replicas(cell)))
             fixed, per_replica = probes[probe]
-            total += _checkpoints(cell) * (fixed + _replicas(cell) * per_replica)
-    return total
+        out.append(CellSeconds(once, fixed, per_replica))
+    return out
+
+
+def estimate_seconds(todo: list[CellSpec]) -> float:
+    """A rough run time: the sum of each cell's `cell_seconds` at its checkpoints and M."""
+    return sum(parts.total(_checkpoints(cell), _replicas(cell))
+               for cell, parts in zip(todo, cell_seconds(todo), strict=True))

@@ -197,33 +197,6 @@ def _sized(suite: Suite, replicas: int, checkpoints: list[int]) -> Suite:
     return parse_suite({**suite.model_dump(), "metrics": metrics}, "estibench recommend")
 
 
-@dataclass(frozen=True)
-class _CellCost:
-    once: float  # training and fixed seconds
-    per_checkpoint: float  # the statistics' fixed part
-    per_replica: float  # per replica per checkpoint
-
-
-def _cell_costs(cells: list[CellSpec]) -> list[_CellCost]:
-    rates: dict[str, float] = {}
-    probes: dict[str, tuple[float, float]] = {}
-    out = []
-    for cell in cells:
-        key = cost._pair_key(cell)
-        if key not in rates:
-            rates[key] = cost.seconds_per_unit(cell)
-        if key not in probes:
-            try:
-                probes[key] = cost.statistics_seconds(cell)
-            except Exception:  # the cell fails at once or runs in the loop: cost by units
-                probes[key] = (0.0, cost._statistics_units(cell) * rates[key]
-                               / max(cost._checkpoints(cell) * cost._replicas(cell), 1))
-        fixed, per_replica = probes[key]
-        once = cost._training_and_bounds_units(cell) * rates[key] + cost.fixed_seconds(cell)
-        out.append(_CellCost(once, fixed, per_replica))
-    return out
-
-
 def _reference_cost(cell: CellSpec) -> tuple[float, float]:
     """(fixed, per replica) of the reference gradient at one checkpoint (shared by the cells)."""
     reference = cell.metrics.reference
@@ -252,7 +225,7 @@ def plan_recommendation(suite: Suite, budget_seconds: float,
     probe = _sized(suite, REPLICAS[0], options[0])
     plan = expand(probe)
     inapplicable = _by_estimator(plan)
-    costs = _cell_costs(plan.runnable)
+    costs = cost.cell_seconds(plan.runnable)
     reference = _reference_cost(plan.runnable[0]) if plan.runnable else (0.0, 0.0)
     planning = time.perf_counter() - started
     left = budget_seconds - planning
@@ -261,8 +234,7 @@ def plan_recommendation(suite: Suite, budget_seconds: float,
         k = len({steps if c == -1 else c for c in points})
         for replicas in REPLICAS:
             reference_replicas = min(MAX_REFERENCE_REPLICAS, max(64, REFERENCE_FACTOR * replicas))
-            predicted = sum(c.once + k * (c.per_checkpoint + replicas * c.per_replica)
-                            for c in costs)
+            predicted = sum(c.total(k, replicas) for c in costs)
             predicted += k * (reference[0] + reference_replicas * reference[1])
             tried.append(predicted)
             if predicted <= SAFETY * left:

@@ -17,6 +17,7 @@ from estibench.benchmarks.results.store import Store
 from estibench.benchmarks.suites.schema import parse_suite
 from tests.cli_support import cli
 from tests.plugin_support import write_plugin
+from tests.runs import TOY
 
 SLEEPER = '''
 import time
@@ -39,24 +40,9 @@ class Sleeper(Estimator):
         return output(self.evaluate(f, z, num_samples, q), z)
 '''
 
-SUITE = """
-seeds = [0]
-num_samples = [2]
-cell_timeout = 10
-[training]
-steps = 3
-[metrics]
-checkpoints = [-1]
-replicas = 4
-throughput = false
-[[objectives]]
-name = "bernoulli_toy"
-[[estimators]]
-name = "sleeper"
-[[estimators]]
-name = "reinforce"
-options = { baseline = "loo" }
-"""
+# the shared toy suite, a limit of 10 s on each cell, and the sleeper beside RLOO
+SUITE = TOY.replace("seeds = [0]", "seeds = [0]\ncell_timeout = 10") + (
+    '[[estimators]]\nname = "sleeper"\n')
 
 
 def _statuses(run_dir: Path) -> dict[str, tuple[str, str | None]]:
