@@ -10,7 +10,6 @@ averaging them with finished cells would mix different training lengths.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -22,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from estibench.benchmarks.results.labels import UNKNOWN as _UNKNOWN
+from estibench.benchmarks.results.labels import display_estimators, display_objective
 from estibench.benchmarks.results.store import STORE_FILENAME, Store, StoreError
 from estibench.reports.errors import ReportError
 
@@ -46,7 +47,6 @@ CELL_COLUMNS: tuple[str, ...] = ("run", "cell_id", "key", "status", *CONFIG_COLU
                                  "bias_against")
 FRAME_COLUMNS: tuple[str, ...] = (*CELL_COLUMNS, "step", "metric", "value")
 IWAE_PATTERN = re.compile(r"^test/iwae_(\d+)$")
-_UNKNOWN = "(unknown)"
 
 
 @dataclass(frozen=True)
@@ -171,43 +171,19 @@ def bias_against(config: dict[str, Any]) -> str:
     return f"reference: {name}, S = {samples}"
 
 
-@functools.lru_cache(maxsize=256)
-def _display(label: str, name: str, factory: str, options: str) -> str:
-    """A stored objective label as reports show it: an automatic label (categorical_vae-4-4,
-    option values in option order) becomes one that names its options
-    (categorical_vae(categories=4, variables=4)); a label the suite set is kept."""
-    from estibench.benchmarks.suites.schema import ObjectiveSpec
-
-    try:
-        key = {"factory": factory} if factory else {"name": name}
-        spec = ObjectiveSpec(**key, options=json.loads(options))
-        return spec.display if spec.id == label else label
-    except Exception:  # an objective this installation cannot build: its stored label
-        return label
-
-
-def display_objective(config: dict[str, Any], explicit: frozenset[str] = frozenset()) -> str:
-    """`_display` of a cell's config; labels in `explicit` (set by the suite) are kept."""
-    label = str(config.get("objective") or _UNKNOWN)
-    reference = str(config.get("objective_name") or "")
-    if not reference or label == _UNKNOWN or label in explicit:
-        return label
-    options = json.dumps(config.get("objective_options") or {}, sort_keys=True)
-    factory = reference if ":" in reference else ""
-    return _display(label, "" if factory else reference, factory, options)
-
-
 def _explicit_labels(run_dir: Path) -> frozenset[str]:
-    """The objective labels the run's suite set itself (kept as they are in reports)."""
+    """The objective and estimator labels the run's suite set itself (kept as they are in
+    reports)."""
     suite = load_suite_config(run_dir) or {}
-    return frozenset(str(o["label"]) for o in suite.get("objectives", [])
-                     if isinstance(o, dict) and o.get("label"))
+    return frozenset(str(o["label"]) for kind in ("objectives", "estimators")
+                     for o in suite.get(kind, []) if isinstance(o, dict) and o.get("label"))
 
 
 def _cell_frame(cells: pd.DataFrame, run: str, explicit: frozenset[str] = frozenset()
                 ) -> pd.DataFrame:
     """Store cells -> one row per cell with the config columns, device, reason and dicts."""
     records = []
+    estimators = display_estimators(cells["config"], explicit)
     for row in cells.itertuples(index=False):
         config: dict[str, Any] = row.config
         environment: dict[str, Any] = row.environment
@@ -219,7 +195,8 @@ def _cell_frame(cells: pd.DataFrame, run: str, explicit: frozenset[str] = frozen
             **{name: config.get(name) for name in CONFIG_COLUMNS},
             # figures and tables sort and group by these labels: never leave them empty
             "objective": display_objective(config, explicit),
-            "estimator": config.get("estimator") or _UNKNOWN,
+            "estimator": estimators.get(str(config.get("estimator")),
+                                        config.get("estimator") or _UNKNOWN),
             "device": environment.get("device"),
             "bias_against": bias_against(config),
             "reason": row.reason,

@@ -169,8 +169,8 @@ def biased_estimators(cells: pd.DataFrame) -> set[str]:
     is False: the relaxations, the straight-through family, STL-IWAE for K > 1, ...), read
     from the cells' configs; an estimator this installation cannot build is not marked."""
     biased = set()
-    for config in cells["config"]:
+    for label, config in zip(cells["estimator"], cells["config"], strict=True):
         est = _estimator(str(config.get("estimator_name")), _json(config.get("estimator_options")))
         if est is not None and not est.unbiased:
-            biased.add(str(config.get("estimator")))
+            biased.add(str(label))  # as the tables show it (`display_estimators`)
     return biased

@@ -54,6 +54,8 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from estibench.benchmarks.results.labels import display_objective
+
 __all__ = [
     "COMPLETED_STATUSES",
     "EXPORT_FORMATS",
@@ -197,8 +199,9 @@ def cell_key(config: Mapping[str, Any]) -> str:
 
 
 def describe_cell(config: Mapping[str, Any]) -> str:
-    """objective / estimator / S / seed: how a cell is named on screen."""
-    return (f"{config['objective']} / {config['estimator']} / S={config['num_samples']} / "
+    """objective / estimator / S / seed: how a cell is named on screen (the objective with its
+    options named, `display_objective`)."""
+    return (f"{display_objective(config)} / {config['estimator']} / S={config['num_samples']} / "
             f"seed {config['seed']}")
 
 

@@ -48,10 +48,14 @@ def _table(frame, title: str) -> Table:
     from rich.table import Table
 
     table = Table(title=title)
-    for column in frame.columns:
-        table.add_column(safe(str(column)))
+    for column in frame.columns:  # labels wrap rather than lose their end; numbers stay whole
+        numeric = frame[column].dtype.kind in "biuf"
+        header = safe(str(column))
+        table.add_column(header.replace(" ", "\n") if numeric else header, overflow="fold",
+                         justify="right" if numeric else "left", no_wrap=numeric)
     for row in frame.itertuples(index=False):
-        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else safe(str(v)) for v in row])
+        table.add_row(*[("-" if v != v else f"{v:.4g}") if isinstance(v, float) else safe(str(v))
+                        for v in row])
     return table
 
 
@@ -245,9 +249,15 @@ def _check_size(spec) -> None:
 def _print_summary(run_dir: Path) -> None:
     from estibench.benchmarks.results.summary import summary
 
-    table = summary(run_dir)
-    if not table.empty:
-        console.print(_table(table, "summary (means over seeds)"))
+    _print_summary_tables(summary(run_dir))
+
+
+def _print_summary_tables(table) -> None:
+    """The summary, one table per objective (its label as the title, so the estimator and the
+    numbers keep the width), without the columns that objective has no value in."""
+    for objective, rows in table.groupby("objective", sort=True):
+        rows = rows.drop(columns="objective").dropna(axis="columns", how="all")
+        console.print(_table(rows, f"summary of {objective} (means over seeds)"))
 
 
 def _print_counts(run_dir: Path) -> None:
@@ -306,8 +316,7 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> No
         if len(rows):
             console.print(_table(rows.rename(columns={"num_samples": "S"}),
                                  status.replace("_", " ")))
-    if not table.empty:
-        console.print(_table(table, "summary (means over seeds)"))
+    _print_summary_tables(table)
 
 
 @app.command()

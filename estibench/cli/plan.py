@@ -93,7 +93,7 @@ def apply_overrides(
 
 def dry_run(suite: Suite, console: Console) -> None:
     """Print the cells a run of `suite` would have, the inapplicable pairs and a rough time."""
-    from estibench.benchmarks.harness.cost import cell_units, estimate_seconds
+    from estibench.benchmarks.harness.cost import cell_units, estimate_seconds, pair_key
     from estibench.benchmarks.harness.plan import expand
 
     plan = expand(suite)
@@ -116,7 +116,9 @@ def dry_run(suite: Suite, console: Console) -> None:
                             safe(reason))
         console.print(skipped)
     if plan.runnable:
-        seconds = estimate_seconds(plan.runnable)
+        pairs = len({pair_key(cell) for cell in plan.runnable})
+        with console.status(f"timing {pairs} estimator-objective pairs on this machine"):
+            seconds = estimate_seconds(plan.runnable)
         shown = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
         console.print(f"estimated time: about {shown} on this machine, on one "
                       "thread per cell (from a few timed training steps and a timed probe "

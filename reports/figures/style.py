@@ -73,9 +73,10 @@ def _digest(text: str) -> int:
 
 def base_name(label: str, names: tuple[str, ...] = tuple(BUILT_IN)) -> str:
     """The estimator a label belongs to: the longest known name it starts with, else the part
-    before the first '-' (labels are `name-option-...`, see `EstimatorSpec.id`)."""
-    known = [n for n in names if label == n or label.startswith(f"{n}-")]
-    return max(known, key=len) if known else label.split("-", 1)[0]
+    before the first '-' or '(' (labels are `name-option-...`, see `EstimatorSpec.id`; a bare
+    name shown with its defaults is `name(option=value)`, see `display_estimators`)."""
+    known = [n for n in names if label == n or label.startswith((f"{n}-", f"{n}("))]
+    return max(known, key=len) if known else label.split("(", 1)[0].split("-", 1)[0]
 
 
 def _shade(colour: Colour, dark: float, light: float) -> Colour:
@@ -92,7 +93,7 @@ def look(label: str, name: str | None = None) -> Look:
         hex_colour, marker = FREE_PAIRS[digest % len(FREE_PAIRS)]
         linestyle = LINE_STYLES[(digest // 64) % len(LINE_STYLES)]
     colour = _rgb(hex_colour)
-    if label == base:
+    if label == base or label.startswith(f"{base}("):  # the estimator at its defaults
         return Look(colour, marker, linestyle)
     # A variant: its estimator's hue, shaded, with a marker no estimator of that hue has.
     digest = _digest(label)

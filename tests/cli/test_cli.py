@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -207,3 +208,46 @@ def test_a_missing_data_file_exits_2_before_any_cell(tmp_path):
     assert result.exit_code == 2, result.output
     assert "nowhere" in result.output and "ESTIBENCH_MNIST" in result.output
     assert not out.exists()
+
+
+LABELLED = """
+seeds = [0]
+num_samples = [2]
+[training]
+steps = 5
+batch_size = 8
+[metrics]
+checkpoints = [-1]
+replicas = 8
+throughput = false
+bounds = false
+[[objectives]]
+name = "categorical_vae"
+options = { variables = 2, categories = 3, hidden = 8 }
+[[objectives]]
+name = "bernoulli_toy"
+[[estimators]]
+name = "reinforce"
+[[estimators]]
+name = "reinforce"
+options = { baseline = "loo" }
+"""
+
+
+def test_the_run_summary_names_what_differs_and_fits_80_columns(tmp_path):
+    """Labels are values without names in storage (categorical_vae-3-8-2, reinforce): the
+    terminal names them, wraps rather than truncates at 80 columns, and says which column is
+    the ELBO and which the exact objective."""
+    suite = tmp_path / "labels.toml"
+    suite.write_text(LABELLED)
+    result = cli("run", str(suite), "--out", str(tmp_path / "run"), env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())  # rich wraps long titles at spaces
+    assert "…" not in result.stdout
+    assert "categorical_vae(categories=3, hidden=8, variables=2) / reinforce-loo" in text
+    assert "summary of categorical_vae(categories=3, hidden=8, variables=2)" in text
+    assert "summary of bernoulli_toy" in text and "reinforce(baseline=none)" in text
+    assert re.search(r"exact[^\n]*\n[^\n]*objective", result.stdout) and "bound" not in text
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    shown = cli("show", str(tmp_path / "run"), env={"COLUMNS": "80"})
+    assert shown.returncode == 0 and "reinforce(baseline=none)" in " ".join(shown.stdout.split())
