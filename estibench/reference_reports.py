@@ -14,10 +14,11 @@ at, and a dirty one names no code anyone can check out) unless `--allow-dirty`.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from estibench.benchmarks.metrics.environment import changed_files
 
 PAPER_SUITES = ("mohamed2020", "relax-toy", "dreg-iwae", "jang2017", "sbn")
 
@@ -27,13 +28,6 @@ def destinations(suite: str, runs: Path, docs: Path) -> tuple[Path, Path]:
     if suite == "standard":
         return runs, docs
     return runs / suite, docs / suite
-
-
-def dirty(root: Path) -> list[str]:
-    """Tracked files with changes (git status --porcelain, untracked files left out)."""
-    out = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
-                          "--untracked-files=no"], capture_output=True, text=True, check=False)
-    return [line[3:] for line in out.stdout.splitlines() if line.strip()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     suites = ["standard", *PAPER_SUITES] if args.suites == ["all"] else args.suites
     root = Path.cwd()
-    changed = dirty(root)
+    changed = changed_files(root) or []
     if changed and not args.allow_dirty:
         print(f"error: the checkout has uncommitted changes ({', '.join(changed[:5])}"
               f"{', ...' if len(changed) > 5 else ''}): commit them, so that the reports name "

@@ -3,6 +3,7 @@ link it; a dirty checkout is refused unless allowed."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from estibench import reference_reports
@@ -19,10 +20,24 @@ def test_a_suite_runs_into_its_directory_and_its_report_goes_beside_the_docs(tmp
     assert reference_reports.destinations("standard", runs, docs) == (runs, docs)
 
 
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                   capture_output=True, check=True)
+
+
 def test_a_dirty_checkout_is_refused(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(reference_reports, "dirty", lambda root: ["estimators/base.py"])
-    code = reference_reports.main(["smoke", "--runs", str(tmp_path / "r"),
-                                   "--docs", str(tmp_path / "d")])
-    assert code == 2
-    assert "uncommitted changes (estimators/base.py)" in capsys.readouterr().err
+    """A real checkout with a changed tracked file (an untracked one does not count)."""
+    repo = tmp_path / "repo"
+    (repo / "estimators").mkdir(parents=True)
+    (repo / "estimators" / "base.py").write_text("x = 1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "first")
+    (repo / "notes.txt").write_text("untracked\n")
+    monkeypatch.chdir(repo)
+    args = ["smoke", "--runs", str(tmp_path / "r"), "--docs", str(tmp_path / "d")]
+    (repo / "estimators" / "base.py").write_text("x = 2\n")
+    assert reference_reports.main(args) == 2
+    err = capsys.readouterr().err
+    assert "uncommitted changes (estimators/base.py)" in err and "notes.txt" not in err
     assert not Path(tmp_path / "r").exists()

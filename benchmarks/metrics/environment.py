@@ -15,11 +15,12 @@ import torch
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-def _git(*args: str) -> str | None:
-    """Output of `git args...` in the repository, or None without git or outside a checkout."""
+def _git(*args: str, cwd: Path | None = None) -> str | None:
+    """Output of `git args...` in `cwd` (this package's repository by default), or None without
+    git or outside a checkout."""
     try:
         done = subprocess.run(
-            ["git", *args], cwd=REPOSITORY, capture_output=True, text=True, timeout=10,
+            ["git", *args], cwd=cwd or REPOSITORY, capture_output=True, text=True, timeout=10,
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
@@ -34,6 +35,15 @@ def _commit() -> str | None:
     if top is None or Path(top).resolve() != REPOSITORY.resolve():
         return None
     return _git("rev-parse", "HEAD")
+
+
+def changed_files(root: Path | None = None) -> list[str] | None:
+    """The tracked files of the checkout at `root` (this package's by default) with uncommitted
+    changes (untracked files left out); None without git or outside a checkout."""
+    status = _git("status", "--porcelain", "--untracked-files=no", cwd=root)
+    # "XY path" lines, X possibly blank (and the output is stripped): the path follows the code
+    return None if status is None else [line.split(maxsplit=1)[1]
+                                        for line in status.splitlines() if line.strip()]
 
 
 def cpu_name() -> str:
@@ -86,12 +96,12 @@ def environment() -> dict[str, Any]:
     threads (torch's intra-op threads), platform.
     """
     commit = _commit()
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    changed = changed_files() if commit else None
     cuda = torch.cuda.is_available()
     return {
         "estibench": _version(),
         "commit": commit,
-        "dirty": None if status is None else bool(status),
+        "dirty": None if changed is None else bool(changed),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cuda": torch.version.cuda,
