@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from estibench.reports.aggregate import final_values
@@ -35,6 +36,16 @@ from estibench.reports.figures.axes import (
     left_out,
 )
 from estibench.reports.figures.palette import Palette
+
+
+def _log_log_scatter(ax: Axes, xs: np.ndarray, ys: np.ndarray, estimators: pd.Series,
+                     palette: Palette) -> list[str]:
+    """One panel's points in each estimator's look on log axes padded to them; the estimators
+    drawn (for the legend)."""
+    _scatter(ax, xs, ys, estimators, palette)
+    _log_axes(ax)
+    _pad_log_limits(ax, xs, ys)
+    return [str(e) for e in estimators.unique()]
 
 
 def mse_against_cost(frame: pd.DataFrame, palette: Palette) -> Figure:
@@ -62,14 +73,11 @@ def mse_against_cost(frame: pd.DataFrame, palette: Palette) -> Figure:
     for ax, objective in zip(axes, objectives, strict=True):
         rows = placed[placed["objective"] == objective]
         xs, ys = rows["evaluations"].to_numpy(float), rows["mse"].to_numpy(float)
-        _scatter(ax, xs, ys, rows["estimator"], palette)
+        drawn += _log_log_scatter(ax, xs, ys, rows["estimator"], palette)
         for x, y, s in zip(xs, ys, rows["num_samples"], strict=True):
             note = ax.annotate(f"S={int(s)}", (x, y), textcoords="offset points",
                                xytext=(4, 3), fontsize="x-small", color="0.35")
             note.set_clip_on(True)  # a note at the panel's edge stays inside it
-        drawn += [str(e) for e in rows["estimator"].unique()]
-        _log_axes(ax)
-        _pad_log_limits(ax, xs, ys)
         low, high = ax.get_xlim()  # costs are often whole decades: keep their labels inside
         ax.set_xlim(low / 1.5, high * 1.5)
         iso = _iso_lines(ax, "product", "equal MSE at equal cost (decades)")
@@ -101,10 +109,7 @@ def efficiency(frame: pd.DataFrame, palette: Palette) -> Figure:
     for ax, objective in zip(axes, objectives, strict=True):
         cells = finals[finals["objective"] == objective]
         xs, ys = cells[seconds].to_numpy(), cells[variance].to_numpy()
-        _scatter(ax, xs, ys, cells["estimator"], palette)
-        drawn += [str(e) for e in cells["estimator"].unique()]
-        _log_axes(ax)
-        _pad_log_limits(ax, xs, ys)
+        drawn += _log_log_scatter(ax, xs, ys, cells["estimator"], palette)
         iso = _iso_lines(ax, "product")
         ax.set_title(_wrap(objective), fontsize="medium")
         ax.set_xlabel("time per gradient estimate (s)")
