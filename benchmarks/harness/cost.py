@@ -22,12 +22,12 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
-from estibench.benchmarks.harness.spec import CellSpec
+from estibench.benchmarks.harness.spec import CellSpec, EstimatorChoice
 
 # Fitted on the standard suite (231 cells, in-process): time = 7.5e-7 s per unit + 2.7e-3 s per
 # training step. Without it the ETA, learned from the toy cells that run first (1 unit per
@@ -103,7 +103,9 @@ def reference_units(cell: CellSpec) -> float:
 
 
 def _reference_group(cell: CellSpec) -> str:
-    """Cells that share a reference: one objective, trajectory and seed."""
+    """Cells that share a reference: one objective, trajectory (trainer, its S, training) and
+    seed. Under the independent protocol each estimator trains its own, so its group is its
+    own; under the shared one every estimator measured on the trajectory is in it."""
     return json.dumps([cell.objective_name, cell.objective_options, cell.trainer.name,
                        cell.trainer.options, cell.trainer_num_samples, cell.seed,
                        cell.training.model_dump(), cell.metrics.model_dump()],
@@ -154,8 +156,7 @@ class Clock:
             if group in shared:
                 continue  # its trajectory's reference is computed by an earlier cell
             self.units[key] += reference_units(cell)
-            if not cell.trains_with_the_measured_estimator():  # a trajectory cells share
-                shared.add(group)
+            shared.add(group)
 
     @property
     def total_units(self) -> float:
@@ -318,9 +319,24 @@ class CellSeconds:
 def cell_seconds(todo: list[CellSpec]) -> list[CellSeconds]:
     """Each cell's `CellSeconds`: training and bounds at its pair's measured speed per unit
     (`seconds_per_unit`), its gradient statistics as timed by `statistics_seconds` (once per
-    pair, evaluation batch and wrt), plus fixed time. Times the pairs: seconds of work."""
+    pair, evaluation batch and wrt), its reference gradient where the suite asks for one (the
+    reference estimator timed the same way, charged to the first cell of the trajectory that
+    shares it, as `Clock` does), plus fixed time. Times the pairs: seconds of work."""
     rates: dict[str, float] = {}
     probes: dict[str, tuple[float, float]] = {}
+    shared: set[str] = set()
+
+    def probe(cell: CellSpec, rate: float) -> tuple[float, float]:
+        m = cell.metrics
+        key = json.dumps([pair_key(cell), m.eval_batch_size, m.wrt])
+        if key not in probes:
+            try:
+                probes[key] = statistics_seconds(cell)
+            except Exception:  # a plugin the probe cannot run: cost it as f evaluations
+                probes[key] = (0.0, _statistics_units(cell) * rate
+                               / (_checkpoints(cell) * _replicas(cell)))
+        return probes[key]
+
     out = []
     for cell in todo:
         key = pair_key(cell)
@@ -329,17 +345,29 @@ def cell_seconds(todo: list[CellSpec]) -> list[CellSeconds]:
         once = _training_and_bounds_units(cell) * rates[key] + fixed_seconds(cell)
         fixed = per_replica = 0.0
         if _statistics_units(cell):
-            m = cell.metrics
-            probe = json.dumps([key, m.eval_batch_size, m.wrt])
-            if probe not in probes:
-                try:
-                    probes[probe] = statistics_seconds(cell)
-                except Exception:  # a plugin the probe cannot run: cost it as f evaluations
-                    probes[probe] = (0.0, _statistics_units(cell) * rates[key]
-                                     / (_checkpoints(cell) * _replicas(cell)))
-            fixed, per_replica = probes[probe]
+            fixed, per_replica = probe(cell, rates[key])
+        group = _reference_group(cell)
+        reference = _reference_cell(cell)
+        if reference is not None and group not in shared:
+            replicas = cell.metrics.reference.replicas  # type: ignore[union-attr]
+            once += _checkpoints(cell) * replicas * probe(reference, rates[key])[1]
+            shared.add(group)
         out.append(CellSeconds(once, fixed, per_replica))
     return out
+
+
+def _reference_cell(cell: CellSpec) -> CellSpec | None:
+    """The cell measured with its reference estimator at the reference's S (the cell's own
+    for the IWAE bound, whose gradient depends on K), or None without a reference."""
+    from estibench.benchmarks.suites.schema import ReferenceSpec
+
+    reference = cell.metrics.reference
+    if not isinstance(reference, ReferenceSpec):
+        return None
+    iwae = cell.bound == "iwae"
+    choice = EstimatorChoice(reference.estimator, reference.estimator, reference.options)
+    return replace(cell, estimator=choice,
+                               num_samples=cell.num_samples if iwae else reference.num_samples)
 
 
 def estimate_seconds(todo: list[CellSpec]) -> float:

@@ -122,7 +122,8 @@ def dry_run(suite: Suite, console: Console) -> None:
         shown = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
         console.print(f"estimated time: about {shown} on this machine, on one "
                       "thread per cell (from a few timed training steps and a timed probe "
-                      "of the gradient statistics per pair, at this machine's present load; "
+                      "of the gradient statistics per pair and of each reference gradient's "
+                      "estimator, at this machine's present load; "
                       "with replicas = \"auto\" at its minimum M, which heavy-tailed "
                       "estimators exceed)", highlight=False)
     console.print("dry run: nothing was run or stored", highlight=False)

@@ -142,6 +142,44 @@ def test_dry_run_times_the_gradient_statistics_on_their_own(monkeypatch):
     assert abs(cost.estimate_seconds([cell]) - (0.5 + 1000 * 0.002)) < 1e-9
 
 
+def test_dry_run_counts_the_reference_gradient_once_per_trajectory(monkeypatch):
+    """A suite with a reference gradient: each cell that computes one costs checkpoints x the
+    reference's replicas x its estimator's seconds per replica (timed at the reference's S);
+    cells sharing a trained model share it, as the run does."""
+    import estibench.benchmarks.harness.cost as cost
+
+    monkeypatch.setattr(cost, "_timed_steps",
+                        lambda o, e, x, s, steps, elapsed: elapsed.extend([0.01] * (steps + 1)))
+    probed = []
+
+    def probe(cell):
+        probed.append((cell.estimator.label, cell.num_samples))
+        return (0.5, 0.01) if cell.num_samples == 8 else (0.5, 0.002)  # the reference: S = 8
+
+    monkeypatch.setattr(cost, "statistics_seconds", probe)
+    reference = {"estimator": "reinforce", "options": {"baseline": "loo"}, "num_samples": 8,
+                 "replicas": 512}
+    suite = {**TINY, "training": {"steps": 0},
+             "metrics": {**TINY["metrics"], "checkpoints": [0, -1], "replicas": 1000,
+                         "reference": reference},
+             "estimators": [{"name": "reinforce", "options": {"baseline": "loo"}}]}
+    own = expand(parse_suite(suite)).runnable
+    assert len(own) == 1 and cost._checkpoints(own[0]) == 1
+    assert abs(cost.estimate_seconds(own) - (0.5 + 1000 * 0.002 + 512 * 0.01)) < 1e-9
+    assert ("reinforce", 8) in probed
+    shared = expand(parse_suite({
+        **suite, "protocol": "shared", "train_with": "reinforce-loo",
+        "estimators": [{"name": "reinforce", "options": {"baseline": "loo"}}, {"name": "exact"}]}))
+    assert len(shared.runnable) == 2
+    assert abs(cost.estimate_seconds(shared.runnable)
+               - (2 * (0.5 + 1000 * 0.002) + 512 * 0.01)) < 1e-9
+    clock = cost.Clock(shared.runnable)  # the run's ETA charges it once too
+    first, second = shared.runnable
+    assert cost.reference_units(first) > 0
+    assert clock.units[first.key] == cost.cell_units(first) + cost.reference_units(first)
+    assert clock.units[second.key] == cost.cell_units(second)
+
+
 def test_the_statistics_probe_runs_the_real_engine_and_falls_back_on_failure(monkeypatch):
     import estibench.benchmarks.harness.cost as cost
 
