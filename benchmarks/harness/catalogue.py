@@ -39,9 +39,12 @@ class Option:
     name: str
     default: Any
     allowed: tuple[Any, ...] | None  # None: any value of the annotated type
+    fixed: bool = False  # set by an alias (carms-clipped is carms with ratio='clipped')
 
     def text(self) -> str:
         shown = "required" if self.default is inspect.Parameter.empty else repr(self.default)
+        if self.fixed:
+            return f"{self.name}={shown} (fixed)"
         allowed = "" if self.allowed is None else f" ({' | '.join(map(repr, self.allowed))})"
         return f"{self.name}={shown}{allowed}"
 
@@ -188,7 +191,7 @@ def describe_estimators() -> list[EstimatorRow]:
             family = getattr(factory, "family", None) or factory.__module__.rsplit(".", 1)[-1]
             unbiased = "exact" if family == "exact" else unbiased_text(name, factory, estimator)
             rows.append(EstimatorRow(name, family, str(estimator.supports), unbiased,
-                                     _per_sample_text(name), options(factory)))
+                                     _per_sample_text(name), _alias_options(name, factory)))
         except Exception as err:  # a misbehaving plugin
             last = traceback.format_exception_only(type(err), err)[-1].strip()
             rows.append(EstimatorRow(name, "broken", last, "-", "-", []))
@@ -196,6 +199,13 @@ def describe_estimators() -> list[EstimatorRow]:
         rows.append(EstimatorRow(name, "broken", f"entry point does not load: {reason}", "-",
                                  "-", []))
     return rows
+
+
+def _alias_options(name: str, factory: Any) -> list[Option]:
+    """`options(factory)`, with the values an alias fixes shown as fixed."""
+    fixed = estimators.registry.aliases().get(name, (name, {}))[1]
+    return [Option(o.name, fixed[o.name], None, fixed=True) if o.name in fixed else o
+            for o in options(factory)]
 
 
 @dataclass(frozen=True)

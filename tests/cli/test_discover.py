@@ -262,3 +262,17 @@ def test_flags_show_no_type_in_help():
         assert "--no-report" in shown or "--help" in shown
         assert "<bool>" not in shown, command
     assert "<int>" in CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "160"}).output
+
+
+def test_an_alias_lists_the_options_it_fixes_as_fixed():
+    """carms-clipped is carms with ratio='clipped': its row must not show carms' default
+    ratio='exact' as if it were its own, and the built estimator must have what it lists."""
+    rows = {row.name: row for row in describe_estimators()}
+    aliases = estimators.registry.aliases()
+    assert any(fixed for _, fixed in aliases.values())  # the test checks something
+    for name, (_, fixed) in aliases.items():
+        listed = {o.name: o for o in rows[name].options}
+        built = estimators.get(name)
+        for option, value in fixed.items():
+            assert listed[option].text() == f"{option}={value!r} (fixed)", name
+            assert getattr(built, option) == value, (name, option)
