@@ -6,18 +6,19 @@ The metrics come from `estibench.benchmarks.metrics.gradient_stats` at each cell
 ``squared_bias`` (||mean - exact||^2 - tr(Var)/M, clipped at 0), ``squared_bias_se``,
 ``noise_floor`` and ``p_value`` (the calibrated test), measured against the exact gradient or a
 reference gradient (``against``: an unbiased estimator at many replicas, whose own error the
-floor and the test include). Seeds are combined as follows: the squared
-bias is averaged, its standard error is that of the average of independent cells,
-sqrt(sum se_i^2) / n; the p-values by Bonferroni, p = min(1, n min_i p_i), so that n seeds do not
-multiply the false alarms.
+floor and the test include). Seeds are combined by `squared_bias_over_seeds` (each seed an
+independent replicate of the whole measurement), the p-values by Bonferroni,
+p = min(1, n min_i p_i), so that n seeds do not multiply the false alarms.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from estibench.benchmarks.metrics.unbiasedness import ALPHA
 from estibench.reports.aggregate import final_values, group_keys
@@ -69,13 +70,52 @@ def _column(cells: pd.DataFrame, name: str) -> pd.Series:
     return cells[name] if name in cells.columns else pd.Series(np.nan, index=cells.index)
 
 
+@dataclass(frozen=True)
+class SquaredBias:
+    """The squared bias of a group of seeds: `estimate` and its standard error `se`, with a
+    95% interval [`low`, `high`] (NaN where no seed measured one)."""
+
+    estimate: float
+    se: float
+    low: float
+    high: float
+
+
+def squared_bias_over_seeds(cells: pd.DataFrame, wrt: str) -> SquaredBias:
+    """Combine the seeds' squared biases (one row per cell, its final metrics as columns).
+
+    Each seed gives the unclipped debiased estimate ||mean - exact||^2 - noise floor (unbiased
+    for the squared bias); they are averaged and the average clipped at 0 once (the average of
+    values clipped one by one is above 0 for every unbiased estimator). The standard error is
+    the larger of the cells' own, sqrt(sum se_i^2) / n, and the spread between seeds,
+    sd / sqrt(n). The cells' own SE uses only the per-coordinate variances, so where the
+    gradient's coordinates are correlated (a VAE's are) it is several times too small; the
+    spread between seeds is not. The interval is estimate +/- t(n - 1) SE (1.96 SE for one
+    seed), clipped at 0. Cells recorded without `bias_norm` fall back to their clipped
+    `squared_bias`."""
+    norm = _column(cells, f"grad/{wrt}/bias_norm")
+    floor = _column(cells, f"grad/{wrt}/noise_floor").fillna(
+        _column(cells, f"grad/{wrt}/total_variance") / _column(cells, f"grad/{wrt}/replicas"))
+    raw = (norm**2 - floor).fillna(_column(cells, f"grad/{wrt}/squared_bias")).dropna()
+    n = len(raw)
+    if n == 0:
+        return SquaredBias(math.nan, math.nan, math.nan, math.nan)
+    own = _column(cells, f"grad/{wrt}/squared_bias_se")
+    within = math.sqrt(float((own**2).sum())) / n if own.notna().any() else 0.0
+    between = float(raw.std(ddof=1)) / math.sqrt(n) if n >= 2 else 0.0
+    se = max(within, between)
+    mean = float(raw.mean())
+    q = float(stats.t.ppf(0.975, n - 1)) if n >= 2 else 1.96
+    return SquaredBias(max(0.0, mean), se, max(0.0, mean - q * se), max(0.0, mean + q * se))
+
+
 def _combine(cells: pd.DataFrame, wrt: str) -> dict:
     n = len(cells)
     replicas = _column(cells, f"grad/{wrt}/replicas")
     floor = _column(cells, f"grad/{wrt}/noise_floor")
     # runs before the noise floor was recorded: tr(Var) / M from what they have
     floor = floor.fillna(_column(cells, f"grad/{wrt}/total_variance") / replicas)
-    se = _column(cells, f"grad/{wrt}/squared_bias_se")
+    bias = squared_bias_over_seeds(cells, wrt)
     p = _column(cells, f"grad/{wrt}/p_value").dropna()
     combined = min(1.0, len(p) * float(p.min())) if len(p) else math.nan
     low, high = float(replicas.min()), float(replicas.max())
@@ -90,8 +130,8 @@ def _combine(cells: pd.DataFrame, wrt: str) -> dict:
         "seeds": n,
         "replicas_min": low,
         "replicas_max": high,
-        "squared_bias": float(cells[f"grad/{wrt}/squared_bias"].mean()),
-        "squared_bias_se": math.sqrt(float((se**2).sum(min_count=n))) / n,
+        "squared_bias": bias.estimate,
+        "squared_bias_se": bias.se,
         "noise_floor": float(floor.mean()),
         "p_value": combined,
         "verdict": verdict(combined, replicas_text(low, high)),
@@ -99,4 +139,4 @@ def _combine(cells: pd.DataFrame, wrt: str) -> dict:
     }
 
 
-__all__ = ["bias_summary", "replicas_text", "verdict"]
+__all__ = ["SquaredBias", "bias_summary", "replicas_text", "squared_bias_over_seeds", "verdict"]

@@ -53,8 +53,11 @@ NOTES: tuple[tuple[str, str], ...] = (
      "Cosine between the mean of the M estimates and the exact gradient: noise in the mean "
      "lowers it, so for noisy unbiased estimators it is below 1 without any bias."),
     ("bias²",
-     "Debiased squared bias ‖mean − exact‖² − tr(Var)/M (clipped at 0), averaged over seeds, "
-     "± a standard error from Var ‖mean − exact‖² ≈ 4 bᵀΣb/M + 2 tr(Σ²)/M² with Σ's diagonal. "
+     "Debiased squared bias ‖mean − exact‖² − tr(Var)/M, averaged over seeds and then clipped "
+     "at 0, ± a standard error: the larger of the spread between seeds / √n and each cell's "
+     "own, from Var ‖mean − exact‖² ≈ 4 bᵀΣb/M + 2 tr(Σ²)/M² with Σ's diagonal (too small "
+     "where the gradient's coordinates are correlated, as a VAE's are); intervals use "
+     "Student's t with n − 1 degrees of freedom. "
      "The noise floor tr(Var)/M is what ‖mean − exact‖² is for an unbiased estimator: a bias "
      "below it cannot be resolved at that M. Relaxed estimators (Gumbel-Softmax / Concrete, "
      "straight-through) are biased by design: their bias is expected, not a bug."),

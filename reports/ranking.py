@@ -30,6 +30,7 @@ import pandas as pd
 
 from estibench.benchmarks.metrics.unbiasedness import ALPHA, ROUNDING
 from estibench.reports.aggregate import completed
+from estibench.reports.bias import squared_bias_over_seeds
 
 Z = 1.96
 # The estimates' rounding: float32's eps, as the unbiasedness test allows (ROUNDING x eps x
@@ -112,11 +113,9 @@ def _combined(group: pd.DataFrame, wrt: str) -> dict[str, object]:
     def mean(name: str) -> float:
         return float(_column(group, f"grad/{wrt}/{name}").mean())
 
-    se = _column(group, f"grad/{wrt}/squared_bias_se")
     p = _column(group, f"grad/{wrt}/p_value").dropna()
-    bias = mean("squared_bias")
-    bias_se = math.sqrt(float((se**2).sum())) / n if se.notna().any() else math.nan
-    measured = math.isfinite(bias)
+    bias = squared_bias_over_seeds(group, wrt)
+    measured = math.isfinite(bias.estimate)
     against = "not measured"
     if measured:
         against = "exact"
@@ -129,9 +128,9 @@ def _combined(group: pd.DataFrame, wrt: str) -> dict[str, object]:
         "variance": mean("total_variance"),
         "variance_lo": mean("total_variance_ci_lo"),
         "variance_hi": mean("total_variance_ci_hi"),
-        "squared_bias": bias if measured else 0.0,
-        "squared_bias_lo": max(0.0, bias - Z * bias_se) if measured else 0.0,
-        "squared_bias_hi": bias + Z * bias_se if measured else 0.0,
+        "squared_bias": bias.estimate if measured else 0.0,
+        "squared_bias_lo": bias.low if measured else 0.0,
+        "squared_bias_hi": bias.high if measured else 0.0,
         "bias_against": against,
         "p_value": min(1.0, len(p) * float(p.min())) if len(p) else math.nan,
         "mean_norm": mean("mean_norm"),

@@ -176,7 +176,9 @@ def _gradient_rows(o: Objective, e: Estimator, seed: int, step: int, knobs: Knob
         values |= {"replicas": float(m), "total_variance_rse": 0.04 if m < 4096 else 0.2,
                    "precision_target": 0.05, "precision_met": float(m < 4096)}
         if o.exact:
-            values |= {"bias_norm": e.bias, "relative_bias": e.bias / 2, "cosine": 1 - e.bias,
+            # ||mean - exact||^2 = squared bias + noise floor, as `gradient_stats` defines it
+            values |= {"bias_norm": math.sqrt(squared_bias(e) + tv / m),
+                       "relative_bias": e.bias / 2, "cosine": 1 - e.bias,
                        "mse": squared_bias(e) + tv, "squared_bias": squared_bias(e),
                        "squared_bias_se": 0.1 * squared_bias(e) + 1e-6, "noise_floor": tv / m,
                        "p_value": p_value(e, seed)}

@@ -148,3 +148,69 @@ def test_conventions_table_of_a_run(run: Path, frame: pd.DataFrame) -> None:
     assert row["S"] == 4 and row["M"] == "128–4096"
     assert row["KL"] == "analytic (closed form)"
     assert ("bernoulli_vae", "pathwise") not in table.index  # not applicable: nothing ran
+
+
+def _three_seed_groups(estimator: tuple[str, dict], repetitions: int) -> list[pd.DataFrame]:
+    """`repetitions` groups of three cells, each the real `gradient_stats` of `estimator` on a
+    small categorical VAE (whose encoder gradient's coordinates are strongly correlated, as
+    every VAE's are) with the exact gradient, at independent seeds."""
+    import torch
+
+    from estibench import estimators
+    from estibench.benchmarks import metrics, objectives
+
+    torch.manual_seed(0)
+    vae = objectives.get("categorical_vae", variables=2, categories=3, hidden=16)
+    x = torch.bernoulli(torch.full((4, 64), 0.3))
+    name, options = estimator
+    groups = []
+    for repetition in range(repetitions):
+        rows = []
+        for seed in range(3):
+            stats = metrics.gradient_stats(vae, estimators.get(name, **options),
+                                           x, replicas=64, num_samples=2, wrt="encoder",
+                                           seed=1000 * repetition + seed).as_dict()
+            rows.append({f"grad/encoder/{k}": stats[k] for k in (
+                "bias_norm", "noise_floor", "squared_bias", "squared_bias_se")})
+        groups.append(pd.DataFrame(rows))
+    return groups
+
+
+def test_the_squared_bias_interval_over_seeds_covers_zero_for_an_unbiased_estimator() -> None:
+    """Each cell's own SE of the squared bias sees only the per-coordinate variances, several
+    times too small on a VAE: an interval from it excluded zero for RLOO in about 40% of
+    three-seed groups. The interval over seeds (unclipped estimates, the spread between seeds
+    counted) covers zero in at least 90% of them, and still excludes it for the biased
+    Gumbel-Softmax in most."""
+    from estibench.reports.bias import squared_bias_over_seeds
+
+    unbiased = _three_seed_groups(("reinforce", {"baseline": "loo"}), 100)
+    covered = [squared_bias_over_seeds(g, "encoder").low == 0 for g in unbiased]
+    own_se = [max(0.0, g["grad/encoder/squared_bias"].mean() - 1.96 * math.sqrt(
+        float((g["grad/encoder/squared_bias_se"] ** 2).sum())) / 3) == 0 for g in unbiased]
+    assert np.mean(covered) >= 0.9, np.mean(covered)
+    assert np.mean(own_se) <= 0.8, np.mean(own_se)  # the case is one the old SE fails
+    biased = _three_seed_groups(("gumbel_softmax", {"temperature": 0.5}), 40)
+    detected = [squared_bias_over_seeds(g, "encoder").low > 0 for g in biased]
+    assert np.mean(detected) >= 0.55, np.mean(detected)
+
+
+def test_the_squared_bias_over_seeds_averages_before_clipping() -> None:
+    """Three unbiased seeds at -4, +1, +3 above the floor: the estimate is max(0, mean) = 0,
+    where the mean of the clipped values, 4/3, would report a bias; one seed: its own SE."""
+    from scipy import stats
+
+    from estibench.reports.bias import squared_bias_over_seeds
+
+    floor = 10.0
+    cells = pd.DataFrame({
+        "grad/encoder/bias_norm": [math.sqrt(floor + d) for d in (-4.0, 1.0, 3.0)],
+        "grad/encoder/noise_floor": [floor] * 3,
+        "grad/encoder/squared_bias_se": [0.1] * 3})
+    bias = squared_bias_over_seeds(cells, "encoder")
+    spread = float(np.std([-4.0, 1.0, 3.0], ddof=1)) / math.sqrt(3)
+    assert bias.estimate == 0.0 and bias.se == pytest.approx(spread)
+    assert bias.low == 0.0 and bias.high == pytest.approx(stats.t.ppf(0.975, 2) * spread)
+    one = squared_bias_over_seeds(cells.iloc[2:], "encoder")
+    assert (one.estimate, one.se) == (pytest.approx(3.0), pytest.approx(0.1))
+    assert one.low == pytest.approx(3.0 - 1.96 * 0.1)
