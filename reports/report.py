@@ -13,6 +13,7 @@ from estibench.reports.aggregate import (
     run_dirs,
     summary_table,
 )
+from estibench.reports.conventions import biased_estimators
 from estibench.reports.errors import ReportError
 
 REPORT_DIRNAME = "report"
@@ -57,7 +58,7 @@ def write_report(
     cells = load_cells(run_dir)
     frame = load(run_dir)
     # Built from every cell's label (failed ones too), so colours do not depend on outcomes.
-    palette = estimator_palette(cells["estimator"].dropna())
+    palette = estimator_palette(cells["estimator"].dropna(), biased_estimators(cells))
     try:
         figures, skipped = draw_all(frame, figures_dir, image_format, palette,
                                     DPI if dpi is None else dpi)

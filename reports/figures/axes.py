@@ -267,10 +267,13 @@ def _iso_lines(ax: Axes, kind: str, label: str | None = None) -> Line2D:
 def _legend(
     fig: Figure, palette: Palette, labels: Sequence[str], extra: Sequence[Line2D] = ()
 ) -> None:
-    """One legend for the whole figure, outside the panels, estimators in palette order."""
+    """One legend for the whole figure, outside the panels, estimators in palette order; those
+    biased by design marked ‡."""
+    biased = getattr(palette, "biased", frozenset())
     handles = [
         Line2D([], [], color=palette[label], marker=look(label).marker,
-               linestyle=look(label).linestyle, linewidth=1.6, label=label)
+               linestyle=look(label).linestyle, linewidth=1.6,
+               label=f"{label} ‡" if label in biased else label)
         for label in sorted(set(labels))
     ]
     fig.legend(

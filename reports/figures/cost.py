@@ -74,15 +74,18 @@ def mse_against_cost(frame: pd.DataFrame, palette: Palette) -> Figure:
         rows = placed[placed["objective"] == objective]
         xs, ys = rows["evaluations"].to_numpy(float), rows["mse"].to_numpy(float)
         drawn += _log_log_scatter(ax, xs, ys, rows["estimator"], palette)
-        for x, y, s in zip(xs, ys, rows["num_samples"], strict=True):
+        sizes = sorted(int(s) for s in rows["num_samples"].unique())
+        several = len(sizes) > 1  # one S in the panel: the title says it, not every point
+        for x, y, s in zip(xs, ys, rows["num_samples"], strict=True) if several else ():
             note = ax.annotate(f"S={int(s)}", (x, y), textcoords="offset points",
                                xytext=(4, 3), fontsize="x-small", color="0.35")
             note.set_clip_on(True)  # a note at the panel's edge stays inside it
         low, high = ax.get_xlim()  # costs are often whole decades: keep their labels inside
         ax.set_xlim(low / 1.5, high * 1.5)
         iso = _iso_lines(ax, "product", "equal MSE at equal cost (decades)")
+        same_s = "" if several else f", S = {sizes[0]}"
         ax.set_title(_wrap(f"{objective} (step {int(rows['step'].iloc[0])}, "
-                           f"{rows['wrt'].iloc[0]})"), fontsize="medium")
+                           f"{rows['wrt'].iloc[0]}{same_s})"), fontsize="medium")
         ax.set_xlabel("f evaluations per estimate")
         _ylabel(ax, "gradient MSE of one estimate")
     fig.suptitle("MSE against cost (lower left is better)", x=0.02, ha="left")

@@ -214,3 +214,16 @@ def test_the_squared_bias_over_seeds_averages_before_clipping() -> None:
     one = squared_bias_over_seeds(cells.iloc[2:], "encoder")
     assert (one.estimate, one.se) == (pytest.approx(3.0), pytest.approx(0.1))
     assert one.low == pytest.approx(3.0 - 1.96 * 0.1)
+
+
+def test_figure_legends_mark_the_estimators_biased_by_design(run: Path,
+                                                             frame: pd.DataFrame) -> None:
+    """The tables mark them ‡; so does every figure's legend, from the same set."""
+    from estibench.reports.conventions import biased_estimators
+
+    biased = biased_estimators(reports.load_cells(run))
+    assert biased == {"gumbel_softmax"}
+    fig = bias_variance(frame, estimator_palette(frame["estimator"], biased))
+    texts = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert "gumbel_softmax ‡" in texts and "reinforce-loo" in texts
+    assert not any(t.endswith("‡") and not t.startswith("gumbel_softmax") for t in texts)
