@@ -55,10 +55,10 @@ class ProcessPool:
             while queue or suspects or in_flight:
                 if suspects and not in_flight:  # alone, so a death is this cell's own
                     cell = suspects.popleft()
-                    in_flight[self.pool.submit(self.cell_function, cell, device)] = cell
+                    in_flight[self._submit(cell, device)] = cell
                 while not suspects and queue and len(in_flight) < self.workers:
                     cell = queue.popleft()
-                    in_flight[self.pool.submit(self.cell_function, cell, device)] = cell
+                    in_flight[self._submit(cell, device)] = cell
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 if not any(isinstance(f.exception(), BrokenProcessPool) for f in done):
                     for future in done:
@@ -87,6 +87,18 @@ class ProcessPool:
         finally:
             for future in in_flight:
                 future.cancel()
+
+    def _submit(self, cell: CellSpec, device: str) -> Future[CellResult]:
+        """Submit a cell. The executor spawns its workers here: they are started with SIGINT
+        ignored, so a Ctrl-C while one is still importing (before `worker_setup` runs) does not
+        print its KeyboardInterrupt traceback; a Ctrl-C in those milliseconds is dropped."""
+        if threading.current_thread() is not threading.main_thread():
+            return self.pool.submit(self.cell_function, cell, device)
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through exec
+        try:
+            return self.pool.submit(self.cell_function, cell, device)
+        finally:
+            signal.signal(signal.SIGINT, handler)
 
     def close(self) -> None:
         if getattr(self, "interrupted", False):

@@ -202,9 +202,11 @@ def test_sigkill_leaves_no_process_behind_and_the_lock_goes_with_the_run(tmp_pat
     assert (cells["status"] == "ok").all()
 
 
-def test_ctrl_c_on_the_pool_stops_at_once_with_one_message_and_no_traceback(tmp_path):
+@pytest.mark.parametrize("settle", [0.0, 2.0])
+def test_ctrl_c_on_the_pool_stops_at_once_with_one_message_and_no_traceback(tmp_path, settle):
     """Ctrl-C reaches every process of the terminal's group: the client says where the run's
-    cells are and how to resume; the workers neither print a traceback nor hold it up."""
+    cells are and how to resume; the workers neither print a traceback nor hold it up, inside
+    their cells (settle 2 s) or while still importing (at once)."""
     suite = tmp_path / "killable.toml"
     suite.write_text(KILLABLE.replace("steps = 200", "steps = 5000"))
     out = tmp_path / "run"
@@ -215,7 +217,7 @@ def test_ctrl_c_on_the_pool_stops_at_once_with_one_message_and_no_traceback(tmp_
     while (_holder(out) != str(proc.pid) or len(_children(proc.pid)) < 2) and (
             time.time() < deadline and proc.poll() is None):
         time.sleep(0.1)
-    time.sleep(2)  # the workers are inside their cells
+    time.sleep(settle)
     assert proc.poll() is None, "the run finished before it could be interrupted"
     workers = _children(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
