@@ -38,7 +38,7 @@ def replicas_text(low: float, high: float) -> str:
 def verdict(p_value: float, replicas: str) -> str:
     """"biased, p = ..." below ALPHA, "no bias detected at M = ..." otherwise."""
     if p_value is None or not math.isfinite(p_value):
-        return "not tested"
+        return "not tested (every replica the same value, or fewer than 3)"
     if p_value < ALPHA:
         return f"biased, p = {p_value:.2g}"
     return f"no bias detected at M = {replicas} (p = {p_value:.2g})"

@@ -143,8 +143,10 @@ def _combined(group: pd.DataFrame, wrt: str) -> dict[str, object]:
     }
 
 
-def _verdict(p_value: float, by_design: bool) -> str:
+def _verdict(p_value: float, by_design: bool, measured: bool = False) -> str:
     if not math.isfinite(p_value):
+        if measured:  # every replica the same value: no spread to test against
+            return "not tested (every replica the same value)"
         return "biased by design (bias not measured)" if by_design else "bias not measured"
     if p_value < ALPHA:
         return f"biased (p = {p_value:.2g})"
@@ -162,7 +164,8 @@ def _rank_objective(objective: str, wrt: str, rows: pd.DataFrame,
                   **_combined(group, wrt)}
         by_design = str(estimator) in biased
         record["biased_by_design"] = by_design
-        record["verdict"] = _verdict(record["p_value"], by_design)  # type: ignore[arg-type]
+        record["verdict"] = _verdict(record["p_value"], by_design,  # type: ignore[arg-type]
+                                     record["bias_against"] != "not measured")
         records.append(record)
     table = pd.DataFrame.from_records(records)
     out = []

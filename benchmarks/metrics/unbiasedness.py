@@ -30,8 +30,10 @@ Rounding: a deterministic estimator (exact enumeration) has zero spread and an e
 level of float rounding. Each direction's mean error is shrunk towards zero by a rounding
 allowance first, tolerance = ROUNDING x eps x max(||exact||, ||mean||) with eps that of the
 estimates' dtype, |mean(y)| -> max(0, |mean(y)| - tolerance): equality up to
-rounding gives p = 1 whatever the spread, and an error beyond rounding with zero spread gives
-p = 0.
+rounding gives p = 1 whatever the spread. An error beyond rounding with zero spread (every
+replica the same value) gives NaN, "not tested": the t statistic is undefined, and an unbiased
+estimator with a rare outcome (DisARM near p = 1/2, where both draws almost always differ) shows
+exactly that when none of its M replicas drew the rare outcome.
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ def student_t_sf2(t: float, dof: int) -> float:
 
 def hall_p_value(y: Tensor, tolerance: float = 0.0, offset_variance: float = 0.0) -> float:
     """Two-sided p-value of H0: E[y] = 0 from the M values y by Hall's skewness-corrected t
-    (see the module); NaN when M < 3. `tolerance`: the rounding allowance on mean(y).
+    (see the module); NaN when M < 3 or when every value is equal and beyond `tolerance`, the
+    rounding allowance on mean(y).
 
     offset_variance: the variance of an independent error in the value y is compared with (a
     reference gradient's Monte Carlo error along the direction): Var(mean(y)) becomes
@@ -99,8 +102,8 @@ def hall_p_value(y: Tensor, tolerance: float = 0.0, offset_variance: float = 0.0
         return 1.0
     sd = float(y.std())
     wide = math.sqrt(sd**2 + m * offset_variance)
-    if wide == 0:
-        return 0.0
+    if wide == 0:  # every replica equal and off by more than rounding: not testable
+        return math.nan
     gamma = float(((y - centre) ** 3).mean()) / wide**3
     theta = math.copysign(excess, centre) / wide
     t = math.sqrt(m) * (theta + gamma * theta**2 / 3 + gamma**2 * theta**3 / 27
@@ -157,14 +160,16 @@ class UnbiasednessTest:
         return ROUNDING * self.eps * max(float(self.exact.norm()), mean_norm)
 
     def p_value(self) -> float:
-        """min(1, K min_k p_k) over the K directions; NaN with fewer than 3 replicas."""
+        """min(1, K min_k p_k) over the K directions that can be tested; NaN with fewer than
+        3 replicas or when none can (every replica equal, beyond rounding)."""
         if not self.projections:
             return math.nan
         y = torch.cat(self.projections)  # (M, K)
         tolerance = self.tolerance()
-        p = min(hall_p_value(y[:, k], tolerance, self.offset_variance[k])
-                for k in range(y.shape[1]))
-        return p if math.isnan(p) else min(1.0, y.shape[1] * p)
+        tested = [p for k in range(y.shape[1])
+                  if not math.isnan(p := hall_p_value(y[:, k], tolerance,
+                                                      self.offset_variance[k]))]
+        return min(1.0, y.shape[1] * min(tested)) if tested else math.nan
 
 
 __all__ = [
