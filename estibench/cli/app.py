@@ -255,9 +255,11 @@ def _print_summary(run_dir: Path) -> None:
 def _print_summary_tables(table) -> None:
     """The summary, one table per objective (its label as the title, so the estimator and the
     numbers keep the width), without the columns that objective has no value in."""
+    if table.empty:  # no cell completed: nothing to summarise
+        return
     for objective, rows in table.groupby("objective", sort=True):
         rows = rows.drop(columns="objective").dropna(axis="columns", how="all")
-        console.print(_table(rows, f"summary of {objective} (means over seeds)"))
+        console.print(_table(rows, f"summary of {safe(str(objective))} (means over seeds)"))
 
 
 def _print_counts(run_dir: Path) -> None:

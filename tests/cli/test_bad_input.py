@@ -464,3 +464,17 @@ def test_a_suite_of_more_cells_than_the_limit_runs_only_with_yes(tmp_path, monke
     assert _invoke("run", str(suite), "--dry-run").exit_code == 0  # looking needs no --yes
     ran = _invoke("run", str(suite), "--out", str(out), "--yes", "--no-report")
     assert ran.exit_code == 0, ran.output
+
+
+def test_markup_and_escapes_in_an_objective_label_are_text_in_the_run_summary(tmp_path):
+    """The summary's title carries the objective's label: markup is shown as written, a
+    terminal escape never reaches the output."""
+    suite = tmp_path / "markup.toml"
+    suite.write_text(_toy(**{'name = "bernoulli_toy"':
+                             'name = "bernoulli_toy"\nlabel = "toy[/x][bold]\\u001b[31m"'}))
+    out = tmp_path / "run"
+    result = _invoke("run", str(suite), "--out", str(out), "--no-report")
+    assert result.exit_code == 0, result.output
+    assert "toy[/x][bold]" in result.output and "\x1b" not in result.output
+    shown = _invoke("show", str(out))
+    assert shown.exit_code == 0 and "toy[/x][bold]" in shown.output, shown.output

@@ -128,6 +128,14 @@ def test_nan_estimator_fails_its_cell_and_the_run_completes(tmp_path):
     with Store.open(out, create=False) as store:
         statuses = dict(zip(store.cells()["key"], store.cells()["status"], strict=True))
     assert sorted(statuses.values()) == ["failed", "ok"]
+    # every cell failed: the run still ends with its counts and failures, as does `show`
+    only = tmp_path / "only.toml"
+    only.write_text(NAN_SUITE.split("[[estimators]]\nname = \"reinforce\"")[0])
+    result = cli("run", str(only), "--out", str(tmp_path / "only"), "--no-report", env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "cells: 0 ok, 1 failed" in result.stdout
+    shown = cli("show", str(tmp_path / "only"), env=env)
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
 
 
 def test_bad_inputs_exit_2_with_a_message_and_no_traceback(tmp_path):
