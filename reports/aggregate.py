@@ -43,8 +43,10 @@ CONFIG_COLUMNS: tuple[str, ...] = (
     "seed",
     "num_samples",
 )
+# objective and estimator are the labels people read (`labels`); stored_objective and
+# stored_estimator the cells' own, which identify them (compare matches runs by them)
 CELL_COLUMNS: tuple[str, ...] = ("run", "cell_id", "key", "status", *CONFIG_COLUMNS, "device",
-                                 "bias_against")
+                                 "bias_against", "stored_objective", "stored_estimator")
 FRAME_COLUMNS: tuple[str, ...] = (*CELL_COLUMNS, "step", "metric", "value")
 IWAE_PATTERN = re.compile(r"^test/iwae_(\d+)$")
 
@@ -179,11 +181,14 @@ def _explicit_labels(run_dir: Path) -> frozenset[str]:
                      for o in suite.get(kind, []) if isinstance(o, dict) and o.get("label"))
 
 
-def _cell_frame(cells: pd.DataFrame, run: str, explicit: frozenset[str] = frozenset()
-                ) -> pd.DataFrame:
-    """Store cells -> one row per cell with the config columns, device, reason and dicts."""
+def _cell_frame(cells: pd.DataFrame, run: str, explicit: frozenset[str] = frozenset(),
+                estimators: dict[str, str] | None = None) -> pd.DataFrame:
+    """Store cells -> one row per cell with the config columns, device, reason and dicts.
+    `estimators`: stored label -> display label, over every run shown together (default:
+    this run's own, `display_estimators`)."""
     records = []
-    estimators = display_estimators(cells["config"], explicit)
+    if estimators is None:
+        estimators = display_estimators(cells["config"], explicit)
     for row in cells.itertuples(index=False):
         config: dict[str, Any] = row.config
         environment: dict[str, Any] = row.environment
@@ -198,6 +203,8 @@ def _cell_frame(cells: pd.DataFrame, run: str, explicit: frozenset[str] = frozen
             "estimator": estimators.get(str(config.get("estimator")),
                                         config.get("estimator") or _UNKNOWN),
             "device": environment.get("device"),
+            "stored_objective": config.get("objective") or _UNKNOWN,
+            "stored_estimator": config.get("estimator") or _UNKNOWN,
             "bias_against": bias_against(config),
             "reason": row.reason,
             "environment": environment,
@@ -213,11 +220,20 @@ def load_cells(run_dir_or_dirs: RunDirs) -> pd.DataFrame:
     environment, config`` (the environment dict, empty for not-applicable cells; the full
     config dict)."""
     dirs = run_dirs(run_dir_or_dirs)
+    stores = [_read_store(d) for d in dirs]
+    shown = _estimator_labels(dirs, [cells for cells, _, _ in stores])
     frames = [
-        _cell_frame(_read_store(d)[0], run, _explicit_labels(d))
-        for d, run in zip(dirs, _run_labels(dirs), strict=True)
+        _cell_frame(cells, run, _explicit_labels(d), shown)
+        for d, run, (cells, _, _) in zip(dirs, _run_labels(dirs), stores, strict=True)
     ]
     return pd.concat(frames, ignore_index=True)
+
+
+def _estimator_labels(dirs: Sequence[Path], cells: Sequence[pd.DataFrame]) -> dict[str, str]:
+    """Stored estimator label -> display label over all the runs shown together, so that one
+    estimator has one label in every run (`display_estimators`)."""
+    explicit = frozenset().union(*(_explicit_labels(d) for d in dirs))
+    return display_estimators([c for frame in cells for c in frame["config"]], explicit)
 
 
 def load(run_dir_or_dirs: RunDirs) -> pd.DataFrame:
@@ -229,10 +245,11 @@ def load(run_dir_or_dirs: RunDirs) -> pd.DataFrame:
     rows (not applicable) have no rows here; see :func:`load_cells`.
     """
     dirs = run_dirs(run_dir_or_dirs)
+    stores = [_read_store(d) for d in dirs]
+    shown = _estimator_labels(dirs, [cells for cells, _, _ in stores])
     frames = []
-    for d, run in zip(dirs, _run_labels(dirs), strict=True):
-        cells, metrics, _ = _read_store(d)
-        info = _cell_frame(cells, run, _explicit_labels(d))[list(CELL_COLUMNS)]
+    for d, run, (cells, metrics, _) in zip(dirs, _run_labels(dirs), stores, strict=True):
+        info = _cell_frame(cells, run, _explicit_labels(d), shown)[list(CELL_COLUMNS)]
         rows = metrics[["cell_id", "step", "metric", "value"]]
         frames.append(info.merge(rows, on="cell_id", how="inner", validate="one_to_many"))
     frame = pd.concat(frames, ignore_index=True)

@@ -172,16 +172,28 @@ def _listing(labels: list[str], limit: int = 6) -> str:
     return shown if len(labels) <= limit else f"{shown} and {len(labels) - limit} more"
 
 
+# runs are matched by the cells' stored labels (their identity); rows show the display ones,
+# which depend on what else a run holds (reinforce beside reinforce-loo reads
+# reinforce(baseline=none))
+MATCH = ["stored_objective", "stored_estimator", "num_samples"]
+
+
 def _pairs(finals: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     if finals.empty:
         return {}
-    return {tuple(k): g for k, g in finals.groupby(KEYS, sort=True, dropna=False)}
+    return {tuple(k): g for k, g in finals.groupby(MATCH, sort=True, dropna=False)}
+
+
+def _shown(group: pd.DataFrame) -> tuple:
+    """A pair's (objective, estimator, S) as its run displays them."""
+    first = group.iloc[0]
+    return (first["objective"], first["estimator"], first["num_samples"])
 
 
 def _failed_only(cells: pd.DataFrame) -> dict[tuple, str]:
     """Pairs whose cells all failed, with the first reason."""
     out = {}
-    for key, group in cells.groupby(KEYS, sort=True, dropna=False):
+    for key, group in cells.groupby(MATCH, sort=True, dropna=False):
         if (group["status"] == "failed").all():
             reasons = group["reason"].dropna()
             out[tuple(key)] = str(reasons.iloc[0]) if len(reasons) else "failed"
@@ -205,7 +217,8 @@ def compare(
     rows, regressions, notes = [], [], []
     only: dict[str, list[str]] = {"A": [], "B": []}
     for pair in sorted(set(pairs_a) | set(pairs_b), key=str):
-        label = f"{pair[0]} / {pair[1]} (S={pair[2]})"
+        shown = _shown(pairs_b[pair] if pair in pairs_b else pairs_a[pair])
+        label = f"{shown[0]} / {shown[1]} (S={shown[2]})"
         if pair not in pairs_b:
             if pair in failed_b:
                 regressions.append(f"{label}: completed in run A but failed in run B: "
@@ -220,7 +233,7 @@ def compare(
             a, b = side(pairs_a[pair]), side(pairs_b[pair])
             if a is None or b is None:
                 continue
-            row = _row(pair, quantity, a, b, thresholds)
+            row = _row(shown, quantity, a, b, thresholds)
             rows.append(row)
             if row["regression"]:
                 regressions.append(_describe(row, thresholds.z))

@@ -150,3 +150,27 @@ def test_runs_with_nothing_in_common_are_bad_input(baseline: Path, tmp_path: Pat
     with pytest.raises(reports.ReportError, match="nothing to compare") as info:
         reports.compare(baseline, other)
     assert "S=7" in str(info.value) and "only in A" in str(info.value)
+
+
+def test_runs_are_matched_by_stored_labels_not_by_display_labels(tmp_path: Path) -> None:
+    """`reinforce` reads reinforce(baseline=none) in a run that also holds reinforce-loo and
+    plain reinforce in one that does not: the two runs still share that pair."""
+    from estibench.benchmarks.harness.runner import run
+    from estibench.benchmarks.suites.schema import parse_suite
+
+    suite = {"name": "labels", "seeds": [0, 1], "num_samples": [2],
+             "training": {"steps": 2}, "metrics": {"checkpoints": [-1], "replicas": 8},
+             "objectives": [{"name": "bernoulli_toy"}],
+             "estimators": [{"name": "reinforce"},
+                            {"name": "reinforce", "options": {"baseline": "loo"}}]}
+    run(parse_suite(suite), out=tmp_path / "a")
+    run(parse_suite({**suite, "estimators": suite["estimators"][:1]}), out=tmp_path / "b")
+    assert set(reports.load(tmp_path / "a")["estimator"]) == {"reinforce(baseline=none)",
+                                                             "reinforce-loo"}
+    assert set(reports.load(tmp_path / "b")["estimator"]) == {"reinforce"}
+    result = reports.compare(tmp_path / "a", tmp_path / "b")
+    assert set(result.table["estimator"]) == {"reinforce"}  # compared, shown as B shows it
+    assert any("reinforce-loo" in note for note in result.notes)  # only in A, and said so
+    # shown together, one estimator has one label in both runs
+    both = reports.load([tmp_path / "a", tmp_path / "b"])
+    assert set(both["estimator"]) == {"reinforce(baseline=none)", "reinforce-loo"}
