@@ -41,10 +41,10 @@ class RunResult:
 
 def counts(run_dir: Path) -> RunResult:
     """The cells of a run directory, counted by status, with the failures' reasons."""
-    from estibench.benchmarks.results.store import Store, describe_cell
+    from estibench.benchmarks.results.store import CELL_CONFIG_KEYS, Store, describe_cell
 
     with Store.open(run_dir, create=False) as store:
-        cells = store.cells()
+        cells = store.cells(CELL_CONFIG_KEYS)
     statuses = cells["status"]
     failures = [(describe_cell(c), r or "") for c, s, r in
                 zip(cells["config"], statuses, cells["reason"], strict=True) if s == "failed"]

@@ -23,7 +23,7 @@ import pandas as pd
 
 from estibench.benchmarks.results.labels import UNKNOWN as _UNKNOWN
 from estibench.benchmarks.results.labels import display_estimators, display_objective
-from estibench.benchmarks.results.store import STORE_FILENAME, Store, StoreError
+from estibench.benchmarks.results.store import CELL_CONFIG_KEYS, STORE_FILENAME, Store, StoreError
 from estibench.reports.errors import ReportError
 
 RunDirs = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
@@ -152,7 +152,7 @@ def _run_labels(dirs: Sequence[Path]) -> list[str]:
 def _read_store(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     try:
         with Store.open(run_dir, create=False) as store:
-            return store.cells(), store.metrics(), store.runs()
+            return store.cells(CELL_CONFIG_KEYS), store.metrics(), store.runs()
     except StoreError as err:
         raise ReportError(f"cannot read {str(run_dir)!r}: {err}") from err
 

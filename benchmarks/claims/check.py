@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from estibench.benchmarks.results.store import Store
+from estibench.benchmarks.results.store import CELL_CONFIG_KEYS, Store
 from estibench.benchmarks.suites.claims import CellRef, Claim
 from estibench.benchmarks.suites.metric_names import interval_metrics
 
@@ -133,7 +133,7 @@ class RunData:
     @staticmethod
     def load(run_dir: str | Path, suite: Any) -> RunData:
         with Store.open(run_dir, create=False) as store:
-            cells = store.cells()
+            cells = store.cells(CELL_CONFIG_KEYS)
             metrics = store.metrics()
         for column in ("objective", "estimator", "num_samples", "seed"):
             cells[column] = [c.get(column) for c in cells["config"]]

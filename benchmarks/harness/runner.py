@@ -23,6 +23,7 @@ from estibench.benchmarks.harness.spec import CellSpec
 from estibench.benchmarks.metrics import environment
 from estibench.benchmarks.results import rundir
 from estibench.benchmarks.results.store import (
+    CELL_CONFIG_KEYS,
     STORE_FILENAME,
     CellResult,
     Store,
@@ -32,6 +33,15 @@ from estibench.benchmarks.results.store import (
 from estibench.benchmarks.suites.schema import Suite, SuiteError, load_suite
 
 ProgressCallback = Callable[[CellResult, int, int], None]
+
+
+def _refuse_an_empty_store(run_dir: Path, what: str) -> None:
+    """A 0-byte results.sqlite (a truncated or hand-made file): SQLite would take it for a new,
+    empty store and the run would start over as if nothing had been there."""
+    store = run_dir / STORE_FILENAME
+    if store.is_file() and store.stat().st_size == 0:
+        raise SuiteError(f"cannot {what} {str(run_dir)!r}: its {STORE_FILENAME} is empty "
+                         "(0 bytes), so it holds no cells; start a new run with a new --out")
 
 
 def run(
@@ -59,16 +69,15 @@ def run(
     """
     if resume is not None:
         run_dir: Path | None = Path(resume)
-        store = run_dir / STORE_FILENAME
-        if not store.is_file():
+        if not (run_dir / STORE_FILENAME).is_file():
             raise SuiteError(f"cannot resume {str(run_dir)!r}: no {STORE_FILENAME} there")
-        if store.stat().st_size == 0:  # SQLite would take it for a new, empty store
-            raise SuiteError(f"cannot resume {str(run_dir)!r}: its {STORE_FILENAME} is empty "
-                             "(0 bytes), so it holds no cells; start a new run with --out")
+        _refuse_an_empty_store(run_dir, "resume")
         spec = rundir.stored_suite(run_dir) if suite is None else load_suite(suite)
     else:
         spec = load_suite("standard" if suite is None else suite)
         run_dir = Path(out) if out is not None else None
+        if run_dir is not None:  # --out on a run directory continues it: the same check
+            _refuse_an_empty_store(run_dir, "continue")
     spec = with_overrides(spec, seeds, data_path)
     executor = executor or InProcess()
     # Fail fast on a bad device before any cell; whether CUDA exists is the workers' business
@@ -86,6 +95,9 @@ def run(
         if attach is not None:  # it keeps files in the run directory (submitit)
             attach(run_dir)
         done = store.completed_keys()
+        if done:  # a hand-damaged store is refused now, naming the row, not after every cell
+            store.cells(CELL_CONFIG_KEYS)
+            store.metrics()
 
         def completed(cell: CellSpec) -> bool:
             config = cell.to_json()

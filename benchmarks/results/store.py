@@ -271,17 +271,31 @@ def _damaged_as_store_error(method: Callable[..., T]) -> Callable[..., T]:
     return read
 
 
-def _decoded(path: Path, table: str, ids: pd.Series, column: str, texts: pd.Series
-             ) -> list[Any]:
-    """The JSON objects of a column; StoreError naming the row where one is not JSON."""
+# what every cell's config holds (`CellSpec.to_json`): without them no view can name the cell
+CELL_CONFIG_KEYS = ("objective", "estimator", "seed", "num_samples")
+
+
+def _decoded(path: Path, table: str, ids: pd.Series, column: str, texts: pd.Series,
+             required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The JSON objects of a column; StoreError naming the row where one is not JSON, not an
+    object, or lacks a `required` key."""
     out = []
+    fix = "fix or delete the row, or re-run the suite into a new directory"
     for row_id, text in zip(ids, texts, strict=True):
         try:
-            out.append(json.loads(text))
+            value = json.loads(text)
         except (TypeError, ValueError) as exc:
             raise StoreError(
-                f"{path}: {table} row {row_id} has a {column} that is not JSON ({exc}); fix or "
-                "delete the row, or re-run the suite into a new directory") from None
+                f"{path}: {table} row {row_id} has a {column} that is not JSON ({exc}); "
+                f"{fix}") from None
+        if not isinstance(value, dict):
+            raise StoreError(f"{path}: {table} row {row_id} has a {column} that is a JSON "
+                             f"{type(value).__name__}, not an object; {fix}")
+        missing = [key for key in required if key not in value]
+        if missing:
+            raise StoreError(f"{path}: {table} row {row_id} has a {column} without "
+                             f"{', '.join(missing)}; {fix}")
+        out.append(value)
     return out
 
 
@@ -621,8 +635,10 @@ class Store:
         return {row[0] for row in rows}
 
     @_damaged_as_store_error
-    def cells(self) -> pd.DataFrame:
-        """One row per cell; ``config`` and ``environment`` are decoded to dicts."""
+    def cells(self, required: tuple[str, ...] = ()) -> pd.DataFrame:
+        """One row per cell; ``config`` and ``environment`` are decoded to dicts. `required`:
+        keys every config must have (`CELL_CONFIG_KEYS` for the views of a benchmark run),
+        else StoreError naming the row."""
         rows = self._db.execute(
             "SELECT id, run_id, key, status, reason, started, finished, config, environment "
             "FROM cells ORDER BY id"
@@ -631,7 +647,8 @@ class Store:
         df = df.astype(
             {"id": "int64", "run_id": "int64", "started": "float64", "finished": "float64"}
         )
-        df["config"] = _decoded(self.path, "cells", df["id"], "config", df["config"])
+        df["config"] = _decoded(self.path, "cells", df["id"], "config", df["config"],
+                                required)
         df["environment"] = _decoded(self.path, "cells", df["id"], "environment",
                                      df["environment"])
         return df

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from estibench.benchmarks.results.labels import display_estimators, display_objective
-from estibench.benchmarks.results.store import Store
+from estibench.benchmarks.results.store import CELL_CONFIG_KEYS, Store
 
 # metric -> column: the best value over checkpoints for test/ metrics, the last for the rest.
 SUMMARY_METRICS = {
@@ -21,7 +21,7 @@ SUMMARY_METRICS = {
 def cell_table(run_dir: str | Path) -> pd.DataFrame:
     """Cells with objective, estimator (as shown: `labels`), seed, status, reason columns."""
     with Store.open(run_dir, create=False) as store:
-        cells = store.cells()
+        cells = store.cells(CELL_CONFIG_KEYS)
     for column in ("seed", "num_samples"):
         cells[column] = [c.get(column) for c in cells["config"]]
     estimators = display_estimators(cells["config"])
@@ -35,7 +35,7 @@ def summary(run_dir: str | Path) -> pd.DataFrame:
     """Per (objective, estimator, S): the best held-out ELBO and exact objective, the final
     log-variance and the time per estimate (columns with no value in the run are left out)."""
     with Store.open(run_dir, create=False) as store:
-        tidy, cells = store.tidy(), store.cells()
+        tidy, cells = store.tidy(), store.cells(CELL_CONFIG_KEYS)
     if tidy.empty:
         return pd.DataFrame()
     tidy = tidy[tidy["status"] == "ok"]

@@ -45,7 +45,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
-MAX_SEED = 2**40  # cells derive further seeds from it (seed * 100_003 + step) within int64
+# torch's CPU generator keeps 32 bits of a seed (2^32 would repeat seed 0's draws); cells derive
+# further seeds from it (seed * 100_003 + step), within int64
+MAX_SEED = 2**32
 MAX_SIZE = 1_000_000  # a layer, latent or toy dimension; beyond it nothing fits in memory
 MAX_NUM_SAMPLES = 2**20
 # Upper bounds on the numbers a run is made of: beyond them a run would not end (steps), not
@@ -550,7 +552,8 @@ class Suite(_Strict):
         _unique("seeds", self.seeds)
         bad_seeds = [s for s in self.seeds if not 0 <= s < MAX_SEED]
         if bad_seeds:
-            raise ValueError(f"seeds must be integers in [0, 2^40), got {bad_seeds}")
+            raise ValueError(f"seeds must be integers in [0, 2^32) (torch's generator keeps 32 "
+                             f"bits of a seed), got {bad_seeds}")
         _check_num_samples(self.num_samples)
         steps = self.training.steps
         bad = [c for c in self.metrics.checkpoints if c != -1 and not 0 <= c <= steps]

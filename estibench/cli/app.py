@@ -138,6 +138,10 @@ def run(
     if seed_list == []:
         raise fail(f"--seeds must name at least one integer, got {seeds!r}")
     try:
+        if report and not dry_run:  # the report is written last: its options are checked first
+            from estibench.reports.figures.standard import check_figure_options
+
+            check_figure_options(image_format, dpi)
         if suite is None and resume is None:
             suite = "standard"
         if resume is not None and (estimator or objective or steps is not None):
@@ -150,9 +154,11 @@ def run(
         if spec is not None and resume is None and not dry_run and not yes:
             _check_size(spec)
         if cell_timeout is not None:  # not part of what the run measures: resume may set it
-            if not cell_timeout > 0:
-                raise ValueError(f"--cell-timeout must be a positive number of seconds, got "
-                                 f"{cell_timeout:g}")
+            from estibench.benchmarks.suites.schema import MAX_CELL_TIMEOUT
+
+            if not 0 < cell_timeout <= MAX_CELL_TIMEOUT:  # the suite key's bounds (inf too)
+                raise ValueError(f"--cell-timeout must be a number of seconds in (0, "
+                                 f"{MAX_CELL_TIMEOUT:g}], got {cell_timeout:g}")
             if spec is None:
                 from estibench.benchmarks.results.rundir import stored_suite
 

@@ -97,6 +97,15 @@ FIGURES: tuple[FigureSpec, ...] = (
 )
 
 
+def check_figure_options(image_format: str, dpi: int | None) -> None:
+    """ValueError naming the option unless the figures can be written with them."""
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"image format {image_format!r} is not supported; "
+                         f"choose one of {', '.join(IMAGE_FORMATS)}")
+    if dpi is not None and not (isinstance(dpi, int) and 20 <= dpi <= 1200):
+        raise ValueError(f"dpi must be an integer from 20 to 1200, got {dpi!r}")
+
+
 def draw_all(
     frame: pd.DataFrame,
     out_dir: Path,
@@ -110,11 +119,7 @@ def draw_all(
     drawing is skipped with the error as its reason (and a warning), so one bad figure never
     costs the whole report.
     """
-    if image_format not in IMAGE_FORMATS:
-        raise ValueError(f"image format {image_format!r} is not supported; "
-                         f"choose one of {', '.join(IMAGE_FORMATS)}")
-    if not (isinstance(dpi, int) and 20 <= dpi <= 1200):
-        raise ValueError(f"dpi must be an integer from 20 to 1200, got {dpi!r}")
+    check_figure_options(image_format, dpi)
     out_dir.mkdir(parents=True, exist_ok=True)
     if palette is None:
         palette = estimator_palette(frame["estimator"].dropna())

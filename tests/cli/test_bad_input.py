@@ -72,7 +72,9 @@ MALFORMED = {
                                    'options = { temperature = 1e-38 }\n',
                                    ["estimators.1", "temperature", "1e-38"]),
     "seed at 2^63 - 1": (_toy(**{"seeds = [0]": "seeds = [9223372036854775807]"}),
-                         ["seeds", "[0, 2^40)"]),
+                         ["seeds", "[0, 2^32)"]),
+    "seed at 2^32 (torch would repeat seed 0)": (
+        _toy(**{"seeds = [0]": "seeds = [0, 4294967296]"}), ["seeds", "[0, 2^32)"]),
     "huge num_samples": (_toy(**{"num_samples = [2]": "num_samples = [1000000000]"}),
                          ["num_samples", "2^20"]),
     "negative hidden": (TOY + '[[objectives]]\nname = "bernoulli_vae"\n'
@@ -402,7 +404,8 @@ def test_html_in_labels_is_text_in_the_markdown_and_html_reports(tmp_path):
         assert tag not in text, name
 
 
-@pytest.mark.parametrize("damage", ["metric as text", "config not JSON"])
+@pytest.mark.parametrize("damage", ["metric as text", "config not JSON", "config a list",
+                                    "config empty"])
 def test_a_hand_edited_store_is_exit_2_naming_the_row(tmp_path, damage):
     import sqlite3
 
@@ -416,10 +419,17 @@ def test_a_hand_edited_store_is_exit_2_naming_the_row(tmp_path, damage):
             db.execute("UPDATE metrics SET value = 'abc' WHERE cell_id = ? AND step = ? "
                        "AND metric = ?", row)
             named = [f"metric {row[2]!r} of cell {row[0]}", "'abc', not a number"]
-        else:
+        elif damage == "config not JSON":
             db.execute("UPDATE cells SET config = '{not json' WHERE id = 1")
             named = ["cells row 1 has a config that is not JSON"]
-    for command in (["report", str(out)], ["show", str(out)], ["compare", str(out), str(out)]):
+        elif damage == "config a list":
+            db.execute("UPDATE cells SET config = '[]' WHERE id = 1")
+            named = ["cells row 1 has a config that is a JSON list, not an object"]
+        else:
+            db.execute("UPDATE cells SET config = '{}' WHERE id = 1")
+            named = ["cells row 1 has a config without objective, estimator"]
+    for command in (["report", str(out)], ["show", str(out)], ["compare", str(out), str(out)],
+                    ["run", "--resume", str(out), "--no-report"]):
         _assert_bad_input(_invoke(*command), *named)
 
 
@@ -478,3 +488,35 @@ def test_markup_and_escapes_in_an_objective_label_are_text_in_the_run_summary(tm
     assert "toy[/x][bold]" in result.output and "\x1b" not in result.output
     shown = _invoke("show", str(out))
     assert shown.exit_code == 0 and "toy[/x][bold]" in shown.output, shown.output
+
+
+@pytest.mark.parametrize("option", [["--dpi", "0"], ["--image-format", "bmp"],
+                                    ["--cell-timeout", "inf"]])
+def test_run_options_are_checked_before_any_cell_runs(tmp_path, option):
+    suite = tmp_path / "toy.toml"
+    suite.write_text(TOY)
+    out = tmp_path / "run"
+    result = _invoke("run", str(suite), "--out", str(out), *option)
+    assert result.exit_code == 2, result.output
+    assert option[0].lstrip("-").replace("-", " ").split()[0] in result.output.lower()
+    assert not (out / "results.sqlite").exists()  # nothing ran
+
+
+def test_a_damaged_store_is_refused_before_resuming_and_an_empty_one_with_out(tmp_path):
+    """--resume reads the store first (a metric stored as a blob is exit 2 naming it, before
+    any cell); --out on a run directory whose store is 0 bytes does not start over."""
+    import sqlite3
+
+    suite = tmp_path / "toy.toml"
+    suite.write_text(TOY)
+    out = tmp_path / "run"
+    assert _invoke("run", str(suite), "--out", str(out), "--no-report").exit_code == 0
+    with sqlite3.connect(out / "results.sqlite") as db:
+        db.execute("UPDATE metrics SET value = X'0001' WHERE metric = (SELECT min(metric) "
+                   "FROM metrics)")
+    result = _invoke("run", "--resume", str(out), "--no-report")
+    assert result.exit_code == 2 and "not a number" in result.output, result.output
+    (out / "results.sqlite").write_bytes(b"")
+    again = _invoke("run", str(suite), "--out", str(out), "--no-report")
+    assert again.exit_code == 2 and "is empty (0 bytes)" in again.output, again.output
+    assert (out / "results.sqlite").stat().st_size == 0
