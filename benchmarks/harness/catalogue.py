@@ -29,6 +29,7 @@ import torch
 
 from estibench import estimators
 from estibench.benchmarks import objectives
+from estibench.benchmarks.harness.time_limit import PLAN_TIME_LIMIT, time_limit
 from estibench.estimators import distributions
 
 ENUMERATES = "whole support"
@@ -185,13 +186,16 @@ def describe_estimators() -> list[EstimatorRow]:
     point does not load, is a row saying so (it never takes the listing down)."""
     rows = []
     for name in estimators.available():
-        try:
-            factory = estimators.registry.factory(name)
-            estimator = estimators.get(name)
-            family = getattr(factory, "family", None) or factory.__module__.rsplit(".", 1)[-1]
-            unbiased = "exact" if family == "exact" else unbiased_text(name, factory, estimator)
-            rows.append(EstimatorRow(name, family, str(estimator.supports), unbiased,
-                                     _per_sample_text(name), _alias_options(name, factory)))
+        try:  # a plugin's dry run that never returns breaks its row only
+            with time_limit(PLAN_TIME_LIMIT, f"describing estimator {name!r}"):
+                factory = estimators.registry.factory(name)
+                estimator = estimators.get(name)
+                family = (getattr(factory, "family", None)
+                          or factory.__module__.rsplit(".", 1)[-1])
+                unbiased = ("exact" if family == "exact"
+                            else unbiased_text(name, factory, estimator))
+                rows.append(EstimatorRow(name, family, str(estimator.supports), unbiased,
+                                         _per_sample_text(name), _alias_options(name, factory)))
         except Exception as err:  # a misbehaving plugin
             last = traceback.format_exception_only(type(err), err)[-1].strip()
             rows.append(EstimatorRow(name, "broken", last, "-", "-", []))

@@ -20,7 +20,11 @@ from estibench import estimators
 from estibench.benchmarks.harness.catalogue import evaluations_per_sample
 from estibench.benchmarks.harness.spec import CellSpec, EstimatorChoice, Temperature
 from estibench.benchmarks.harness.temperature import temperature_of
-from estibench.benchmarks.harness.time_limit import TimeLimitExceeded, time_limit
+from estibench.benchmarks.harness.time_limit import (
+    PLAN_TIME_LIMIT,
+    TimeLimitExceeded,
+    time_limit,
+)
 from estibench.benchmarks.results import rundir
 from estibench.benchmarks.suites.schema import (
     EstimatorSpec,
@@ -55,7 +59,6 @@ class _Broken(Exception):
         self.temperature = temperature
 
 
-PLAN_TIME_LIMIT = 120.0  # seconds for one pair's dry run (one estimate on one example)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ import signal
 import threading
 from collections.abc import Iterator
 
+PLAN_TIME_LIMIT = 120.0  # seconds for one pair's dry run (one estimate on one example)
+
 
 class TimeLimitExceeded(Exception):
     """The work ran past its time limit; the message says what and the limit."""
@@ -44,4 +46,4 @@ def time_limit(seconds: float | None, what: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-__all__ = ["TimeLimitExceeded", "enforceable", "time_limit"]
+__all__ = ["PLAN_TIME_LIMIT", "TimeLimitExceeded", "enforceable", "time_limit"]

@@ -115,6 +115,14 @@ def dry_run(suite: Suite, console: Console) -> None:
             skipped.add_row(safe(obj), safe(est), str(s), ",".join(map(str, seeds)),
                             safe(reason))
         console.print(skipped)
+    if plan.broken:  # the run records them as failed at once, with the reason
+        broken = Table(title=f"{len(plan.broken)} cells that will fail: their estimator's "
+                             "dry run failed")
+        for column in ("cell", "reason"):
+            broken.add_column(column, overflow="fold")
+        for cell, reason in plan.broken:
+            broken.add_row(safe(cell.describe()), safe(reason))
+        console.print(broken)
     if plan.runnable:
         pairs = len({pair_key(cell) for cell in plan.runnable})
         with console.status(f"timing {pairs} estimator-objective pairs on this machine"):

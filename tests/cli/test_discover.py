@@ -276,3 +276,33 @@ def test_an_alias_lists_the_options_it_fixes_as_fixed():
         for option, value in fixed.items():
             assert listed[option].text() == f"{option}={value!r} (fixed)", name
             assert getattr(built, option) == value, (name, option)
+
+
+def test_the_dry_run_lists_the_cells_whose_estimator_breaks(monkeypatch):
+    """An estimator whose dry run raises is planned as failing cells (the run records them
+    failed with the reason): the dry run shows them rather than leaving them out."""
+    import io
+
+    from rich.console import Console
+
+    from estibench.benchmarks.suites.schema import parse_suite
+    from estibench.cli.plan import dry_run
+
+    class Raising(estimators.Estimator):
+        name = "raising"
+
+        def estimate(self, q, f, num_samples, noise):
+            raise RuntimeError("this plugin is broken")
+
+    monkeypatch.setattr(estimators.registry, "_factories", dict(estimators.registry._factories))
+    estimators.register("raising", Raising)
+    suite = parse_suite({
+        "name": "broken", "seeds": [0], "num_samples": [2], "training": {"steps": 2},
+        "metrics": {"checkpoints": [-1], "replicas": 4, "throughput": False},
+        "objectives": [{"name": "bernoulli_toy"}],
+        "estimators": [{"name": "raising"}, {"name": "reinforce", "options": {"baseline": "loo"}}]})
+    out = io.StringIO()
+    dry_run(suite, Console(file=out, width=200))
+    text = out.getvalue()
+    assert "1 cells to run" in text
+    assert "1 cells that will fail" in text and "this plugin is broken" in text

@@ -105,3 +105,20 @@ def test_the_limit_is_lifted_after_the_block():
     with (pytest.raises(TimeLimitExceeded, match="slow work exceeded its time limit of 0.2 s"),
           time_limit(0.2, "slow work")):
         time.sleep(5)
+
+
+def test_listing_an_estimator_whose_dry_run_never_returns_breaks_its_row_only(monkeypatch):
+    """`estibench list estimators` dry-runs a plugin to count its evaluations of f: under the
+    planning time limit, so a plugin that never returns is a row saying so."""
+    from estibench.benchmarks.harness import catalogue
+
+    namespace: dict = {}
+    exec(SLEEPER.replace("if torch.is_grad_enabled():", "if True:"), namespace)
+    monkeypatch.setattr(estimators.registry, "_factories",
+                        dict(estimators.registry._factories))
+    estimators.register("sleeper", namespace["Sleeper"])
+    monkeypatch.setattr(catalogue, "PLAN_TIME_LIMIT", 1.0)
+    rows = {row.name: row for row in catalogue.describe_estimators()}
+    assert rows["sleeper"].family == "broken"
+    assert "exceeded its time limit of 1 s" in rows["sleeper"].applies_to
+    assert rows["pathwise"].family != "broken"
