@@ -33,7 +33,7 @@ from estibench.benchmarks.objectives import LatentVariableModel
 from estibench.reports.bias import replicas_text
 
 COLUMNS = ("objective", "estimator", "S", "M", "bound", "KL", "direct term", "temperature",
-           "samples")
+           "samples", "statistics")
 
 
 @functools.lru_cache(maxsize=256)
@@ -129,11 +129,17 @@ def samples_text(config: dict[str, Any]) -> str:
             else "not q")
 
 
+# grad/<wrt>/vectorized: how the gradient statistics' replicas were computed
+STATISTICS = {1.0: "vectorized",
+              0.0: "loop (the estimator draws its own random numbers; slower)"}
+
+
 def conventions(cells: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (objective, estimator, S) of the ok cells, with COLUMNS; a group whose cells
     differ in a convention lists every value."""
     ok = cells[cells["status"] == "ok"]
     replicas = frame[frame["metric"].str.fullmatch(r"grad/[a-z]+/replicas", na=False)]
+    vectorized = frame[frame["metric"].str.fullmatch(r"grad/[a-z]+/vectorized", na=False)]
     rows = []
     for (objective, estimator, samples), group in ok.groupby(
             ["objective", "estimator", "num_samples"], sort=True, dropna=False):
@@ -141,6 +147,8 @@ def conventions(cells: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
         ms = replicas[replicas["cell_id"].isin(group["cell_id"])
                       & replicas["run"].isin(group["run"])]["value"]
         m = replicas_text(float(ms.min()), float(ms.max())) if len(ms) else "–"
+        methods = vectorized[vectorized["cell_id"].isin(group["cell_id"])
+                             & vectorized["run"].isin(group["run"])]["value"]
         rows.append({
             "objective": objective, "estimator": estimator, "S": samples, "M": m,
             "bound": _distinct(bound_text(c) for c in configs),
@@ -148,6 +156,7 @@ def conventions(cells: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
             "direct term": _distinct(direct_term_text(c) for c in configs),
             "temperature": _distinct(temperature_text(c) for c in configs),
             "samples": _distinct(samples_text(c) for c in configs),
+            "statistics": _distinct(STATISTICS[float(v)] for v in methods) or "–",
         })
     return pd.DataFrame(rows, columns=list(COLUMNS))
 

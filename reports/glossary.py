@@ -94,7 +94,10 @@ NOTES: tuple[tuple[str, str], ...] = (
      "(log r)²/2 and k3 = r − 1 − log r with r = p(z)/q(z), k3 also with its score-function "
      "correction. Direct term: whether the term ∇ log q(z) (z fixed) is kept in a sampled KL "
      "(zero-mean for the sampled KL; no effect with an analytic KL). "
-     "Temperature: what the cell ran (a value or a schedule), as recorded in its config."),
+     "Temperature: what the cell ran (a value or a schedule), as recorded in its config. "
+     "Statistics: the replicas of the gradient statistics computed vectorized (torch.func.vmap "
+     "over shared noise) or in a loop, where the estimator draws its own random numbers "
+     "(q.sample() in a plugin): slower, the same statistics of its own draws."),
     ("time / estimate",
      "Median wall-clock time of one gradient estimate (forward and backward with S samples) "
      "after warm-up, on the device named in the environment; lower is better."),

@@ -85,3 +85,12 @@ def test_a_cell_records_which_method_ran(tmp_path) -> None:
     value = dict(zip(flag["key"], flag["value"], strict=True))
     assert value[by_estimator["samples_itself"]] == 0.0
     assert value[by_estimator["reinforce"]] == 1.0
+    # the report says which ran the loop
+    from estibench import reports
+    from estibench.reports.conventions import conventions
+
+    run_dir = tmp_path / "run"
+    table = conventions(reports.load_cells(run_dir), reports.load(run_dir))
+    statistics = dict(zip(table["estimator"], table["statistics"], strict=True))
+    assert statistics["samples_itself"].startswith("loop (the estimator draws its own")
+    assert statistics["reinforce"] == "vectorized"
