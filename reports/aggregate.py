@@ -278,6 +278,12 @@ def planned_cells(suite: dict[str, Any] | None) -> int | None:
     return objectives * sizes * seeds
 
 
+def missing_cells(suite: dict[str, Any] | None, cells: pd.DataFrame) -> int:
+    """Cells the suite plans that the store does not hold: never run (an interrupted run)."""
+    planned = planned_cells(suite)
+    return 0 if planned is None else max(planned - int(cells["key"].nunique()), 0)
+
+
 def load_runs(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """The run's invocation history (``Store.runs()``)."""
     return _read_store(run_dirs(run_dir)[0])[2]

@@ -25,7 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from estibench.reports.aggregate import final_values, load, load_cells
+from estibench.reports.aggregate import (
+    final_values,
+    load,
+    load_cells,
+    load_suite_config,
+    missing_cells,
+)
 from estibench.reports.errors import ReportError
 
 KEYS = ["objective", "estimator", "num_samples"]
@@ -241,6 +247,11 @@ def compare(
         if labels:
             notes.append(f"{len(labels)} pair(s) completed only in run {side}: "
                          f"{_listing(labels)}")
+    for side, path in (("A", run_a), ("B", run_b)):
+        missing = missing_cells(load_suite_config(path), load_cells(path))
+        if missing:
+            notes.append(f"run {side} is incomplete: {missing} cell(s) of its suite never ran "
+                         "(its pairs are compared on the seeds it has)")
     if not rows and not regressions:  # a gate that compared nothing must not pass
         raise ReportError(
             "nothing to compare: the runs share no (objective, estimator, S) with comparable "

@@ -14,7 +14,7 @@ import pandas as pd
 from estibench.reports.aggregate import (
     final_values,
     load_suite_config,
-    planned_cells,
+    missing_cells,
     problems_of,
 )
 from estibench.reports.bias import bias_summary
@@ -134,12 +134,6 @@ def all_tables(cells: pd.DataFrame, frame: pd.DataFrame,
     return tables
 
 
-def _missing(suite: dict[str, Any] | None, cells: pd.DataFrame) -> int:
-    """Cells the suite plans that the store does not hold: never run (an interrupted run)."""
-    planned = planned_cells(suite)
-    return 0 if planned is None else max(planned - int(cells["key"].nunique()), 0)
-
-
 def collect(
     run_dir: Path,
     cells: pd.DataFrame,
@@ -167,7 +161,7 @@ def collect(
         suite_name=suite_name,
         description=str((suite or {}).get("description", "")),
         counts={**{s: int((statuses == s).sum()) for s in ("ok", "failed", "not_applicable")},
-                "missing": _missing(suite, cells)},
+                "missing": missing_cells(suite, cells)},
         has_completed=bool((statuses == "ok").any()),
         environment=environment_table(cells, run_environment),
         suite_toml=None if suite is None else _suite_text(suite),

@@ -174,3 +174,13 @@ def test_runs_are_matched_by_stored_labels_not_by_display_labels(tmp_path: Path)
     # shown together, one estimator has one label in both runs
     both = reports.load([tmp_path / "a", tmp_path / "b"])
     assert set(both["estimator"]) == {"reinforce(baseline=none)", "reinforce-loo"}
+    # a cell of B lost (an interrupted run): the comparison says B is incomplete
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "b" / "results.sqlite") as db:
+        last = db.execute("SELECT max(id) FROM cells").fetchone()[0]
+        db.execute("DELETE FROM metrics WHERE cell_id = ?", (last,))
+        db.execute("DELETE FROM cells WHERE id = ?", (last,))
+    notes = reports.compare(tmp_path / "a", tmp_path / "b").notes
+    assert any(n.startswith("run B is incomplete: 1 cell(s)") for n in notes), notes
+    assert not any(n.startswith("run A is incomplete") for n in notes)
