@@ -22,7 +22,11 @@ import numpy as np
 import pandas as pd
 
 from estibench.benchmarks.results.labels import UNKNOWN as _UNKNOWN
-from estibench.benchmarks.results.labels import display_estimators, display_objective
+from estibench.benchmarks.results.labels import (
+    display_estimators,
+    display_objective,
+    printable,
+)
 from estibench.benchmarks.results.store import CELL_CONFIG_KEYS, STORE_FILENAME, Store, StoreError
 from estibench.reports.errors import ReportError
 
@@ -199,9 +203,10 @@ def _cell_frame(cells: pd.DataFrame, run: str, explicit: frozenset[str] = frozen
             "status": row.status,
             **{name: config.get(name) for name in CONFIG_COLUMNS},
             # figures and tables sort and group by these labels: never leave them empty
-            "objective": display_objective(config, explicit),
-            "estimator": estimators.get(str(config.get("estimator")),
-                                        config.get("estimator") or _UNKNOWN),
+            # without control characters: figures draw them as missing glyphs (and warn)
+            "objective": printable(display_objective(config, explicit)),
+            "estimator": printable(estimators.get(str(config.get("estimator")),
+                                                  config.get("estimator") or _UNKNOWN)),
             "device": environment.get("device"),
             "stored_objective": config.get("objective") or _UNKNOWN,
             "stored_estimator": config.get("estimator") or _UNKNOWN,

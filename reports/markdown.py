@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jinja2
 
+from estibench.benchmarks.results.labels import printable
 from estibench.reports.context import ReportData
 from estibench.reports.figures.axes import RenderedFigure
 
@@ -15,8 +16,9 @@ TEMPLATE = "report.md.j2"
 
 
 def md_text(value: object) -> str:
-    """Free text: HTML escaped, since Markdown renders inline HTML (a label `<img ...>`)."""
-    return html.escape(str(value), quote=False)
+    """Free text: HTML escaped, since Markdown renders inline HTML (a label `<img ...>`), and
+    without control characters (`cat report.md` must not run a label's escape sequences)."""
+    return html.escape(printable(value), quote=False)
 
 
 def md_cell(value: object) -> str:

@@ -12,10 +12,19 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 UNKNOWN = "(unknown)"
+# C0 and C1 control characters but newline and tab: a label or an error that carries terminal
+# escape sequences must not recolour, move or clear the terminal of whoever reads it
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: object) -> str:
+    """User or exception text without control characters (the terminal and report.md)."""
+    return _CONTROL.sub("", str(text))
 
 
 def display_objective(config: Mapping[str, Any], explicit: frozenset[str] = frozenset()) -> str:

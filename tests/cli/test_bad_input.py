@@ -520,3 +520,22 @@ def test_a_damaged_store_is_refused_before_resuming_and_an_empty_one_with_out(tm
     again = _invoke("run", str(suite), "--out", str(out), "--no-report")
     assert again.exit_code == 2 and "is empty (0 bytes)" in again.output, again.output
     assert (out / "results.sqlite").stat().st_size == 0
+
+
+def test_escape_sequences_in_labels_never_reach_the_report_or_its_figures(tmp_path):
+    """`cat report.md` must not run a label's escape sequences, and figures must not draw
+    them (matplotlib warns of a missing glyph for ESC)."""
+    import warnings
+
+    suite = tmp_path / "escapes.toml"
+    suite.write_text(_toy().replace('name = "bernoulli_toy"',
+                                    'name = "bernoulli_toy"\nlabel = "toy\\u001b[31m\\u0007"'))
+    out = tmp_path / "run"
+    assert _invoke("run", str(suite), "--out", str(out), "--no-report").exit_code == 0
+    from estibench import reports
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a missing-glyph warning fails the test
+        reports.write_report(out)
+    text = (out / "report" / "report.md").read_text(encoding="utf-8")
+    assert "toy[31m" in text and "\x1b" not in text and "\x07" not in text
