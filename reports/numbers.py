@@ -58,7 +58,10 @@ class ColumnFormat:
         shown = self.number(mean)
         if shown == MISSING or not _finite([se]) or se == 0:
             return shown
-        return f"{shown} ± {self.number(se)}"
+        error = self.number(se)
+        if float(error) == 0:  # below the column's last decimal: its own digit, not "0.000000"
+            error = f"{float(se):.1g}"  # type: ignore[arg-type]
+        return f"{shown} ± {error}"
 
 
 def column_format(means: Iterable[float | None], ses: Iterable[float | None] = ()

@@ -29,6 +29,8 @@ def test_two_significant_digits_of_the_smallest_error_set_the_column():
     assert fmt.text(float("nan"), 0.1) == MISSING and fmt.text(2.0, None) == "2.000"
     # the same value in every seed (a count of evaluations): no "± 0.000" beside it
     assert fmt.text(2.0, 0.0) == "2.000"
+    # an error below the column's last decimal shows its own digit, not "± 0.000"
+    assert fmt.text(2.0, 3e-7) == "2.000 ± 3e-07"
 
 
 def test_without_errors_four_significant_digits_of_the_largest_value():
