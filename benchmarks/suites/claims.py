@@ -180,6 +180,7 @@ def errors_against(suite: Any) -> list[Error]:
                                    ref.num_samples))
             if ref.step is not None:
                 step_fields.append((f"{where}.step", ref.step))
+        errors += _same_cells(claim, at, estimators, suite.num_samples, steps)
         for path, step in step_fields:
             if step == "final":
                 continue
@@ -190,6 +191,29 @@ def errors_against(suite: Any) -> list[Error]:
                 errors.append((_loc(path), f"step {step} is not a checkpoint; checkpoints: "
                                f"{checkpoints}", step))
     return errors
+
+
+def _same_cells(claim: Claim, at: str, estimators: dict[str, Any], num_samples: list[int],
+                steps: int) -> list[Error]:
+    """Two of a claim's cells that are one cell once defaults are filled in (the suite's only
+    S, the claim's step, "final" as the last step): a claim comparing a cell with itself."""
+    def resolved(ref: CellRef) -> tuple[Any, ...]:
+        spec = estimators.get(ref.estimator)
+        sizes = (spec.num_samples or num_samples) if spec is not None else []
+        size = ref.num_samples if ref.num_samples is not None or len(sizes) != 1 else sizes[0]
+        step = ref.step if ref.step is not None else claim.step
+        return (ref.objective, ref.estimator, size, steps if step == "final" else step)
+
+    refs = list(claim.refs())
+    seen: dict[tuple[Any, ...], str] = {}
+    for path, ref in refs:
+        key = resolved(ref)
+        if key in seen:
+            return [(_loc(f"{at}.{path}"), f"`{seen[key]}` and `{path}` name the same cell "
+                     "(with the suite's defaults filled in): a claim needs different cells",
+                     ref.estimator)]
+        seen[key] = path
+    return []
 
 
 def _metric_families(metrics: list[str]) -> list[str]:

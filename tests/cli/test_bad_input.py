@@ -46,6 +46,17 @@ def _toy(**replace: str) -> str:
     return text
 
 
+_SELF_CLAIM = """
+[[claims]]
+statement = "a cell beats itself"
+source = "nowhere"
+metric = "grad/distribution/log10_total_variance"
+objectives = ["bernoulli_toy"]
+left = {{ estimator = "reinforce-loo" }}
+relation = ">"
+right = {right}
+"""
+
 # (suite text, what the message must name)
 MALFORMED = {
     "batch larger than digits": (VAE.format(batch=2000, fraction=0.2, dim=64),
@@ -84,6 +95,13 @@ MALFORMED = {
     "toy of 1e12 dimensions": (_toy(**{'name = "bernoulli_toy"':
                                        'name = "bernoulli_toy"\noptions = { dims = 1e12 }'}),
                                ["objectives.0", "options.dims", "1000000000000.0"]),
+    # one cell written two ways (the claim's step spelt out, the suite's only S): itself
+    "claim of a cell against itself, step spelt out": (TOY + _SELF_CLAIM.format(
+        right='{ estimator = "reinforce-loo", step = "final" }'),
+        ["claims.0.right", "`left` and `right` name the same cell"]),
+    "claim of a cell against itself, S spelt out": (TOY + _SELF_CLAIM.format(
+        right='{ estimator = "reinforce-loo", num_samples = 2 }'),
+        ["claims.0.right", "name the same cell"]),
 }
 
 
