@@ -239,12 +239,13 @@ def bias_variance(frame: pd.DataFrame, palette: Palette) -> Figure:
                 ax.scatter(x, group["_floor"], s=36, marker=marker, facecolors="none",
                            edgecolors=[colour], linewidths=1.4)
             drawn.append(str(estimator))
-        if hidden:
+        if hidden:  # named under the figure; in the panel only where it has nothing else
             omitted.append(f"{objective}: {wrt}: {', '.join(hidden)}: zero variance (exact "
                            "enumeration) or no noise floor: not on log axes")
-            ax.text(0.02, 0.02, _wrap("not on log axes (zero variance or floor): "
-                                      + ", ".join(hidden), 40),
-                    transform=ax.transAxes, fontsize="x-small", color=_GREY, va="bottom")
+            if not len(positive):
+                ax.text(0.02, 0.02, _wrap("not on log axes (zero variance or floor): "
+                                          + ", ".join(hidden), 40),
+                        transform=ax.transAxes, fontsize="x-small", color=_GREY, va="bottom")
         if len(positive):
             _log_axes(ax)
             _pad_log_limits(ax, positive["_variance"].to_numpy(), ys)

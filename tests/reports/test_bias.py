@@ -227,3 +227,17 @@ def test_figure_legends_mark_the_estimators_biased_by_design(run: Path,
     texts = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
     assert "gumbel_softmax ‡" in texts and "reinforce-loo" in texts
     assert not any(t.endswith("‡") and not t.startswith("gumbel_softmax") for t in texts)
+
+
+def test_a_panel_with_points_names_what_it_leaves_out_under_the_figure_not_over_the_data(
+        frame: pd.DataFrame) -> None:
+    zero = frame.copy()
+    exact_like = (zero["estimator"] == "reinforce-loo") & zero["metric"].isin(
+        ["grad/distribution/total_variance", "grad/distribution/noise_floor"])
+    zero.loc[exact_like, "value"] = 0.0  # as exact enumeration records
+    fig = bias_variance(zero, estimator_palette(zero["estimator"]))
+    notes = fig.estibench_left_out  # type: ignore[attr-defined]
+    assert any("reinforce-loo" in note and "not on log axes" in note for note in notes)
+    panels = [ax for ax in fig.axes if ax.get_title() == "bernoulli_vae: distribution"]
+    assert panels and panels[0].axison  # the other estimators are drawn there
+    assert not [t for t in panels[0].texts if "not on log axes" in t.get_text()]
