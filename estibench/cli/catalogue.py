@@ -28,7 +28,9 @@ def shipped_suites() -> list[str]:
 def _estimator_table() -> Table:
     from estibench.benchmarks.harness.catalogue import describe_estimators
 
-    table = Table(title="estimators", show_lines=True)
+    table = Table(title="estimators", show_lines=True,
+                  caption="f evals / sample: evaluations of f per requested sample; D: the "
+                          "latent's variables, K: their categories (2 for a Bernoulli)")
     for column in ("name", "family", "applies to", "unbiased", "f evals / sample", "options"):
         table.add_column(column, overflow="fold")
     for r in describe_estimators():

@@ -91,6 +91,9 @@ def apply_overrides(
     return parse_suite(raw, "with command-line overrides")
 
 
+SHOWN_CELLS = 500  # the dry run lists this many cells, then counts the rest
+
+
 def dry_run(suite: Suite, console: Console) -> None:
     """Print the cells a run of `suite` would have, the inapplicable pairs and a rough time."""
     from estibench.benchmarks.harness.cost import cell_units, estimate_seconds, pair_key
@@ -100,8 +103,12 @@ def dry_run(suite: Suite, console: Console) -> None:
     table = Table(title=f"{suite.name}: {len(plan.runnable)} cells to run")
     for column in ("cell", "work (f evaluations)"):
         table.add_column(column)
-    for cell in plan.runnable:
+    for cell in plan.runnable[:SHOWN_CELLS]:
         table.add_row(safe(cell.describe()), f"{cell_units(cell):.3g}")
+    if len(plan.runnable) > SHOWN_CELLS:  # a listing nobody reads, and minutes to print
+        rest = plan.runnable[SHOWN_CELLS:]
+        table.add_row(f"... and {len(rest):,} more cells",
+                      f"{sum(cell_units(c) for c in rest):.3g} in all")
     console.print(table)
     if plan.inapplicable:
         skipped = Table(title=f"{len(plan.inapplicable)} cells not applicable")

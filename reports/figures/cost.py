@@ -117,7 +117,7 @@ def efficiency(frame: pd.DataFrame, palette: Palette) -> Figure:
         ax.set_title(_wrap(objective), fontsize="medium")
         ax.set_xlabel("time per gradient estimate (s)")
         _ylabel(ax, "total gradient variance")
-    fig.suptitle("Variance against cost (lower left is better)", x=0.02, ha="left")
+    fig.suptitle("Variance against time (lower left is better)", x=0.02, ha="left")
     _legend(fig, palette, drawn, [iso] if iso is not None else [])
     left_out(fig, omitted)
     return fig

@@ -306,3 +306,19 @@ def test_the_dry_run_lists_the_cells_whose_estimator_breaks(monkeypatch):
     text = out.getvalue()
     assert "1 cells to run" in text
     assert "1 cells that will fail" in text and "this plugin is broken" in text
+
+
+def test_a_large_dry_run_lists_the_first_cells_and_counts_the_rest(tmp_path):
+    from estibench.cli.plan import SHOWN_CELLS
+
+    suite = tmp_path / "many.toml"
+    seeds = ", ".join(str(s) for s in range(SHOWN_CELLS + 100))
+    suite.write_text(f"seeds = [{seeds}]\nnum_samples = [2]\n[training]\nsteps = 2\n"
+                     "[metrics]\ncheckpoints = [-1]\nreplicas = 4\nthroughput = false\n"
+                     '[[objectives]]\nname = "bernoulli_toy"\n'
+                     '[[estimators]]\nname = "reinforce"\noptions = { baseline = "loo" }\n')
+    result = cli("run", str(suite), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    listed = [line for line in result.stdout.splitlines() if " / seed " in line]
+    assert len(listed) == SHOWN_CELLS
+    assert "... and 100 more cells" in result.stdout
