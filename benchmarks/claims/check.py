@@ -154,6 +154,7 @@ class Sample:
     values: np.ndarray
     intervals: np.ndarray | None  # (n, 2) or None
     interval_is_log10: bool  # the interval is of 10**value
+    dropped: tuple[int, ...] = ()  # ok seeds whose metric is not finite: left out, and said
 
 
 class NotRun(Exception):
@@ -213,7 +214,8 @@ def _sample(data: RunData, ref: CellRef, objective: str, metric: str,
     values_arr = np.asarray(values)[finite]
     box = np.asarray(intervals)[finite] if len(intervals) == len(values) else None
     seeds = tuple(int(s) for s, keep in zip(ok["seed"], finite, strict=True) if keep)
-    return Sample(name, seeds, values_arr, box, log10)
+    dropped = tuple(int(s) for s, keep in zip(ok["seed"], finite, strict=True) if not keep)
+    return Sample(name, seeds, values_arr, box, log10, dropped)
 
 
 # ------------------------------------------------------------------------------ statistics
@@ -299,6 +301,12 @@ def _back(x: float, scale: str) -> float:
 
 
 def _method(route: str, samples: list[Sample], level: float) -> str:
+    return _route_text(route, samples, level) + "".join(
+        f"; {s.name}: seed(s) {', '.join(map(str, s.dropped))} left out (metric not finite)"
+        for s in samples if s.dropped)
+
+
+def _route_text(route: str, samples: list[Sample], level: float) -> str:
     conf = f"{100 * (1 - level):.4g}% interval"
     if route == "paired":
         return f"{conf}, paired t over seeds (n = {len(samples[0].values)})"

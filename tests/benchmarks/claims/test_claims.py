@@ -127,6 +127,16 @@ def test_welch_when_the_seeds_differ(tmp_path: Path) -> None:
     assert part.p == pytest.approx(one_sided.pvalue, rel=1e-9)
 
 
+def test_a_seed_whose_metric_is_not_finite_is_left_out_and_named(tmp_path: Path) -> None:
+    """Seed 1 of reinforce recorded -inf (log10 of a zero variance) beside finite seeds: the
+    part is decided on the other seeds, and its method says which seed was left out."""
+    run = fabricate(tmp_path, [COMPARE], {("toy", "reinforce"): seeds([1.0, -math.inf, 1.1]),
+                                          ("toy", "reinforce-loo"): seeds(LOW)})
+    (part,) = check_run(run)[0].parts
+    assert "Welch t over seeds (n = 2, 3)" in part.method
+    assert part.method.endswith("; toy/reinforce: seed(s) 1 left out (metric not finite)")
+
+
 def test_not_run_when_failed_or_not_registered_incomplete_when_never_run(tmp_path: Path
                                                                           ) -> None:
     claims = [
