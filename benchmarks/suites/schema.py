@@ -637,6 +637,9 @@ def available_suites() -> list[str]:
 def suite_path(name_or_path: str | Path) -> Path:
     """A shipped suite's file by name, or the given path."""
     path = Path(name_or_path)
+    if path.is_dir() and str(name_or_path) in available_suites():
+        # a run directory named after a shipped suite (`--out smoke`) does not hide it
+        return SUITES_DIR / f"{name_or_path}.toml"
     if path.suffix == ".toml" or path.exists():
         if path.is_dir():
             raise SuiteError(f"suite {str(path)!r} is a directory; give a suite's .toml file")

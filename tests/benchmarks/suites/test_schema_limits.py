@@ -68,3 +68,16 @@ def test_many_seeds_validate_in_linear_time():
     assert len(parse_suite({**BASE, "seeds": seeds}).seeds) == 100_000
     message = _refused({**BASE, "seeds": [*seeds, 7]}, "seeds")
     assert "repeated: 7" in message
+
+
+def test_a_directory_named_after_a_shipped_suite_does_not_hide_it(tmp_path, monkeypatch):
+    """`estibench run smoke --out smoke` leaves a folder `smoke` here; `smoke` still names
+    the shipped suite (any other directory is still refused)."""
+    from estibench.benchmarks.suites.schema import SUITES_DIR, SuiteError, suite_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smoke").mkdir()
+    (tmp_path / "mine").mkdir()
+    assert suite_path("smoke") == SUITES_DIR / "smoke.toml"
+    with pytest.raises(SuiteError, match="is a directory"):
+        suite_path("mine")
