@@ -444,13 +444,18 @@ def check_claim(index: int, claim: Claim, data: RunData) -> ClaimResult:
     level = claim.alpha / len(plans)
     parts = []
     for label, cells in plans:
+        samples, missing = [], []
         try:
-            samples = [_sample(data, ref, obj, claim.metric, step) for ref, obj, step in cells]
+            for ref, obj, step in cells:
+                try:
+                    samples.append(_sample(data, ref, obj, claim.metric, step))
+                except Incomplete as why:  # every cell's missing seeds, not the first's only
+                    missing.append(str(why))
         except NotRun as why:
             parts.append(Part(label, NOT_RUN, reason=str(why)))
             continue
-        except Incomplete as why:
-            parts.append(Part(label, INCOMPLETE, reason=str(why)))
+        if missing:
+            parts.append(Part(label, INCOMPLETE, reason="; ".join(missing)))
             continue
         if claim.kind == "value":
             parts.append(_against_value(label, samples[0], claim, level))

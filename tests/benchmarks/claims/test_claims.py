@@ -163,6 +163,10 @@ def test_a_killed_run_gives_incomplete_claims_naming_the_missing_seed(tmp_path: 
     (result,) = check_run(run)
     assert result.verdict == INCOMPLETE
     assert "seed(s) 2 never ran" in result.evidence() and "--resume" in result.evidence()
+    # both cells of the part miss seed 2: both are named, not the first only
+    (part,) = result.parts
+    assert "toy/reinforce: seed(s) 2" in part.reason and "toy/reinforce-loo: seed(s) 2" in (
+        part.reason)
     shown = cli("claims", str(run))
     assert shown.returncode == 1
     assert "1 claim(s) incomplete" in shown.stderr and "--resume" in shown.stderr
