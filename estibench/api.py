@@ -125,8 +125,10 @@ def recommend(
     steps: training steps (default: the suite's, 200). data: a [data] table.
     on_plan(plan): told the sized plan before anything runs.
 
-    Returns the ranking as a DataFrame (columns `reports.ranking.COLUMNS`); its `attrs` hold
-    run_dir, inapplicable ((estimator, reason) pairs), predicted and elapsed seconds.
+    Returns the ranking as a DataFrame (columns `reports.ranking.COLUMNS`, estimators labelled
+    as reports show them: `reinforce` beside the trainer `reinforce-loo` is
+    `reinforce(baseline=none)`); its `attrs` hold run_dir, inapplicable ((estimator, reason)
+    pairs), predicted and elapsed seconds.
     """
     import time
 
