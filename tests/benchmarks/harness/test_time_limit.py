@@ -117,7 +117,7 @@ def test_listing_an_estimator_whose_dry_run_never_returns_breaks_its_row_only(mo
     monkeypatch.setattr(estimators.registry, "_factories",
                         dict(estimators.registry._factories))
     estimators.register("sleeper", namespace["Sleeper"])
-    monkeypatch.setattr(catalogue, "PLAN_TIME_LIMIT", 1.0)
+    monkeypatch.setattr(catalogue, "LIST_TIME_LIMIT", 1.0)
     rows = {row.name: row for row in catalogue.describe_estimators()}
     assert rows["sleeper"].family == "broken"
     assert "exceeded its time limit of 1 s" in rows["sleeper"].applies_to
