@@ -243,14 +243,14 @@ def compare(
             rows.append(row)
             if row["regression"]:
                 regressions.append(_describe(row, thresholds.z))
-    for side, labels in only.items():
+    for name, labels in only.items():
         if labels:
-            notes.append(f"{len(labels)} pair(s) completed only in run {side}: "
+            notes.append(f"{len(labels)} pair(s) completed only in run {name}: "
                          f"{_listing(labels)}")
-    for side, path in (("A", run_a), ("B", run_b)):
+    for name, path in (("A", run_a), ("B", run_b)):
         missing = missing_cells(load_suite_config(path), load_cells(path))
         if missing:
-            notes.append(f"run {side} is incomplete: {missing} cell(s) of its suite never ran "
+            notes.append(f"run {name} is incomplete: {missing} cell(s) of its suite never ran "
                          "(its pairs are compared on the seeds it has)")
     if not rows and not regressions:  # a gate that compared nothing must not pass
         raise ReportError(

@@ -68,11 +68,12 @@ def run(
     on_cell(result, done, todo) report progress.
     """
     if resume is not None:
-        run_dir: Path | None = Path(resume)
-        if not (run_dir / STORE_FILENAME).is_file():
-            raise SuiteError(f"cannot resume {str(run_dir)!r}: no {STORE_FILENAME} there")
-        _refuse_an_empty_store(run_dir, "resume")
-        spec = rundir.stored_suite(run_dir) if suite is None else load_suite(suite)
+        resumed = Path(resume)
+        if not (resumed / STORE_FILENAME).is_file():
+            raise SuiteError(f"cannot resume {str(resumed)!r}: no {STORE_FILENAME} there")
+        _refuse_an_empty_store(resumed, "resume")
+        spec = rundir.stored_suite(resumed) if suite is None else load_suite(suite)
+        run_dir: Path | None = resumed
     else:
         spec = load_suite("standard" if suite is None else suite)
         run_dir = Path(out) if out is not None else None

@@ -131,8 +131,8 @@ def dry_run(suite: Suite, console: Console) -> None:
             broken.add_row(safe(cell.describe()), safe(reason))
         console.print(broken)
     if plan.runnable:
-        pairs = len({pair_key(cell) for cell in plan.runnable})
-        with console.status(f"timing {pairs} estimator-objective pairs on this machine"):
+        timed = len({pair_key(cell) for cell in plan.runnable})
+        with console.status(f"timing {timed} estimator-objective pairs on this machine"):
             seconds = estimate_seconds(plan.runnable)
         shown = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
         console.print(f"estimated time: about {shown} on this machine, on one "

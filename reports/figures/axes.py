@@ -269,7 +269,7 @@ def _legend(
 ) -> None:
     """One legend for the whole figure, outside the panels, estimators in palette order; those
     biased by design marked ‡."""
-    biased = getattr(palette, "biased", frozenset())
+    biased: frozenset[str] = getattr(palette, "biased", frozenset())
     handles = [
         Line2D([], [], color=palette[label], marker=look(label).marker,
                linestyle=look(label).linestyle, linewidth=1.6,
