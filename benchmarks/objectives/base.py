@@ -15,11 +15,18 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
-from estibench.estimators import Estimator, EstimatorError, EstimatorOutput, Exact, distributions
+from estibench.estimators import (
+    Estimator,
+    EstimatorError,
+    EstimatorOutput,
+    Exact,
+    distributions,
+    kl_divergence,
+)
 from estibench.estimators.base import cached_constant
 from estibench.estimators.exact import enumerate_support
 
-from .kl import analytic_kl, sampled_kl
+from .kl import sampled_kl
 
 KL = Literal["analytic", "sampled", "k1", "k2", "k3", "k3_unbiased"]
 KL_CHOICES = ("analytic", "sampled", "k1", "k2", "k3", "k3_unbiased")
@@ -192,7 +199,7 @@ class LatentVariableModel(Objective):
         prior = self.prior(x)
         if kl == "analytic":
             out = estimator(q, lambda z: self.log_likelihood(x, z), num_samples, noise=noise)
-            return out.minus(analytic_kl(q, prior))
+            return out.minus(kl_divergence(q, prior))
 
         def integrand(z: Tensor) -> Tensor:
             # Relaxed inside f: by the time the estimator calls f it has checked that q (and so

@@ -40,12 +40,17 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
-from estibench.estimators import Estimator, EstimatorError, EstimatorOutput, distributions
+from estibench.estimators import (
+    Estimator,
+    EstimatorError,
+    EstimatorOutput,
+    distributions,
+    kl_divergence,
+)
 from estibench.estimators.exact import enumerate_support
 from estibench.estimators.score_function import Reinforce
 
 from .base import DiscreteLatentModel, ObjectiveError
-from .kl import analytic_kl
 from .likelihoods import bernoulli_log_likelihood
 from .networks import mlp
 
@@ -192,7 +197,7 @@ class SigmoidBeliefNet(DiscreteLatentModel):
 
         out = est(q, integrand, num_samples, noise=noise)
         if top and kl == "analytic":
-            out = out.plus(-analytic_kl(q, self.prior()))
+            out = out.plus(-kl_divergence(q, self.prior()))
         return dataclasses.replace(out, evaluations=int(out.evaluations or 0) * above)
 
     # Evaluation -----------------------------------------------------------------------------
