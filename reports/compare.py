@@ -219,7 +219,8 @@ def compare(
             raise ReportError(f"nothing to compare: run {name} ({str(path)!r}) has no "
                               "completed cells")
     pairs_a, pairs_b = _pairs(finals_a), _pairs(finals_b)
-    failed_b = _failed_only(load_cells(run_b))
+    cells = {"A": load_cells(run_a), "B": load_cells(run_b)}
+    failed_b = _failed_only(cells["B"])
     rows, regressions, notes = [], [], []
     only: dict[str, list[str]] = {"A": [], "B": []}
     for pair in sorted(set(pairs_a) | set(pairs_b), key=str):
@@ -248,7 +249,7 @@ def compare(
             notes.append(f"{len(labels)} pair(s) completed only in run {name}: "
                          f"{_listing(labels)}")
     for name, path in (("A", run_a), ("B", run_b)):
-        missing = missing_cells(load_suite_config(path), load_cells(path))
+        missing = missing_cells(load_suite_config(path), cells[name])
         if missing:
             notes.append(f"run {name} is incomplete: {missing} cell(s) of its suite never ran "
                          "(its pairs are compared on the seeds it has)")
